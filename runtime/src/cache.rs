@@ -1,0 +1,1 @@
+//! Executable cache (being written).
