@@ -11,6 +11,7 @@ pub mod error;
 pub mod graph;
 pub mod infer;
 pub mod op;
+pub mod random_graph;
 pub mod sharding;
 pub mod text;
 pub mod types;
