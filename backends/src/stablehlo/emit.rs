@@ -85,7 +85,6 @@ impl Emitter {
         for (i, node) in g.nodes.iter().enumerate() {
             let name = format!("%{prefix}{i}");
             let operand_names: Vec<&str> = node.operands.iter().map(|o| names[o.index()].as_str()).collect();
-            let operand_types: Vec<String> = node.operands.iter().map(|&o| ty(g, o)).collect();
             match &node.op {
                 Op::Input { .. } | Op::Weight { .. } => {
                     names.push(arg_names[next_arg].clone());
@@ -104,6 +103,7 @@ impl Emitter {
                 op if op.is_composite() => return Err(EmitError::Composite { node: i as u32, op: op.name() }),
                 _ => {}
             }
+            let operand_types: Vec<String> = node.operands.iter().map(|&o| ty(g, o)).collect();
             let result_types = node.ty.flatten();
             let result_sig = if result_types.len() == 1 {
                 result_types[0].mlir()
