@@ -1,1 +1,26 @@
-//! placeholder
+//! vidlower's passes: named `Graph -> Graph` rewrites, one per file, and the [`PassManager`]
+//! that runs a pipeline of them, verifying after each, timing each and dumping the IR on request.
+//!
+//! The default pipeline ([`DEFAULT_PIPELINE`]) is `decompose, canonicalize, cse, dce`:
+//! `decompose` first because the backend has no composite ops yet, and the cleanups after it
+//! because decompositions leave foldable constants and repeated subexpressions behind.
+
+pub mod canonicalize;
+pub mod cse;
+pub mod dce;
+pub mod decompose;
+pub mod error;
+pub mod key;
+pub mod manager;
+pub mod pass;
+pub mod registry;
+pub mod rewrite;
+
+pub use canonicalize::Canonicalize;
+pub use cse::Cse;
+pub use dce::Dce;
+pub use decompose::Decompose;
+pub use error::PassError;
+pub use manager::{default_pipeline, DumpAfter, PassManager, PassReport, PipelineRun};
+pub use pass::Pass;
+pub use registry::{create_pass, known_passes, PassInfo, DEFAULT_PIPELINE, REGISTRY};
