@@ -1,8 +1,13 @@
-//! vidlower's thin runtime: our own PJRT C API binding, plugin discovery, and an on-disk executable cache.
+//! vidlower's thin runtime: our own PJRT C API binding, plugin discovery, an on-disk executable
+//! cache, and programs (an executable with its graph's signature).
 
 pub mod cache;
+pub mod compile;
 pub mod pjrt;
 pub mod plugin;
+pub mod program;
+pub mod safetensors_io;
 pub mod tensor;
+pub mod timing;
 
 pub use vidlower_ir as ir;

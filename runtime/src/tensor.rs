@@ -290,6 +290,30 @@ impl HostTensor {
         }
     }
 
+    /// The tensor with its elements converted to `dtype` (round to nearest for floats, saturating
+    /// truncation for integers, nonzero -> true for i1), as StableHLO's `convert` does.
+    pub fn convert(&self, dtype: DType) -> HostTensor {
+        if dtype == self.dtype {
+            return self.clone();
+        }
+        let values = self.to_f64_vec();
+        let mut data = Vec::with_capacity(values.len() * dtype.size_in_bytes());
+        for v in values {
+            match dtype {
+                DType::F32 => (v as f32).write(&mut data),
+                DType::F64 => v.write(&mut data),
+                DType::BF16 => bf16::from_f64(v).write(&mut data),
+                DType::F16 => f16::from_f64(v).write(&mut data),
+                DType::I1 => (v != 0.0).write(&mut data),
+                DType::I8 => (v as i8).write(&mut data),
+                DType::U8 => (v as u8).write(&mut data),
+                DType::I32 => (v as i32).write(&mut data),
+                DType::I64 => (v as i64).write(&mut data),
+            }
+        }
+        HostTensor { dtype, dims: self.dims.clone(), data }
+    }
+
     /// The elements converted to f32, from any dtype (i1 gives 0 or 1). Rounds f64 and large
     /// integers to nearest, as `as f32` does.
     pub fn to_f32_vec(&self) -> Vec<f32> {
@@ -318,6 +342,10 @@ mod tests {
         let t = HostTensor::from_f32([2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
         assert_eq!(t.num_elements(), 6);
         assert_eq!(t.data.len(), 24);
+        let b = t.convert(DType::BF16);
+        assert_eq!((b.dtype, b.data.len()), (DType::BF16, 12));
+        assert_eq!(b.convert(DType::F32), t, "small integers are exact in bf16");
+        assert_eq!(t.convert(DType::I32).to_vec::<i32>().unwrap(), vec![1, 2, 3, 4, 5, 6]);
         assert_eq!(
             t.to_vec::<f32>().unwrap(),
             vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]

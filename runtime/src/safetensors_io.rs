@@ -1,0 +1,100 @@
+//! Reading and writing tensors as safetensors files. Files are written to a temp name beside the
+//! target and renamed into place, so a crash never leaves a half-written file.
+
+use crate::tensor::HostTensor;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+use vidlower_ir::DType;
+
+#[derive(Debug, Error)]
+pub enum SafetensorsError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: not a valid safetensors file: {message}", path.display())]
+    Format { path: PathBuf, message: String },
+    #[error("{}: tensor `{name}` has dtype {dtype}, which vidlower does not handle (expected F32, BF16, F16, F64, BOOL, I8, U8, I32 or I64)", path.display())]
+    Dtype { path: PathBuf, name: String, dtype: String },
+}
+
+fn to_st(d: DType) -> Dtype {
+    match d {
+        DType::F32 => Dtype::F32,
+        DType::BF16 => Dtype::BF16,
+        DType::F16 => Dtype::F16,
+        DType::F64 => Dtype::F64,
+        DType::I1 => Dtype::BOOL,
+        DType::I8 => Dtype::I8,
+        DType::U8 => Dtype::U8,
+        DType::I32 => Dtype::I32,
+        DType::I64 => Dtype::I64,
+    }
+}
+
+fn from_st(d: Dtype) -> Option<DType> {
+    DType::ALL.into_iter().find(|&x| to_st(x) == d)
+}
+
+/// Every tensor in the file at `path`, by name.
+pub fn load(path: &Path) -> Result<BTreeMap<String, HostTensor>, SafetensorsError> {
+    let bytes = std::fs::read(path).map_err(|source| SafetensorsError::Io { path: path.into(), source })?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| SafetensorsError::Format { path: path.into(), message: e.to_string() })?;
+    let mut out = BTreeMap::new();
+    for (name, view) in st.tensors() {
+        let dtype = from_st(view.dtype()).ok_or_else(|| SafetensorsError::Dtype {
+            path: path.into(),
+            name: name.clone(),
+            dtype: format!("{:?}", view.dtype()),
+        })?;
+        let dims: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        let t = HostTensor::new(dtype, dims, view.data().to_vec())
+            .map_err(|e| SafetensorsError::Format { path: path.into(), message: format!("tensor `{name}`: {e}") })?;
+        out.insert(name, t);
+    }
+    Ok(out)
+}
+
+/// Writes `tensors` to `path` atomically (temp file in the same dir, then rename).
+pub fn save(path: &Path, tensors: &[(String, HostTensor)]) -> Result<(), SafetensorsError> {
+    let io = |source| SafetensorsError::Io { path: path.into(), source };
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(n, t)| {
+            let shape: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
+            TensorView::new(to_st(t.dtype), shape, &t.data)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| SafetensorsError::Format { path: path.into(), message: format!("tensor `{n}`: {e}") })
+        })
+        .collect::<Result<_, _>>()?;
+    let bytes = safetensors::serialize(views, &None)
+        .map_err(|e| SafetensorsError::Format { path: path.into(), message: e.to_string() })?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    tmp.write_all(&bytes).map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.safetensors");
+        let a = HostTensor::from_f32(vec![2, 2], &[1.0, 2.0, 3.0, 4.0]).unwrap();
+        let b = HostTensor::scalar(7i32);
+        save(&p, &[("a".into(), a.clone()), ("b".into(), b.clone())]).unwrap();
+        let back = load(&p).unwrap();
+        assert_eq!(back["a"], a);
+        assert_eq!(back["b"], b);
+        std::fs::write(&p, b"garbage").unwrap();
+        assert!(load(&p).unwrap_err().to_string().contains("not a valid safetensors file"));
+        assert!(load(&dir.path().join("missing.safetensors")).unwrap_err().to_string().contains("missing.safetensors"));
+    }
+}

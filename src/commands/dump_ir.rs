@@ -1,0 +1,47 @@
+//! `vidlower dump-ir`: the IR after any pass (or before all of them), or the StableHLO module.
+
+use crate::args::{GraphArgs, PassArgs};
+use crate::lowering::{lower, pipeline};
+use anyhow::{bail, Result};
+use clap::{Args, ValueEnum};
+use vidlower_passes::DumpAfter;
+
+#[derive(Args)]
+pub struct DumpIrArgs {
+    #[command(flatten)]
+    graph: GraphArgs,
+    #[command(flatten)]
+    passes: PassArgs,
+    /// Print the IR after this pass, or after every pass with `all` (default: before any pass).
+    #[arg(long, value_name = "PASS|all")]
+    after: Option<String>,
+    /// What to print: the IR text, or the StableHLO module the backend emits after all passes.
+    #[arg(long, value_enum, default_value_t = Format::Ir)]
+    format: Format,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Ir,
+    Stablehlo,
+}
+
+pub fn run(args: DumpIrArgs) -> Result<()> {
+    let graph = args.graph.graph()?;
+    let passes = pipeline(&args.passes)?;
+    match (args.format, args.after.as_deref()) {
+        (Format::Ir, None) => print!("{}", vidlower_ir::text::print(&graph)),
+        (Format::Ir, Some(after)) => {
+            let dump = if after == "all" { DumpAfter::All } else { DumpAfter::Pass(after.to_string()) };
+            lower(graph, passes, dump, &mut |pass, text| {
+                println!("// ----- IR after {pass} -----");
+                print!("{text}");
+            })?;
+        }
+        (Format::Stablehlo, None) => print!("{}", lower(graph, passes, DumpAfter::None, &mut |_, _| {})?.module),
+        (Format::Stablehlo, Some(_)) => {
+            bail!("--after applies to --format ir; the StableHLO module is emitted after the whole pipeline")
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,16 @@
+//! One file per subcommand.
+
+pub mod cache;
+pub mod compile;
+pub mod dump_ir;
+pub mod exec;
+pub mod plugin;
+
+/// A spinner on stderr with the elapsed time, for work whose length is not known ahead.
+pub fn spinner(message: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
+    bar.set_message(message);
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    bar
+}

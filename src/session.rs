@@ -1,0 +1,59 @@
+//! The runtime side of a command: which plugin (found, or fetched for CPU), a client on it with
+//! the requested device count, and the executable cache.
+
+use crate::args::RuntimeArgs;
+use anyhow::{Context, Result};
+use std::path::Path;
+use std::sync::Arc;
+use vidlower_runtime::cache::ExecutableCache;
+use vidlower_runtime::pjrt::{Client, NamedValue, Plugin};
+use vidlower_runtime::plugin::{self, Candidate, PluginKind, PluginSpec};
+
+pub struct Session {
+    pub candidate: Candidate,
+    pub plugin: Arc<Plugin>,
+    pub client: Client,
+    pub cache: Option<ExecutableCache>,
+}
+
+impl Session {
+    /// Opens the plugin `args` selects (installing the CPU plugin if none is found) with
+    /// `devices` devices (virtual devices on CPU).
+    pub fn open(args: &RuntimeArgs, devices: u32) -> Result<Session> {
+        let spec: PluginSpec = match &args.plugin {
+            Some(s) => s.parse().with_context(|| format!("--plugin {s}"))?,
+            None => PluginSpec::Default,
+        };
+        let candidate = plugin::resolve_or_install(&spec)?;
+        let plugin = Plugin::load(&candidate.path)?;
+        let mut options = Vec::new();
+        if devices > 1 && candidate.kind == Some(PluginKind::Cpu) {
+            options.push(("cpu_device_count".to_string(), NamedValue::Int64(devices as i64)));
+        }
+        let client = Client::new(&plugin, &options)
+            .with_context(|| format!("creating a client on the PJRT plugin {}", candidate.path.display()))?;
+        let available = client.addressable_devices()?.len();
+        if available < devices as usize {
+            anyhow::bail!("--devices {devices}: the {} plugin has only {available} device(s)", client.platform_name()?);
+        }
+        let cache = if args.no_cache { None } else { Some(open_cache(args.cache_dir.as_deref())?) };
+        Ok(Session { candidate, plugin, client, cache })
+    }
+
+    /// "cpu (xla-cpu-pjrt, PJRT API 0.81) from pip (/path/site-packages)".
+    pub fn describe_plugin(&self) -> String {
+        let (major, minor) = self.plugin.api_version();
+        let package = self.candidate.package.map(|p| format!("{p}, ")).unwrap_or_default();
+        let platform = self.client.platform_name().unwrap_or_else(|_| "?".into());
+        format!("{platform} ({package}PJRT API {major}.{minor}) from {}", self.candidate.source)
+    }
+}
+
+/// The executable cache at `dir`, or the default one.
+pub fn open_cache(dir: Option<&Path>) -> Result<ExecutableCache> {
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => ExecutableCache::default_dir()?,
+    };
+    Ok(ExecutableCache::open(&dir).with_context(|| format!("opening the executable cache {}", dir.display()))?)
+}
