@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need on a fresh machine (the CPU PJRT plugin, and
-# LLVM 22 for the `mlir` feature), then runs the whole workspace's tests with the feature on.
+# The test command: installs what the tests need on a fresh machine (LLVM/MLIR 22 for the `mlir`
+# feature, the CPU PJRT plugin), then runs the whole workspace's tests with the feature on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# LLVM/MLIR 22 for the `mlir` feature (Debian packages; skipped when already installed).
-if [ ! -e /usr/lib/llvm-22/lib/libMLIR.so ]; then
-  bash .ci/install-mlir.sh
+# LLVM/MLIR 22 (Debian packages; the apt step is skipped when they are already there).
+if [ -x /usr/lib/llvm-22/bin/llvm-config ] && [ -e /usr/lib/llvm-22/lib/libMLIR.so ] \
+   && [ -e /usr/lib/llvm-22/lib/libclang-22.so.1 ] && [ -x /usr/lib/llvm-22/bin/mlir-opt ]; then
+  export MLIR_SYS_220_PREFIX=/usr/lib/llvm-22 TABLEGEN_220_PREFIX=/usr/lib/llvm-22 LIBCLANG_PATH=/usr/lib/llvm-22/lib
+else
+  eval "$(bash .ci/install-mlir.sh)"
 fi
-export MLIR_SYS_220_PREFIX=/usr/lib/llvm-22 TABLEGEN_220_PREFIX=/usr/lib/llvm-22
 
-# The CPU PJRT plugin: vidlower finds or fetches it itself (pip into its cache dir).
-cargo run --quiet -- plugin install cpu
+# The CPU PJRT plugin: vidlower finds it, or fetches it itself (pip into its cache dir).
+cargo run --quiet --features mlir -- plugin install cpu
 
 cargo test --workspace --features mlir "$@"

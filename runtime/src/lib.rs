@@ -7,6 +7,7 @@ pub mod pjrt;
 pub mod plugin;
 pub mod program;
 pub mod safetensors_io;
+pub mod shard;
 pub mod tensor;
 pub mod timing;
 
