@@ -1,0 +1,135 @@
+//! The `vidlower` binary as a user runs it: the executable cache (hit, identical results,
+//! corrupt entries healed), IR dumps, and clear one-line errors for bad input.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn vidlower(cache_root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vidlower"))
+        .args(args)
+        .env("VIDLOWER_CACHE_DIR", cache_root)
+        .output()
+        .expect("vidlower runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok(o: Output) -> String {
+    assert!(o.status.success(), "vidlower failed:\n{}\n{}", stdout(&o), stderr(&o));
+    stdout(&o)
+}
+
+#[test]
+fn second_compile_is_a_cache_hit_with_identical_results_and_corruption_heals() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let out1 = r.join("out1.safetensors");
+    let out2 = r.join("out2.safetensors");
+
+    let first = ok(vidlower(r, &["exec", "--seed", "5", "--output", out1.to_str().unwrap()]));
+    assert!(first.contains("executable: compiled in"), "{first}");
+    let second = ok(vidlower(r, &["exec", "--seed", "5", "--output", out2.to_str().unwrap()]));
+    assert!(second.contains("executable: cache hit"), "{second}");
+    assert_eq!(std::fs::read(&out1).unwrap(), std::fs::read(&out2).unwrap(), "a cache hit gives identical results");
+
+    let ls = ok(vidlower(r, &["cache", "ls"]));
+    assert!(ls.contains("1 entries") && ls.contains("example_block"), "{ls}");
+
+    // Flip a byte in the middle of the cached executable: reported, deleted, recompiled.
+    let entry = std::fs::read_dir(r.join("executables")).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = std::fs::read(&entry).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&entry, &bytes).unwrap();
+    let healed = ok(vidlower(r, &["compile"]));
+    assert!(healed.contains("was corrupt") && healed.contains("replaced"), "{healed}");
+    let again = ok(vidlower(r, &["compile"]));
+    assert!(again.contains("cache hit"), "{again}");
+
+    // Truncated to nothing: same.
+    std::fs::write(&entry, b"").unwrap();
+    assert!(ok(vidlower(r, &["compile"])).contains("was corrupt"));
+
+    let cleared = ok(vidlower(r, &["cache", "clear"]));
+    assert!(cleared.contains("removed 1 entries"), "{cleared}");
+    assert!(ok(vidlower(r, &["compile"])).contains("executable: compiled in"));
+}
+
+#[test]
+fn dump_ir_after_passes_and_as_stablehlo() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let before = ok(vidlower(r, &["dump-ir"]));
+    assert!(before.starts_with("graph @example_block {") && before.contains("attention("), "{before}");
+
+    let after = ok(vidlower(r, &["dump-ir", "--after", "decompose"]));
+    assert!(after.contains("// ----- IR after decompose -----") && !after.contains("attention("), "{after}");
+
+    let all = ok(vidlower(r, &["dump-ir", "--after", "all"]));
+    for pass in vidlower_passes::DEFAULT_PIPELINE {
+        assert!(all.contains(&format!("IR after {pass} -----")), "missing dump after {pass}");
+    }
+
+    // What dump-ir prints parses back: feed it in as --ir.
+    let file = r.join("g.ir");
+    std::fs::write(&file, after.lines().skip(1).collect::<Vec<_>>().join("\n")).unwrap();
+    let hlo = ok(vidlower(r, &["dump-ir", "--ir", file.to_str().unwrap(), "--format", "stablehlo"]));
+    assert!(hlo.contains("func.func public @main") && hlo.contains("stablehlo.dot_general"), "{hlo}");
+}
+
+#[test]
+fn bad_input_gives_one_clear_line() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+
+    let o = vidlower(r, &["compile", "--passes", "dce,frobnicate"]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("frobnicate") && e.contains("dce") && !e.contains("panicked"), "{e}");
+
+    let bad = r.join("bad.ir");
+    std::fs::write(&bad, "graph @g {\n  %0 = input \"x\" : f32[2]\n  %1 = exp(%9) : f32[2]\n}\n").unwrap();
+    let o = vidlower(r, &["dump-ir", "--ir", bad.to_str().unwrap()]);
+    let e = stderr(&o);
+    assert!(!o.status.success() && e.contains("bad.ir") && e.contains("%9 is not defined"), "{e}");
+
+    let o = vidlower(r, &["exec", "--inputs", r.join("nope.safetensors").to_str().unwrap()]);
+    let e = stderr(&o);
+    assert!(!o.status.success() && e.contains("nope.safetensors") && !e.contains("panicked"), "{e}");
+
+    let o = vidlower(r, &["compile", "--plugin", r.join("missing.so").to_str().unwrap()]);
+    let e = stderr(&o);
+    assert!(!o.status.success() && e.contains("missing.so"), "{e}");
+
+    let o = vidlower(r, &["dump-ir", "--after", "cse", "--passes", "dce"]);
+    let e = stderr(&o);
+    assert!(!o.status.success() && e.contains("cse"), "{e}");
+
+    // A failed exec leaves no output file behind.
+    let out = r.join("never.safetensors");
+    let o = vidlower(r, &["exec", "--inputs", bad.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    assert!(!o.status.success() && !out.exists());
+}
+
+#[test]
+fn exec_takes_inputs_from_safetensors_and_checks_them() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let inputs = r.join("in.safetensors");
+    let zeros = vidlower_runtime::tensor::HostTensor::zeros(vidlower_ir::DType::F32, vec![2, 32, 64]).unwrap();
+    vidlower_runtime::safetensors_io::save(&inputs, &[("hidden_states".into(), zeros)]).unwrap();
+    let out = ok(vidlower(r, &["exec", "--inputs", inputs.to_str().unwrap()]));
+    assert!(out.contains("output sample: f32[2,32,64]"), "{out}");
+
+    let wrong = vidlower_runtime::tensor::HostTensor::zeros(vidlower_ir::DType::F32, vec![2, 16, 64]).unwrap();
+    vidlower_runtime::safetensors_io::save(&inputs, &[("hidden_states".into(), wrong)]).unwrap();
+    let o = vidlower(r, &["exec", "--inputs", inputs.to_str().unwrap()]);
+    let e = stderr(&o);
+    assert!(!o.status.success() && e.contains("hidden_states") && e.contains("f32[2,32,64]") && e.contains("f32[2,16,64]"), "{e}");
+}
