@@ -176,7 +176,8 @@ pub fn convert(from: DType, to: DType, x: f64) -> Option<f64> {
         // Float to int truncates toward zero; NaN and out-of-range values are left to the device.
         let t = x.trunc();
         let (lo, hi) = int_range(to);
-        return (t.is_finite() && t >= lo && t <= hi).then_some(t);
+        // Through `wrap` so that -0.5 gives 0, not the -0.0 an integer literal must never hold.
+        return if t.is_finite() && t >= lo && t <= hi { wrap(to, t as i128) } else { None };
     }
     wrap(to, x as i128)
 }
@@ -219,6 +220,7 @@ mod tests {
         assert_eq!(binary(BinaryOp::Div, DType::I8, -128.0, -1.0), None);
         assert_eq!(unary(UnaryOp::Neg, DType::I8, -128.0), Some(-128.0));
         assert_eq!(convert(DType::F32, DType::I32, -2.7), Some(-2.0));
+        assert!(convert(DType::F64, DType::I32, -0.5).unwrap().is_sign_positive());
         assert_eq!(convert(DType::F32, DType::U8, -1.0), None);
         assert_eq!(convert(DType::F32, DType::I32, f64::NAN), None);
         assert_eq!(convert(DType::I32, DType::I8, 300.0), Some(44.0));

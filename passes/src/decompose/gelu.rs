@@ -8,6 +8,8 @@ use vidlower_ir::{BinaryOp, GeluApprox, UnaryOp, ValueId};
 /// Numerator coefficients of the erf approximation `erf(x) ~ x P(x^2) / Q(x^2)` on [-4, 4]
 /// (highest power first). This is Eigen's and XLA's f32 erf; its error against the exact erf is
 /// below 6.5e-8 everywhere (checked in the tests), under A&S 7.1.26's 1.5e-7 and without an exp.
+/// The bound is absolute: in gelu's far negative tail (x < -3, where gelu(x) > -4e-3) the
+/// relative error grows (about 1e-4 at x = -3.6), where torch's erf stays relatively accurate.
 const ERF_P: [f64; 7] = [
     -2.72614225801306e-10,
     2.77068142495902e-08,
