@@ -53,6 +53,31 @@ pub fn graph_eq_bits(a: &Graph, b: &Graph) -> bool {
         })
 }
 
+/// A 64-bit hash of the whole graph (regions in full, floats by bits): the pass manager compares
+/// fingerprints to tell whether a pass changed anything, without keeping a copy of the graph.
+pub fn fingerprint(g: &Graph) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    hash_graph(g, &mut h);
+    h.finish()
+}
+
+fn hash_graph(g: &Graph, h: &mut impl Hasher) {
+    g.name.hash(h);
+    g.nodes.len().hash(h);
+    for n in &g.nodes {
+        hash_op(&n.op, h);
+        if let Op::While { cond, body } = &n.op {
+            hash_graph(cond, h);
+            hash_graph(body, h);
+        }
+        (&n.operands, &n.ty, &n.sharding).hash(h);
+    }
+    g.inputs.hash(h);
+    for o in &g.outputs {
+        (&o.name, o.value).hash(h);
+    }
+}
+
 /// Hashes `op` consistently with [`op_eq_bits`]: equal ops hash equally.
 pub fn hash_op(op: &Op, h: &mut impl Hasher) {
     std::mem::discriminant(op).hash(h);
