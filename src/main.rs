@@ -23,6 +23,8 @@ enum Command {
     DumpIr(commands::dump_ir::DumpIrArgs),
     /// Run a graph once on inputs from a safetensors file (or seeded random ones).
     Exec(commands::exec::ExecArgs),
+    /// Time cold compile, cache-hit load and execution of a graph.
+    Bench(commands::bench::BenchArgs),
     /// Show the PJRT plugins found, or install the CPU plugin.
     Plugin(commands::plugin::PluginArgs),
     /// List or clear the executable cache.
@@ -35,6 +37,7 @@ fn main() {
         Command::Compile(a) => commands::compile::run(a),
         Command::DumpIr(a) => commands::dump_ir::run(a),
         Command::Exec(a) => commands::exec::run(a),
+        Command::Bench(a) => commands::bench::run(a),
         Command::Plugin(a) => commands::plugin::run(a),
         Command::Cache(a) => commands::cache::run(a),
     };

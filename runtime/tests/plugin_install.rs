@@ -22,10 +22,14 @@ fn fake_python(dir: &Path, body: &str) -> PathBuf {
 const FAKE_PIP_OK: &str = r#"
 while [ "$#" -gt 0 ]; do
   if [ "$1" = "--target" ]; then target="$2"; fi
+  pkg="$1"
   shift
 done
-mkdir -p "$target/xla_plugins/xla_cpu_pjrt"
-printf 'fake' > "$target/xla_plugins/xla_cpu_pjrt/xla_cpu_pjrt.so"
+# Lay out whichever CPU package was asked for (the last argument).
+case "$pkg" in
+  lammps-jax-pjrt-cpu) mkdir -p "$target/lammps_jax_pjrt_cpu"; printf 'fake' > "$target/lammps_jax_pjrt_cpu/pjrt_c_api_cpu_plugin.so" ;;
+  *) mkdir -p "$target/xla_plugins/xla_cpu_pjrt"; printf 'fake' > "$target/xla_plugins/xla_cpu_pjrt/xla_cpu_pjrt.so" ;;
+esac
 "#;
 
 /// Everything under `<root>/plugins/cpu`: the install must leave no partial dirs behind.
@@ -176,10 +180,10 @@ fn pip_available() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// The real thing: pip fetches `xla-cpu-pjrt` (from wherever pip is configured to look) into a temp
-/// cache, and discovery finds an ELF shared library there.
+/// The real thing: pip fetches the default CPU package (from wherever pip is configured to look)
+/// into a temp cache, and discovery finds an ELF shared library there.
 #[test]
-fn real_pip_installs_xla_cpu_pjrt_into_the_cache() {
+fn real_pip_installs_the_default_cpu_plugin_into_the_cache() {
     if !pip_available() {
         eprintln!("skipped: python3 -m pip is not available");
         return;
@@ -191,13 +195,10 @@ fn real_pip_installs_xla_cpu_pjrt_into_the_cache() {
     };
     let c = d.resolve_or_install(&PluginSpec::Default).unwrap();
     assert_eq!(c.source, Source::Cache);
-    assert_eq!(c.package, Some("xla-cpu-pjrt"));
-    assert_eq!(c.api_version, Some((0, 81)));
-    assert_eq!(
-        c.path,
-        tmp.path()
-            .join("plugins/cpu/xla-cpu-pjrt/xla_plugins/xla_cpu_pjrt/xla_cpu_pjrt.so")
-    );
+    let known = KnownPlugin::by_package(DEFAULT_CPU_PACKAGE).unwrap();
+    assert_eq!(c.package, Some(DEFAULT_CPU_PACKAGE));
+    assert_eq!(c.api_version, known.api_version);
+    assert_eq!(c.path, tmp.path().join("plugins/cpu").join(DEFAULT_CPU_PACKAGE).join(known.rel_path));
     let head = std::fs::read(&c.path).unwrap();
     assert!(
         head.len() > 1 << 20,
@@ -207,7 +208,7 @@ fn real_pip_installs_xla_cpu_pjrt_into_the_cache() {
     assert_eq!(&head[..4], b"\x7fELF");
     assert_eq!(
         entries(&tmp.path().join("plugins/cpu")),
-        vec!["xla-cpu-pjrt".to_string()]
+        vec![DEFAULT_CPU_PACKAGE.to_string()]
     );
 
     let again = Discovery {

@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+pub mod bench;
 pub mod cache;
 pub mod compile;
 pub mod dump_ir;
