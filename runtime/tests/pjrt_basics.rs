@@ -1,7 +1,7 @@
 //! The PJRT binding end to end on a real plugin: load, client, devices, compile, execute,
 //! transfers of every dtype, and errors that come back as values instead of aborts.
 
-#[path = "pjrt_common.rs"]
+#[path = "common/pjrt.rs"]
 mod common;
 
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Every PJRT object the binding creates is destroyed: compiling and executing in a loop keeps
 //! the resident set flat. Its own test binary, so no other test allocates meanwhile.
 
-#[path = "pjrt_common.rs"]
+#[path = "common/pjrt.rs"]
 mod common;
 
 use common::*;

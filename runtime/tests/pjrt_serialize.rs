@@ -1,6 +1,6 @@
 //! `PJRT_Executable_Serialize` / `DeserializeAndLoad` round trip on a real plugin.
 
-#[path = "pjrt_common.rs"]
+#[path = "common/pjrt.rs"]
 mod common;
 
 use std::time::Instant;

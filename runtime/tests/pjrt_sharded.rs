@@ -1,7 +1,7 @@
 //! SPMD on virtual CPU devices: a sharded module compiled with `num_partitions = 4` and executed
 //! with one shard per device gives what the unsharded module gives on one device.
 
-#[path = "pjrt_common.rs"]
+#[path = "common/pjrt.rs"]
 mod common;
 
 use std::time::Instant;

@@ -1,7 +1,8 @@
 //! Helpers shared by the `pjrt_*` integration tests (each includes this file with `#[path]`).
 //!
-//! Every test runs on a real PJRT plugin: `VIDLOWER_PJRT_PLUGIN` if set, else the pip-installed
-//! `xla_cpu_pjrt`. Run the suite once per plugin to cover both C API versions.
+//! Every test runs on a real PJRT plugin: `VIDLOWER_PJRT_PLUGIN` if set, else the CPU plugin that
+//! discovery finds (or installs, as a user's first run would). Run the suite once per plugin
+//! (`VIDLOWER_PJRT_PLUGIN=...`) to cover both C API versions.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -9,14 +10,11 @@ use std::sync::Arc;
 
 use vidlower_runtime::pjrt::{Client, NamedValue, Plugin};
 
-/// Where `pip install xla-cpu-pjrt` put the OpenXLA CPU plugin on the development machine.
-pub const DEFAULT_PLUGIN: &str =
-    "/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/xla_plugins/xla_cpu_pjrt/xla_cpu_pjrt.so";
-
 pub fn plugin_path() -> PathBuf {
-    vidlower_runtime::plugin::from_env()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_PLUGIN))
+    use vidlower_runtime::plugin::{resolve_or_install, PluginKind, PluginSpec};
+    vidlower_runtime::plugin::from_env().unwrap_or_else(|| {
+        resolve_or_install(&PluginSpec::Kind(PluginKind::Cpu)).expect("a CPU PJRT plugin").path
+    })
 }
 
 pub fn plugin() -> Arc<Plugin> {
