@@ -66,6 +66,19 @@ pub struct RuntimeArgs {
     /// Compile without reading or writing the executable cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// CUDA: fraction of GPU memory the client may use (the plugin's `memory_fraction`).
+    #[arg(long, value_name = "F", value_parser = parse_fraction)]
+    pub gpu_memory_fraction: Option<f32>,
+    /// CUDA: reserve that memory up front (the plugin's `preallocate`).
+    #[arg(long, value_name = "BOOL")]
+    pub gpu_preallocate: Option<bool>,
+}
+
+fn parse_fraction(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(f) if f > 0.0 && f <= 1.0 => Ok(f),
+        _ => Err(format!("expected a fraction in (0, 1], got `{s}`")),
+    }
 }
 
 pub fn parse_dtype(s: &str) -> Result<DType, String> {

@@ -30,6 +30,16 @@ impl Session {
         if devices > 1 && candidate.kind == Some(PluginKind::Cpu) {
             options.push(("cpu_device_count".to_string(), NamedValue::Int64(devices as i64)));
         }
+        let gpu_flags = args.gpu_memory_fraction.is_some() || args.gpu_preallocate.is_some();
+        if gpu_flags && candidate.kind != Some(PluginKind::Cuda) {
+            anyhow::bail!("--gpu-memory-fraction and --gpu-preallocate apply to the CUDA plugin, not {}", candidate.path.display());
+        }
+        if let Some(f) = args.gpu_memory_fraction {
+            options.push(("memory_fraction".to_string(), NamedValue::Float(f)));
+        }
+        if let Some(p) = args.gpu_preallocate {
+            options.push(("preallocate".to_string(), NamedValue::Bool(p)));
+        }
         let client = Client::new(&plugin, &options)
             .with_context(|| format!("creating a client on the PJRT plugin {}", candidate.path.display()))?;
         let available = client.addressable_devices()?.len();
@@ -55,5 +65,5 @@ pub fn open_cache(dir: Option<&Path>) -> Result<ExecutableCache> {
         Some(d) => d.to_path_buf(),
         None => ExecutableCache::default_dir()?,
     };
-    Ok(ExecutableCache::open(&dir).with_context(|| format!("opening the executable cache {}", dir.display()))?)
+    ExecutableCache::open(&dir).with_context(|| format!("opening the executable cache {}", dir.display()))
 }

@@ -111,6 +111,12 @@ fn bad_input_gives_one_clear_line() {
     let e = stderr(&o);
     assert!(!o.status.success() && e.contains("cse"), "{e}");
 
+    let o = vidlower(r, &["compile", "--gpu-memory-fraction", "0.5"]);
+    let e = stderr(&o);
+    assert!(!o.status.success() && e.contains("CUDA plugin"), "GPU flags on the CPU plugin are refused: {e}");
+    let o = vidlower(r, &["compile", "--gpu-memory-fraction", "1.5"]);
+    assert!(!o.status.success() && stderr(&o).contains("fraction"));
+
     // A failed exec leaves no output file behind.
     let out = r.join("never.safetensors");
     let o = vidlower(r, &["exec", "--inputs", bad.to_str().unwrap(), "--output", out.to_str().unwrap()]);

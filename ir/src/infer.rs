@@ -148,9 +148,9 @@ pub fn infer_type(op: &Op, operand_types: &[&Type]) -> Result<Type> {
                 return Err(fail(format!("sizes needs {r} entries")));
             }
             check_indices(&ts[1..]).map_err(fail)?;
-            for i in 0..r {
-                if sizes[i] < 0 || sizes[i] > ts[0].shape[i] {
-                    return Err(fail(format!("dim {i}: size {} exceeds {}", sizes[i], ts[0].shape[i])));
+            for (i, (&size, &dim)) in sizes.iter().zip(&ts[0].shape).enumerate() {
+                if size < 0 || size > dim {
+                    return Err(fail(format!("dim {i}: size {size} exceeds {dim}")));
                 }
             }
             ts[0].with_shape(sizes.clone())

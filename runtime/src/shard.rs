@@ -60,7 +60,7 @@ fn copy_box(t: &HostTensor, start: &[i64], shape: &[i64]) -> HostTensor {
 
 /// Calls `f` with the index of the first element of every innermost row of `shape`.
 fn for_each_row(shape: &[i64], mut f: impl FnMut(&[i64])) {
-    if shape.iter().any(|&d| d == 0) {
+    if shape.contains(&0) {
         return;
     }
     let r = shape.len();

@@ -186,7 +186,7 @@ impl Emitter {
     fn sharding_attr(&self, g: &Graph, v: ValueId) -> Result<Option<String>, EmitError> {
         let Some(s) = &g.node(v).sharding else { return Ok(None) };
         let partitions = self.opts.num_partitions;
-        if partitions % s.shard_count() != 0 {
+        if !partitions.is_multiple_of(s.shard_count()) {
             return Err(EmitError::Sharding {
                 node: v.0,
                 sharding: s.to_string(),
