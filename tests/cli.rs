@@ -4,12 +4,14 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn vidlower(cache_root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vidlower"))
-        .args(args)
-        .env("VIDLOWER_CACHE_DIR", cache_root)
-        .output()
-        .expect("vidlower runs")
+/// Runs vidlower with its executable cache in `root/executables` (plugins are found as usual).
+fn vidlower(root: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vidlower"));
+    cmd.args(args);
+    if matches!(args.first(), Some(&"compile" | &"exec" | &"bench" | &"cache")) {
+        cmd.arg("--cache-dir").arg(root.join("executables"));
+    }
+    cmd.output().expect("vidlower runs")
 }
 
 fn stdout(o: &Output) -> String {
@@ -138,4 +140,14 @@ fn exec_takes_inputs_from_safetensors_and_checks_them() {
     let o = vidlower(r, &["exec", "--inputs", inputs.to_str().unwrap()]);
     let e = stderr(&o);
     assert!(!o.status.success() && e.contains("hidden_states") && e.contains("f32[2,32,64]") && e.contains("f32[2,16,64]"), "{e}");
+}
+
+#[test]
+fn plugin_lists_the_default_with_its_api_version_and_platform() {
+    let root = tempfile::tempdir().unwrap();
+    let out = ok(vidlower(root.path(), &["plugin"]));
+    assert!(out.contains("* cpu") && out.contains("PJRT API 0.") && out.contains("platform cpu"), "{out}");
+    let o = vidlower(root.path(), &["plugin", "install", "tpu"]);
+    let e = stderr(&o);
+    assert!(!o.status.success() && e.contains("libtpu"), "{e}");
 }
