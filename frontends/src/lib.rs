@@ -1,6 +1,7 @@
-//! vidlower's model frontends: model definitions written in the IR builder API.
-//! Until the first model family lands, the built-in `example` graph (an attention + MLP block)
-//! is what every CLI command works on.
+//! vidlower's model frontends: model definitions written in the IR builder API, one folder per
+//! family (`wan/`), shared layers in `nn/`, and the built-in `example` graph.
 
 pub mod example;
+pub mod nn;
 pub mod random_weights;
+pub mod wan;

@@ -7,8 +7,12 @@ pub mod pjrt;
 pub mod plugin;
 pub mod program;
 pub mod safetensors_io;
+pub mod scheduler;
 pub mod shard;
+pub mod stages;
 pub mod tensor;
 pub mod timing;
+pub mod video;
+pub mod weights;
 
 pub use vidlower_ir as ir;
