@@ -1,1 +1,230 @@
-//! (being written)
+//! Wan configs, read from each component's `config.json` as diffusers/transformers write them:
+//! unknown fields are ignored, missing ones take diffusers' defaults.
+
+use serde::Deserialize;
+use std::path::Path;
+
+/// A config file that could not be read or parsed; names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: {source}", path.display())]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+    #[error("{}: {source}", path.display())]
+    Json { path: std::path::PathBuf, source: serde_json::Error },
+}
+
+/// Reads and parses a JSON config file.
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
+    serde_json::from_str(&text).map_err(|source| ConfigError::Json { path: path.into(), source })
+}
+
+/// `WanTransformer3DModel` (diffusers `transformer/config.json`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct WanTransformerConfig {
+    pub patch_size: Vec<i64>,
+    pub num_attention_heads: i64,
+    pub attention_head_dim: i64,
+    pub in_channels: i64,
+    pub out_channels: Option<i64>,
+    pub text_dim: i64,
+    pub freq_dim: i64,
+    pub ffn_dim: i64,
+    pub num_layers: i64,
+    pub cross_attn_norm: bool,
+    pub qk_norm: Option<String>,
+    pub eps: f64,
+    pub image_dim: Option<i64>,
+    pub added_kv_proj_dim: Option<i64>,
+    pub rope_max_seq_len: i64,
+    pub pos_embed_seq_len: Option<i64>,
+}
+
+impl Default for WanTransformerConfig {
+    fn default() -> Self {
+        WanTransformerConfig {
+            patch_size: vec![1, 2, 2],
+            num_attention_heads: 40,
+            attention_head_dim: 128,
+            in_channels: 16,
+            out_channels: Some(16),
+            text_dim: 4096,
+            freq_dim: 256,
+            ffn_dim: 13824,
+            num_layers: 40,
+            cross_attn_norm: true,
+            qk_norm: Some("rms_norm_across_heads".into()),
+            eps: 1e-6,
+            image_dim: None,
+            added_kv_proj_dim: None,
+            rope_max_seq_len: 1024,
+            pos_embed_seq_len: None,
+        }
+    }
+}
+
+impl WanTransformerConfig {
+    pub fn inner_dim(&self) -> i64 {
+        self.num_attention_heads * self.attention_head_dim
+    }
+    pub fn out_channels(&self) -> i64 {
+        self.out_channels.unwrap_or(self.in_channels)
+    }
+}
+
+/// `AutoencoderKLWan` (diffusers `vae/config.json`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct WanVaeConfig {
+    pub base_dim: i64,
+    pub decoder_base_dim: Option<i64>,
+    pub z_dim: i64,
+    pub dim_mult: Vec<i64>,
+    pub num_res_blocks: i64,
+    pub attn_scales: Vec<f64>,
+    pub temperal_downsample: Vec<bool>,
+    pub latents_mean: Vec<f64>,
+    pub latents_std: Vec<f64>,
+    pub is_residual: bool,
+    pub in_channels: i64,
+    pub out_channels: i64,
+    pub patch_size: Option<i64>,
+    pub scale_factor_temporal: Option<i64>,
+    pub scale_factor_spatial: Option<i64>,
+}
+
+impl Default for WanVaeConfig {
+    fn default() -> Self {
+        WanVaeConfig {
+            base_dim: 96,
+            decoder_base_dim: None,
+            z_dim: 16,
+            dim_mult: vec![1, 2, 4, 4],
+            num_res_blocks: 2,
+            attn_scales: vec![],
+            temperal_downsample: vec![false, true, true],
+            latents_mean: vec![
+                -0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508, 0.4134, -0.0715, 0.5517, -0.3632,
+                -0.1922, -0.9497, 0.2503, -0.2921,
+            ],
+            latents_std: vec![
+                2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743, 3.2687, 2.1526, 2.8652, 1.5579, 1.6382,
+                1.1253, 2.8251, 1.9160,
+            ],
+            is_residual: false,
+            in_channels: 3,
+            out_channels: 3,
+            patch_size: None,
+            scale_factor_temporal: Some(4),
+            scale_factor_spatial: Some(8),
+        }
+    }
+}
+
+impl WanVaeConfig {
+    /// Latent frames -> video frames: 1 + 4 (T - 1).
+    pub fn scale_temporal(&self) -> i64 {
+        self.scale_factor_temporal.unwrap_or(4)
+    }
+    pub fn scale_spatial(&self) -> i64 {
+        self.scale_factor_spatial.unwrap_or(8)
+    }
+}
+
+/// transformers `UMT5EncoderModel` (`text_encoder/config.json`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Umt5Config {
+    pub vocab_size: i64,
+    pub d_model: i64,
+    pub d_kv: i64,
+    pub d_ff: i64,
+    pub num_layers: i64,
+    pub num_heads: i64,
+    pub relative_attention_num_buckets: i64,
+    pub relative_attention_max_distance: i64,
+    pub layer_norm_epsilon: f64,
+    pub feed_forward_proj: String,
+    pub pad_token_id: Option<i64>,
+}
+
+impl Default for Umt5Config {
+    fn default() -> Self {
+        Umt5Config {
+            vocab_size: 250112,
+            d_model: 512,
+            d_kv: 64,
+            d_ff: 1024,
+            num_layers: 8,
+            num_heads: 6,
+            relative_attention_num_buckets: 32,
+            relative_attention_max_distance: 128,
+            layer_norm_epsilon: 1e-6,
+            feed_forward_proj: "gated-gelu".into(),
+            pad_token_id: Some(0),
+        }
+    }
+}
+
+/// `UniPCMultistepScheduler` (`scheduler/scheduler_config.json`), the fields Wan uses.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct UniPcConfig {
+    pub num_train_timesteps: i64,
+    pub solver_order: usize,
+    pub prediction_type: String,
+    pub solver_type: String,
+    pub lower_order_final: bool,
+    pub disable_corrector: Vec<usize>,
+    pub use_flow_sigmas: bool,
+    pub flow_shift: f64,
+    pub timestep_spacing: String,
+    pub steps_offset: i64,
+    pub final_sigmas_type: String,
+    pub predict_x0: bool,
+    pub thresholding: bool,
+    pub use_karras_sigmas: bool,
+    pub use_exponential_sigmas: bool,
+    pub use_beta_sigmas: bool,
+    pub use_dynamic_shifting: bool,
+}
+
+impl Default for UniPcConfig {
+    fn default() -> Self {
+        UniPcConfig {
+            num_train_timesteps: 1000,
+            solver_order: 2,
+            prediction_type: "epsilon".into(),
+            solver_type: "bh2".into(),
+            lower_order_final: true,
+            disable_corrector: vec![],
+            use_flow_sigmas: false,
+            flow_shift: 1.0,
+            timestep_spacing: "linspace".into(),
+            steps_offset: 0,
+            final_sigmas_type: "zero".into(),
+            predict_x0: true,
+            thresholding: false,
+            use_karras_sigmas: false,
+            use_exponential_sigmas: false,
+            use_beta_sigmas: false,
+            use_dynamic_shifting: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_ignored_missing_defaulted() {
+        let c: WanTransformerConfig =
+            serde_json::from_str(r#"{"_class_name": "WanTransformer3DModel", "num_layers": 30, "num_attention_heads": 12}"#)
+                .unwrap();
+        assert_eq!((c.num_layers, c.num_attention_heads, c.attention_head_dim, c.inner_dim()), (30, 12, 128, 1536));
+        let v: WanVaeConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(v.latents_std.len(), 16);
+    }
+}
