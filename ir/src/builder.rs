@@ -256,6 +256,11 @@ impl Builder {
         self.slice(x, &lo, &hi)
     }
 
+    /// Rows of `table` along `axis` picked by `indices` (an embedding lookup for axis 0).
+    pub fn take(&mut self, table: ValueId, indices: ValueId, axis: usize) -> Result<ValueId> {
+        self.op(Op::Take { axis }, &[table, indices])
+    }
+
     pub fn concat(&mut self, xs: &[ValueId], dim: usize) -> Result<ValueId> {
         self.op(Op::Concatenate { dim }, xs)
     }

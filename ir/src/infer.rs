@@ -167,6 +167,20 @@ pub fn infer_type(op: &Op, operand_types: &[&Type]) -> Result<Type> {
             check_indices(&ts[2..]).map_err(fail)?;
             ts[0].clone()
         }
+        Op::Take { axis } => {
+            arity(2)?;
+            let (table, idx) = (ts[0], ts[1]);
+            if *axis >= table.rank() {
+                return Err(fail(format!("axis {axis} out of range for {table}")));
+            }
+            if !matches!(idx.dtype, DType::I32 | DType::I64) {
+                return Err(fail(format!("indices must be i32 or i64, got {idx}")));
+            }
+            let mut shape = table.shape[..*axis].to_vec();
+            shape.extend(&idx.shape);
+            shape.extend(&table.shape[axis + 1..]);
+            table.with_shape(shape)
+        }
         Op::Concatenate { dim } => {
             if ts.is_empty() {
                 return Err(fail("needs at least one operand".into()));

@@ -31,6 +31,10 @@ pub enum Op {
     DynamicSlice { sizes: Vec<i64> },
     /// `dynamic_update_slice(x, update, start_0, ..., start_n)`.
     DynamicUpdateSlice,
+    /// `take(table, indices)`: rows of `table` along `axis` picked by integer `indices`
+    /// (embedding lookups, bucket tables). Result: table dims before `axis`, the index dims, then
+    /// table dims after `axis`. Out-of-range indices are clamped, as StableHLO's gather does.
+    Take { axis: usize },
     Concatenate { dim: usize },
     /// `pad(x, padding_value)`; negative low/high padding slices.
     Pad { low: Vec<i64>, high: Vec<i64>, interior: Vec<i64> },
@@ -299,6 +303,7 @@ impl Op {
             Op::Slice { .. } => "slice",
             Op::DynamicSlice { .. } => "dynamic_slice",
             Op::DynamicUpdateSlice => "dynamic_update_slice",
+            Op::Take { .. } => "take",
             Op::Concatenate { .. } => "concatenate",
             Op::Pad { .. } => "pad",
             Op::DotGeneral(_) => "dot_general",

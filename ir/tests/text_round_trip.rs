@@ -56,7 +56,7 @@ fn every_op_round_trips() {
     assert_eq!(g.node(ValueId(1)).sharding, Some(Sharding { tiles: vec![2, 1] }));
     // Every op of the op set appears in one of the two graphs.
     for name in ["input", "weight", "constant", "iota", "compare", "select", "convert", "broadcast_in_dim", "reshape",
-        "transpose", "slice", "dynamic_slice", "dynamic_update_slice", "concatenate", "pad", "dot_general",
+        "transpose", "slice", "dynamic_slice", "dynamic_update_slice", "take", "concatenate", "pad", "dot_general",
         "convolution", "reduce", "while", "custom_call", "get", "softmax", "attention", "layer_norm", "rms_norm",
         "group_norm", "gelu"]
         .iter()

@@ -108,6 +108,7 @@ pub fn hash_op(op: &Op, h: &mut impl Hasher) {
         Op::Slice { start, limit, strides } => (start, limit, strides).hash(h),
         Op::DynamicSlice { sizes } => sizes.hash(h),
         Op::Concatenate { dim } => dim.hash(h),
+        Op::Take { axis } => axis.hash(h),
         Op::Pad { low, high, interior } => (low, high, interior).hash(h),
         Op::DotGeneral(d) => d.hash(h),
         Op::Convolution(c) => c.hash(h),

@@ -51,6 +51,7 @@ pub fn op_name(op: &Op) -> Option<&'static str> {
         Op::Slice { .. } => "slice",
         Op::DynamicSlice { .. } => "dynamic_slice",
         Op::DynamicUpdateSlice => "dynamic_update_slice",
+        Op::Take { .. } => "gather",
         Op::Concatenate { .. } => "concatenate",
         Op::Pad { .. } => "pad",
         Op::DotGeneral(_) => "dot_general",

@@ -113,6 +113,9 @@ impl Emitter {
             let lhs = if result_types.len() > 1 { format!("{name}:{}", result_types.len()) } else { name.clone() };
             let sig = format!("({}) -> {result_sig}", operand_types.join(", "));
             let mut attrs = op_attrs(&node.op);
+            if let Op::Take { axis } = &node.op {
+                attrs = gather_attrs(g.tensor_ty(node.operands[0]), g.tensor_ty(node.operands[1]), *axis);
+            }
             if let Some(s) = self.sharding_attr(g, ValueId(i as u32))? {
                 attrs.push(s);
             }
@@ -200,6 +203,23 @@ impl Emitter {
 
 fn ty(g: &Graph, v: ValueId) -> String {
     g.tensor_ty(v).mlir()
+}
+
+/// `take(table, indices)` as a gather of one slice per index, with the index dims placed where
+/// the taken axis was.
+fn gather_attrs(table: &TensorType, indices: &TensorType, axis: usize) -> Vec<String> {
+    let ir = indices.rank();
+    let offset: Vec<String> = (0..axis).chain(axis + ir..table.rank() - 1 + ir).map(|d| d.to_string()).collect();
+    let mut sizes = table.shape.clone();
+    sizes[axis] = 1;
+    vec![
+        format!(
+            "dimension_numbers = #stablehlo.gather<offset_dims = [{}], collapsed_slice_dims = [{axis}], start_index_map = [{axis}], index_vector_dim = {ir}>",
+            offset.join(", ")
+        ),
+        "indices_are_sorted = false".into(),
+        format!("slice_sizes = {}", super::attrs::i64_array(&sizes)),
+    ]
 }
 
 /// The identity of each reduction, as a value of `dtype`.

@@ -43,6 +43,7 @@ pub fn op_attrs(op: &Op) -> Vec<(&'static str, Attr)> {
             vec![("start", Attr::ints(start)), ("limit", Attr::ints(limit)), ("strides", Attr::ints(strides))]
         }
         Op::Concatenate { dim } => vec![("dim", Attr::Int(*dim as i64))],
+        Op::Take { axis } => vec![("axis", Attr::Int(*axis as i64))],
         Op::Pad { low, high, interior } => {
             vec![("low", Attr::ints(low)), ("high", Attr::ints(high)), ("interior", Attr::ints(interior))]
         }
@@ -254,6 +255,7 @@ pub fn build_op(name: &str, mut a: AttrReader, ty: &Type, mut regions: Vec<Graph
         "slice" => Op::Slice { start: a.ints("start")?, limit: a.ints("limit")?, strides: a.ints("strides")? },
         "dynamic_slice" => Op::DynamicSlice { sizes: tensor_result(name, ty)?.shape.clone() },
         "dynamic_update_slice" => Op::DynamicUpdateSlice,
+        "take" => Op::Take { axis: a.usize("axis")? },
         "concatenate" => Op::Concatenate { dim: a.usize("dim")? },
         "pad" => Op::Pad { low: a.ints("low")?, high: a.ints("high")?, interior: a.ints("interior")? },
         "dot_general" => Op::DotGeneral(DotDims {
