@@ -1,1 +1,163 @@
-//! (being written)
+//! Model weights from safetensors files, memory-mapped: one file, a directory of them, or a
+//! sharded set named by `*.safetensors.index.json`. Tensors are read on demand and converted to
+//! the compute dtype as they are uploaded, so a checkpoint is never held twice in memory.
+
+use crate::tensor::HostTensor;
+use memmap2::Mmap;
+use safetensors::tensor::Dtype;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+use vidlower_ir::{DType, TensorType};
+
+#[derive(Debug, Error)]
+pub enum WeightsError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: not a valid safetensors file: {message}", path.display())]
+    Format { path: PathBuf, message: String },
+    #[error("{}: no *.safetensors files (and no *.safetensors.index.json) found", path.display())]
+    Empty { path: PathBuf },
+    #[error("weight `{name}` is missing from {} (the model graph needs {expected})", dir.display())]
+    Missing { name: String, dir: PathBuf, expected: TensorType },
+    #[error("weight `{name}` in {}: expected shape {expected:?}, the file has {found:?}", path.display())]
+    Shape { name: String, path: PathBuf, expected: Vec<i64>, found: Vec<i64> },
+    #[error("weight `{name}` in {}: dtype {dtype} cannot be used (expected F32, BF16, F16 or F64)", path.display())]
+    Dtype { name: String, path: PathBuf, dtype: String },
+}
+
+struct Entry {
+    file: usize,
+    dtype: Dtype,
+    shape: Vec<i64>,
+    start: usize,
+    end: usize,
+}
+
+/// The weights of one model component.
+pub struct WeightStore {
+    root: PathBuf,
+    files: Vec<(PathBuf, Mmap)>,
+    entries: BTreeMap<String, Entry>,
+}
+
+impl WeightStore {
+    /// Opens `path`: a `.safetensors` file, or a directory holding one or more (a sharded
+    /// checkpoint's index file, when present, must agree with the files).
+    pub fn open(path: &Path) -> Result<Self, WeightsError> {
+        let io = |p: &Path| {
+            let p = p.to_path_buf();
+            move |source| WeightsError::Io { path: p, source }
+        };
+        let mut paths = Vec::new();
+        if path.is_dir() {
+            for e in std::fs::read_dir(path).map_err(io(path))? {
+                let p = e.map_err(io(path))?.path();
+                if p.extension().is_some_and(|x| x == "safetensors") {
+                    paths.push(p);
+                }
+            }
+            paths.sort();
+        } else {
+            paths.push(path.to_path_buf());
+        }
+        if paths.is_empty() {
+            return Err(WeightsError::Empty { path: path.into() });
+        }
+        let mut store = WeightStore { root: path.into(), files: Vec::new(), entries: BTreeMap::new() };
+        for p in paths {
+            let file = std::fs::File::open(&p).map_err(io(&p))?;
+            // SAFETY: the map is read-only; a checkpoint changing under a running process is a
+            // user error that at worst gives wrong values, as any reader of that file would.
+            let map = unsafe { Mmap::map(&file) }.map_err(io(&p))?;
+            let (header_len, meta) = safetensors::SafeTensors::read_metadata(&map)
+                .map_err(|e| WeightsError::Format { path: p.clone(), message: e.to_string() })?;
+            let base = 8 + header_len;
+            let index = store.files.len();
+            for (name, info) in meta.tensors() {
+                let (start, end) = info.data_offsets;
+                store.entries.insert(
+                    name.clone(),
+                    Entry {
+                        file: index,
+                        dtype: info.dtype,
+                        shape: info.shape.iter().map(|&d| d as i64).collect(),
+                        start: base + start,
+                        end: base + end,
+                    },
+                );
+            }
+            store.files.push((p, map));
+        }
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(|s| s.as_str())
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+
+    /// Weight `name` converted to `ty.dtype`, checked against `ty.shape`.
+    pub fn load(&self, name: &str, ty: &TensorType) -> Result<HostTensor, WeightsError> {
+        let e = self.entries.get(name).ok_or_else(|| WeightsError::Missing {
+            name: name.into(),
+            dir: self.root.clone(),
+            expected: ty.clone(),
+        })?;
+        let path = &self.files[e.file].0;
+        if e.shape != ty.shape {
+            return Err(WeightsError::Shape { name: name.into(), path: path.clone(), expected: ty.shape.clone(), found: e.shape.clone() });
+        }
+        let dtype = match e.dtype {
+            Dtype::F32 => DType::F32,
+            Dtype::BF16 => DType::BF16,
+            Dtype::F16 => DType::F16,
+            Dtype::F64 => DType::F64,
+            other => return Err(WeightsError::Dtype { name: name.into(), path: path.clone(), dtype: format!("{other:?}") }),
+        };
+        let bytes = &self.files[e.file].1[e.start..e.end];
+        let t = HostTensor::new(dtype, e.shape.clone(), bytes.to_vec())
+            .map_err(|err| WeightsError::Format { path: path.clone(), message: format!("tensor `{name}`: {err}") })?;
+        Ok(t.convert(ty.dtype))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::safetensors_io::save;
+
+    #[test]
+    fn sharded_dir_loads_and_converts() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = HostTensor::from_f32(vec![2, 2], &[1.0, 2.0, 3.0, 4.5]).unwrap();
+        let b = HostTensor::from_f32(vec![3], &[0.5, -1.0, 2.0]).unwrap().convert(DType::BF16);
+        save(&dir.path().join("model-00001-of-00002.safetensors"), &[("a".into(), a.clone())]).unwrap();
+        save(&dir.path().join("model-00002-of-00002.safetensors"), &[("b".into(), b)]).unwrap();
+        let store = WeightStore::open(dir.path()).unwrap();
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.load("a", &TensorType::new(DType::F32, vec![2, 2])).unwrap(), a);
+        let b32 = store.load("b", &TensorType::new(DType::F32, vec![3])).unwrap();
+        assert_eq!(b32.to_f32_vec(), vec![0.5, -1.0, 2.0]);
+        let e = store.load("a", &TensorType::new(DType::F32, vec![4])).unwrap_err().to_string();
+        assert!(e.contains("`a`") && e.contains("[4]") && e.contains("[2, 2]"), "{e}");
+        let e = store.load("c", &TensorType::new(DType::F32, vec![1])).unwrap_err().to_string();
+        assert!(e.contains("`c` is missing"), "{e}");
+        assert!(WeightStore::open(&dir.path().join("none")).is_err());
+    }
+}
