@@ -1,1 +1,6 @@
-//! (being written)
+//! The three stages of a text-to-video run, each runnable alone with files between them:
+//! stage 1 prompt -> embeddings, stage 2 embeddings + noise -> latents, stage 3 latents -> mp4.
+
+pub mod compiled;
+pub mod generation_config;
+pub mod noise;

@@ -1,0 +1,88 @@
+//! Graph -> default passes -> StableHLO -> executable (through the cache) -> `Program` with its
+//! weights uploaded: the one path every stage takes to get a runnable component.
+
+use crate::cache::ExecutableCache;
+use crate::compile::{compile_cached, CompileSource};
+use crate::pjrt::{Client, CompileOptions};
+use crate::program::Program;
+use crate::weights::WeightStore;
+use std::time::{Duration, Instant};
+use vidlower_ir::Graph;
+
+/// Timings of getting a component ready, for the stage summaries.
+#[derive(Clone, Debug)]
+pub struct ComponentTimes {
+    pub passes: Duration,
+    pub compile: Duration,
+    pub source: CompileSource,
+    pub weights: Duration,
+}
+
+impl ComponentTimes {
+    pub fn describe(&self) -> String {
+        let f = crate::timing::format_duration;
+        let what = match &self.source {
+            CompileSource::CacheHit => format!("cache hit {}", f(self.compile)),
+            CompileSource::Compiled => format!("compiled {}", f(self.compile)),
+            CompileSource::Healed { .. } => format!("recompiled {} (corrupt cache entry replaced)", f(self.compile)),
+        };
+        format!("passes {}, {what}, weights {}", f(self.passes), f(self.weights))
+    }
+}
+
+/// Errors of getting a component ready; each names the component.
+#[derive(Debug, thiserror::Error)]
+pub enum ComponentError {
+    #[error("{component}: building the graph: {source}")]
+    Graph { component: String, source: vidlower_ir::IrError },
+    #[error("{component}: passes: {source}")]
+    Passes { component: String, source: vidlower_passes::PassError },
+    #[error("{component}: emitting StableHLO: {source}")]
+    Emit { component: String, source: vidlower_backends::EmitError },
+    #[error("{component}: {source}")]
+    Pjrt { component: String, source: crate::pjrt::PjrtError },
+    #[error("{component}: {source}")]
+    Program { component: String, source: crate::program::ProgramError },
+    #[error("{component}: {source}")]
+    Weights { component: String, source: crate::weights::WeightsError },
+}
+
+/// Compiles `graph` (cached) and uploads its weights from `weights`.
+pub fn prepare(
+    component: &str,
+    graph: Graph,
+    client: &Client,
+    cache: Option<&ExecutableCache>,
+    weights: &WeightStore,
+) -> Result<(Program, ComponentTimes), ComponentError> {
+    let c = || component.to_string();
+    let start = Instant::now();
+    let run = vidlower_passes::default_pipeline().run(graph).map_err(|source| ComponentError::Passes { component: c(), source })?;
+    let module = vidlower_backends::emit_module(&run.graph, &Default::default())
+        .map_err(|source| ComponentError::Emit { component: c(), source })?;
+    let passes = start.elapsed();
+    let compiled = compile_cached(client, cache, &module, &CompileOptions::single_device(), &format!("{component} ({})", run.graph.name))
+        .map_err(|source| ComponentError::Pjrt { component: c(), source })?;
+    for w in &compiled.warnings {
+        eprintln!("warning: {component}: {w}");
+    }
+    let signature = crate::program::Signature::of(&run.graph);
+    let mut program =
+        Program::new(compiled.executable, signature, client).map_err(|source| ComponentError::Program { component: c(), source })?;
+    let start = Instant::now();
+    let mut missing = None;
+    program
+        .upload_weights(&mut |name, ty| match weights.load(name, ty) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                missing.get_or_insert(e);
+                None
+            }
+        })
+        .map_err(|source| match missing.take() {
+            Some(w) => ComponentError::Weights { component: c(), source: w },
+            None => ComponentError::Program { component: c(), source },
+        })?;
+    let times = ComponentTimes { passes, compile: compiled.duration, source: compiled.source, weights: start.elapsed() };
+    Ok((program, times))
+}

@@ -1,0 +1,70 @@
+//! `generation_config.json`, written by stage 1 and completed by the later stages: what was asked
+//! for, so each stage can be re-run alone and a run can be reproduced.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The settings of one generation. Stage 1 fills the prompt fields; later stages add theirs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct GenerationConfig {
+    pub prompt: String,
+    pub negative_prompt: String,
+    /// The preset name or model directory given to stage 1.
+    pub model_id: String,
+    pub max_sequence_length: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guidance_scale: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_shift: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<String>,
+    /// Where the initial noise came from: `seed` or a `--latents-in` file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latents_in: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fps: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_video: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerationConfigError {
+    #[error("{}: {source} (run stage 1 first, or point --input-dir at its output)", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}: not a valid generation config: {source}", path.display())]
+    Parse { path: PathBuf, source: serde_json::Error },
+    #[error("{}: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+pub const FILE_NAME: &str = "generation_config.json";
+
+impl GenerationConfig {
+    pub fn read(dir: &Path) -> Result<Self, GenerationConfigError> {
+        let path = dir.join(FILE_NAME);
+        let text = std::fs::read_to_string(&path).map_err(|source| GenerationConfigError::Read { path: path.clone(), source })?;
+        serde_json::from_str(&text).map_err(|source| GenerationConfigError::Parse { path, source })
+    }
+
+    /// Writes atomically (temp file + rename).
+    pub fn write(&self, dir: &Path) -> Result<(), GenerationConfigError> {
+        let path = dir.join(FILE_NAME);
+        let err = |source| GenerationConfigError::Write { path: path.clone(), source };
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let text = serde_json::to_string_pretty(self).expect("plain data serializes");
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
+        std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(err)?;
+        tmp.persist(&path).map_err(|e| err(e.error))?;
+        Ok(())
+    }
+}
