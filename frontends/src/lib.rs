@@ -4,4 +4,5 @@
 pub mod example;
 pub mod nn;
 pub mod random_weights;
+pub mod registry;
 pub mod wan;

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod text_encoder;
+pub mod tiny;
 pub mod tokenizer;
 pub mod transformer;
 pub mod vae;
