@@ -539,6 +539,8 @@ def stage_scheduler():
             prev = s.step(mo, t, sample, return_dict=True).prev_sample
             tensors[f"{prefix}model_output_{i}"] = mo
             tensors[f"{prefix}prev_sample_{i}"] = prev
+            # debug aid: the sample after this step's UniC corrector (= sample_i where no corrector ran)
+            tensors[f"{prefix}corrected_sample_{i}"] = s.last_sample
             steps.append({"i": i, "timestep": int(t), "sigma": float(s.sigmas[i]),
                           "sigma_next": float(s.sigmas[i + 1]), "step_index_after": int(s.step_index),
                           "predictor_order": int(s.this_order), "corrector_applied": bool(will_correct),
