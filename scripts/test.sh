@@ -12,6 +12,14 @@ else
   eval "$(bash .ci/install-mlir.sh)"
 fi
 
+# ffmpeg/ffprobe: the mp4 tests (runtime/tests/video_mp4.rs) read our videos back with them.
+if ! command -v ffprobe >/dev/null || ! command -v ffmpeg >/dev/null; then
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg
+fi
+
 # The CPU PJRT plugin: vidlower finds it, or fetches it itself (pip into its cache dir).
 cargo run --quiet --features mlir -- plugin install cpu
 
