@@ -4,3 +4,4 @@
 pub mod compiled;
 pub mod generation_config;
 pub mod noise;
+pub mod text_encode;
