@@ -2,8 +2,8 @@
 //! graph, block by block, with diffusers' state-dict names as weight names.
 //!
 //! Precision follows diffusers loaded with `torch_dtype=dtype`: the modules in its
-//! `_keep_in_fp32_modules` (`time_embedder`, every `scale_shift_table`, `norm1/2/3`) have f32
-//! weights, the modulation (`scale_shift_table + temb.float()`), the norms and the gated residual
+//! `_keep_in_fp32_modules` (`time_embedder`, every `scale_shift_table`, `norm2`'s affine; `rope`,
+//! `norm1`, `norm3` have no weights) have f32 weights, the modulation (`scale_shift_table + temb.float()`), the norms and the gated residual
 //! adds run in f32 and are rounded to `dtype` where diffusers calls `.type_as(hidden_states)`;
 //! RoPE tables are f32 (angles in f64) and the rotation runs in f32. Everything else runs in
 //! `dtype`. At f32 all of this is the identity.
@@ -37,7 +37,7 @@ pub fn transformer(cfg: &WanTransformerConfig, shape: &TransformerShape, dtype: 
     let encoder_hidden_states =
         b.input("encoder_hidden_states", TensorType::new(dtype, vec![s.batch, s.text_len, cfg.text_dim]))?;
 
-    // rotary_emb = self.rope(hidden_states)
+    // 1. Patch & position embedding: rotary_emb = self.rope(hidden_states)
     let rotary_emb = rope(&mut b, cfg, &dims)?;
 
     // hidden_states = self.patch_embedding(hidden_states).flatten(2).transpose(1, 2)
@@ -53,12 +53,15 @@ pub fn transformer(cfg: &WanTransformerConfig, shape: &TransformerShape, dtype: 
     let x = b.reshape(x, &[s.batch, dims.inner, dims.tokens])?;
     let mut x = b.transpose(x, &[0, 2, 1])?;
 
+    // 2. Condition embeddings
     let cond = condition_embedder(&mut b, cfg, &dims, timestep, encoder_hidden_states)?;
     // timestep_proj.unflatten(1, (6, -1))
     let timestep_proj = b.reshape(cond.timestep_proj, &[s.batch, 6, dims.inner])?;
 
+    // 4. Transformer blocks
     for i in 0..cfg.num_layers {
-        x = transformer_block(&mut b, &format!("blocks.{i}"), cfg, &dims, x, cond.encoder_hidden_states, timestep_proj, rotary_emb)?;
+        let prefix = format!("blocks.{i}");
+        x = transformer_block(&mut b, &prefix, cfg, &dims, x, cond.encoder_hidden_states, timestep_proj, rotary_emb)?;
     }
 
     // 5. Output norm, projection & unpatchify
@@ -147,7 +150,11 @@ impl Dims {
 fn rope(b: &mut Builder, cfg: &WanTransformerConfig, d: &Dims) -> Result<RopeTables> {
     let h_dim = 2 * (cfg.attention_head_dim / 6);
     let t_dim = cfg.attention_head_dim - 2 * h_dim;
-    let axes = [RopeAxis { dim: t_dim, len: d.ppf }, RopeAxis { dim: h_dim, len: d.pph }, RopeAxis { dim: h_dim, len: d.ppw }];
+    let axes = [
+        RopeAxis { dim: t_dim, len: d.ppf },
+        RopeAxis { dim: h_dim, len: d.pph },
+        RopeAxis { dim: h_dim, len: d.ppw },
+    ];
     axial_rope_tables(b, &axes, 10000.0, DType::F32)
 }
 
@@ -226,7 +233,8 @@ fn transformer_block(
     } else {
         hidden_states
     };
-    let attn_output = attention(b, &format!("{prefix}.attn2"), cfg, d, norm_hidden_states, Some(encoder_hidden_states), None)?;
+    let attn2 = format!("{prefix}.attn2");
+    let attn_output = attention(b, &attn2, cfg, d, norm_hidden_states, Some(encoder_hidden_states), None)?;
     let hidden_states = b.add(hidden_states, attn_output)?;
 
     // 3. Feed-forward
