@@ -131,4 +131,36 @@ impl Program {
         }
         Ok(results)
     }
+
+    /// Runs once with parameters given as device buffers, by name, and returns the outputs as
+    /// device buffers (nothing is copied to or from the host). Each parameter is taken from
+    /// this program's uploaded weights if it has it, else from `args`, which may hold inputs
+    /// and weights (weights shared between programs) and more names than the program takes.
+    /// Buffers are checked against the signature's dtype and shape.
+    pub fn run_buffers(&self, args: &HashMap<&str, &Buffer>) -> Result<Vec<(String, Buffer)>, ProgramError> {
+        let mut list: Vec<&Buffer> = Vec::with_capacity(self.signature.params.len());
+        for (i, (name, kind, ty)) in self.signature.params.iter().enumerate() {
+            let buf = match self.resident.get(&i) {
+                Some(b) => b,
+                None => *args.get(name.as_str()).ok_or_else(|| ProgramError::Missing {
+                    kind: kind.name(),
+                    name: name.clone(),
+                    expected: ty.to_string(),
+                })?,
+            };
+            if buf.dtype() != ty.dtype || buf.dims() != ty.shape.as_slice() {
+                let got = TensorType::new(buf.dtype(), buf.dims().to_vec()).to_string();
+                return Err(ProgramError::Mismatch { kind: kind.name(), name: name.clone(), expected: ty.clone(), got });
+            }
+            list.push(buf);
+        }
+        let mut outs = self.executable.execute(&[list])?;
+        let outs = outs.pop().unwrap_or_default();
+        Ok(self.signature.results.iter().map(|(name, _)| name.clone()).zip(outs).collect())
+    }
+
+    /// Copies `t` to this program's device (for [`run_buffers`](Self::run_buffers)).
+    pub fn upload(&self, t: &HostTensor) -> Result<Buffer, ProgramError> {
+        Ok(self.device.client().buffer_from_host(t, &self.device)?)
+    }
 }

@@ -5,3 +5,4 @@ pub mod compiled;
 pub mod generation_config;
 pub mod noise;
 pub mod text_encode;
+pub mod vae_decode;
