@@ -1,12 +1,13 @@
 //! `WanTransformer3DModel` (diffusers `models/transformers/transformer_wan.py`, 0.42.1) as an IR
 //! graph, block by block, with diffusers' state-dict names as weight names.
 //!
-//! Precision follows diffusers loaded with `torch_dtype=dtype`: the modules in its
-//! `_keep_in_fp32_modules` (`time_embedder`, every `scale_shift_table`, `norm2`'s affine; `rope`,
-//! `norm1`, `norm3` have no weights) have f32 weights, the modulation (`scale_shift_table + temb.float()`), the norms and the gated residual
-//! adds run in f32 and are rounded to `dtype` where diffusers calls `.type_as(hidden_states)`;
-//! RoPE tables are f32 (angles in f64) and the rotation runs in f32. Everything else runs in
-//! `dtype`. At f32 all of this is the identity.
+//! Precision follows diffusers loaded with `torch_dtype=dtype`: the parameters its
+//! `_keep_in_fp32_modules` covers (`time_embedder`, every `scale_shift_table`, `norm2`'s affine;
+//! `rope`, `norm1` and `norm3` have none) are f32 weights; the modulation
+//! (`scale_shift_table + temb.float()`), the norms and the gated residual adds run in f32 and are
+//! rounded to `dtype` where diffusers calls `.type_as(hidden_states)`; RoPE tables are f32 (angles
+//! in f64) and the rotation runs in f32. Everything else runs in `dtype`. At f32 all of this is
+//! the identity.
 
 use super::config::WanTransformerConfig;
 use crate::nn::rope::{apply_rotary_emb_interleaved, axial_rope_tables, RopeAxis, RopeTables};
