@@ -93,14 +93,18 @@ fn encoder_f32_matches_transformers() {
     assert!(err < F32_TOL, "max rel err {err:.3e} >= {F32_TOL:.0e}");
 }
 
-/// bf16 has no torch golden here (the goldens are f32); against the f32 reference it must stay
-/// within bf16's precision after 2 layers (8 mantissa bits: 2^-8 = 3.9e-3 per rounding).
+/// Half precision has no torch golden here (the goldens are f32). Against the f32 reference each
+/// must stay within its own precision after 2 layers; transformers' own runs of this checkpoint
+/// give 3.0e-2 (bf16) and 3.2e-3 (fp16, `wo` kept in f32) on the same metric, ours 2.2e-2 and
+/// 3.2e-3 (and 1.9e-2 / 2.0e-3 against those torch runs, measured once).
 #[test]
-fn encoder_bf16_is_close_to_f32_reference() {
-    let (ours, want) = run_encoder(DType::BF16);
-    let err = common::max_rel_err(&ours, &want);
-    eprintln!("UMT5 encoder bf16 vs torch f32: max rel err {err:.3e}");
-    assert!(err < 5e-2, "max rel err {err:.3e}");
+fn encoder_half_precision_is_close_to_f32_reference() {
+    for (dtype, bound) in [(DType::BF16, 5e-2), (DType::F16, 1e-2)] {
+        let (ours, want) = run_encoder(dtype);
+        let err = common::max_rel_err(&ours, &want);
+        eprintln!("UMT5 encoder {dtype} vs torch f32: max rel err {err:.3e}");
+        assert!(err < bound, "{dtype}: max rel err {err:.3e}");
+    }
 }
 
 #[test]
