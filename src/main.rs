@@ -4,6 +4,7 @@ mod args;
 mod commands;
 mod lowering;
 mod session;
+mod stage_args;
 
 use clap::{Parser, Subcommand};
 
@@ -17,6 +18,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Prompt -> video: the three stages in one process.
+    Generate(commands::generate::GenerateArgs),
+    /// Stage 1: prompt -> stage1_embeddings.safetensors + generation_config.json.
+    Stage1(commands::stage1::Stage1Args),
+    /// Stage 2: embeddings + noise -> denoising loop -> stage2_latents.safetensors.
+    Stage2(commands::stage2::Stage2Args),
+    /// Stage 3: latents -> VAE decode -> output_video.mp4.
+    Stage3(commands::stage3::Stage3Args),
+    /// The model families and built-in presets, with their default shapes.
+    Models,
     /// Compile a graph to an executable in the on-disk cache (or find it there).
     Compile(commands::compile::CompileArgs),
     /// Print a graph's IR (after any pass) or its StableHLO module.
@@ -34,6 +45,11 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Generate(a) => commands::generate::run(a),
+        Command::Stage1(a) => commands::stage1::run(a),
+        Command::Stage2(a) => commands::stage2::run(a),
+        Command::Stage3(a) => commands::stage3::run(a),
+        Command::Models => commands::models::run(),
         Command::Compile(a) => commands::compile::run(a),
         Command::DumpIr(a) => commands::dump_ir::run(a),
         Command::Exec(a) => commands::exec::run(a),

@@ -5,7 +5,12 @@ pub mod cache;
 pub mod compile;
 pub mod dump_ir;
 pub mod exec;
+pub mod generate;
+pub mod models;
 pub mod plugin;
+pub mod stage1;
+pub mod stage2;
+pub mod stage3;
 
 /// A spinner on stderr with the elapsed time, for work whose length is not known ahead.
 pub fn spinner(message: &'static str) -> indicatif::ProgressBar {

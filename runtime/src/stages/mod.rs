@@ -3,6 +3,11 @@
 
 pub mod compiled;
 pub mod generation_config;
+pub mod model;
 pub mod noise;
+pub mod preset;
+pub mod stage1;
+pub mod stage2;
+pub mod stage3;
 pub mod text_encode;
 pub mod vae_decode;

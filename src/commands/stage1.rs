@@ -1,0 +1,56 @@
+//! `vidlower stage1`: prompt -> stage1_embeddings.safetensors + generation_config.json.
+
+use crate::args::RuntimeArgs;
+use crate::session::Session;
+use crate::stage_args::{DtypeArg, ModelArgs, PromptArgs};
+use anyhow::{anyhow, Result};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use vidlower_runtime::stages::generation_config::GenerationConfig;
+use vidlower_runtime::stages::model::WanModel;
+use vidlower_runtime::stages::stage1::{run_stage1, save_embeddings, EMBEDDINGS_FILE};
+
+#[derive(Args)]
+pub struct Stage1Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    prompt: PromptArgs,
+    #[command(flatten)]
+    dtype: DtypeArg,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    /// Where the stage files go.
+    #[arg(long, alias = "output_dir", default_value = "./stage_outputs")]
+    output_dir: PathBuf,
+}
+
+pub fn run(args: Stage1Args) -> Result<()> {
+    let model = WanModel::open(&args.model.spec(None)?)?;
+    let session = Session::open(&args.runtime, 1)?;
+    execute(&model, &session, &args.prompt, &args.dtype, &args.output_dir)?;
+    Ok(())
+}
+
+/// Runs stage 1 and writes its files; returns the generation config it started.
+pub fn execute(model: &WanModel, session: &Session, p: &PromptArgs, dtype: &DtypeArg, dir: &Path) -> Result<GenerationConfig> {
+    let max_len = p.max_sequence_length.unwrap_or(model.defaults.max_sequence_length);
+    if max_len == 0 {
+        anyhow::bail!("--max-sequence-length must be at least 1");
+    }
+    let (prompt, negative, summary) =
+        run_stage1(model, &session.client, session.cache.as_ref(), &p.prompt, &p.negative_prompt, max_len, dtype.dtype)
+            .map_err(|e| anyhow!("stage 1: {e}"))?;
+    save_embeddings(dir, &prompt, &negative)?;
+    let config = GenerationConfig {
+        prompt: p.prompt.clone(),
+        negative_prompt: p.negative_prompt.clone(),
+        model_id: model.spec.id(),
+        max_sequence_length: max_len,
+        ..Default::default()
+    };
+    config.write(dir)?;
+    println!("stage 1: {summary}");
+    println!("stage 1: wrote {}", dir.join(EMBEDDINGS_FILE).display());
+    Ok(config)
+}

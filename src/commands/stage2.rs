@@ -1,0 +1,85 @@
+//! `vidlower stage2`: embeddings + noise -> the denoising loop -> stage2_latents.safetensors.
+
+use crate::args::RuntimeArgs;
+use crate::session::Session;
+use crate::stage_args::{check_shape, DenoiseArgs, DtypeArg, ModelArgs};
+use anyhow::{anyhow, Result};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use vidlower_runtime::stages::generation_config::GenerationConfig;
+use vidlower_runtime::stages::model::WanModel;
+use vidlower_runtime::stages::stage1::load_embeddings;
+use vidlower_runtime::stages::stage2::{run_stage2, Stage2Settings};
+use vidlower_runtime::stages::stage3::LATENTS_FILE;
+
+#[derive(Args)]
+pub struct Stage2Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    denoise: DenoiseArgs,
+    #[command(flatten)]
+    dtype: DtypeArg,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    /// The directory stage 1 wrote (stage 2 writes there too).
+    #[arg(long, alias = "input_dir", default_value = "./stage_outputs")]
+    input_dir: PathBuf,
+}
+
+pub fn run(args: Stage2Args) -> Result<()> {
+    let mut config = GenerationConfig::read(&args.input_dir)?;
+    let model = WanModel::open(&args.model.spec(Some(&config.model_id))?)?;
+    let settings = settings(&model, &args.denoise, &args.dtype)?;
+    let session = Session::open(&args.runtime, 1)?;
+    execute(&model, &session, &settings, &args.input_dir, &mut config)
+}
+
+/// Flags resolved against the model's defaults, checked before any work starts.
+pub fn settings(model: &WanModel, d: &DenoiseArgs, dtype: &DtypeArg) -> Result<Stage2Settings> {
+    let def = &model.defaults;
+    let s = Stage2Settings {
+        steps: d.num_inference_steps.unwrap_or(def.steps),
+        guidance_scale: d.guidance_scale.unwrap_or(def.guidance_scale),
+        seed: d.seed.unwrap_or(def.seed),
+        height: d.height.unwrap_or(def.height),
+        width: d.width.unwrap_or(def.width),
+        frames: d.frames.unwrap_or(def.frames),
+        flow_shift: d.flow_shift.unwrap_or(def.flow_shift),
+        dtype: dtype.dtype,
+        warmup_steps: d.warmup_steps,
+        latents_in: d.latents_in.clone(),
+    };
+    check_shape(s.height, s.width, s.frames)?;
+    if s.steps == 0 {
+        anyhow::bail!("--num-inference-steps must be at least 1");
+    }
+    if let Some(p) = &s.latents_in {
+        if !p.is_file() {
+            anyhow::bail!("--latents-in {}: no such file", p.display());
+        }
+    }
+    Ok(s)
+}
+
+/// Runs stage 2 from the files in `dir` and writes the latents; records the settings.
+pub fn execute(model: &WanModel, session: &Session, s: &Stage2Settings, dir: &Path, config: &mut GenerationConfig) -> Result<()> {
+    let (prompt, negative) = load_embeddings(dir).map_err(anyhow::Error::msg)?;
+    let (latents, report) = run_stage2(model, &session.client, session.cache.as_ref(), &prompt, &negative, s)
+        .map_err(|e| anyhow!("stage 2: {e}"))?;
+    let path = dir.join(LATENTS_FILE);
+    vidlower_runtime::safetensors_io::save(&path, &[("latents".into(), latents)])?;
+    config.steps = Some(s.steps);
+    config.guidance_scale = Some(s.guidance_scale);
+    config.seed = Some(s.seed);
+    config.height = Some(s.height);
+    config.width = Some(s.width);
+    config.frames = Some(s.frames);
+    config.flow_shift = Some(s.flow_shift);
+    config.dtype = Some(s.dtype.to_string());
+    config.latents_in = s.latents_in.clone();
+    config.write(dir)?;
+    println!("stage 2: {}", report.describe());
+    println!("stage 2: wrote {}", path.display());
+    Ok(())
+}

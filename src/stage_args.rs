@@ -1,0 +1,103 @@
+//! Flags of the stage commands (`stage1|2|3`, `generate`). Kebab-case, with the seeds'
+//! snake_case spellings as aliases; unset values fall back to generation_config.json, then to
+//! the model's defaults.
+
+use crate::args::parse_dtype;
+use anyhow::{bail, Result};
+use clap::Args;
+use std::path::PathBuf;
+use vidlower_ir::DType;
+use vidlower_runtime::stages::model::ModelSpec;
+
+/// Which model: a diffusers directory or a built-in preset.
+#[derive(Args, Clone, Debug, Default)]
+pub struct ModelArgs {
+    /// A built-in model (see `vidlower models`), e.g. wan2.1-tiny.
+    #[arg(long, conflicts_with = "model_dir")]
+    pub model: Option<String>,
+    /// A diffusers-format model directory (model_index.json + component folders).
+    #[arg(long, alias = "model_dir", alias = "model_id", value_name = "DIR")]
+    pub model_dir: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    /// The model named by the flags, or by `fallback_id` (from generation_config.json).
+    pub fn spec(&self, fallback_id: Option<&str>) -> Result<ModelSpec> {
+        Ok(match (&self.model, &self.model_dir, fallback_id) {
+            (Some(name), _, _) => ModelSpec::Preset(name.clone()),
+            (None, Some(dir), _) => ModelSpec::Dir(dir.clone()),
+            (None, None, Some(id)) => ModelSpec::from_id(id),
+            (None, None, None) => bail!("no model given: pass --model NAME (see `vidlower models`) or --model-dir DIR"),
+        })
+    }
+}
+
+/// Stage 1 flags.
+#[derive(Args, Clone, Debug)]
+pub struct PromptArgs {
+    /// The text prompt.
+    #[arg(long)]
+    pub prompt: String,
+    /// What to steer away from (classifier-free guidance).
+    #[arg(long, alias = "negative_prompt", default_value = "")]
+    pub negative_prompt: String,
+    /// Text tokens (the pipeline's max_sequence_length; default 512).
+    #[arg(long, alias = "max_sequence_length")]
+    pub max_sequence_length: Option<usize>,
+}
+
+/// Stage 2 flags.
+#[derive(Args, Clone, Debug, Default)]
+pub struct DenoiseArgs {
+    #[arg(long, alias = "num_inference_steps", alias = "steps")]
+    pub num_inference_steps: Option<usize>,
+    /// Video height in pixels (a multiple of 16).
+    #[arg(long)]
+    pub height: Option<i64>,
+    /// Video width in pixels (a multiple of 16).
+    #[arg(long)]
+    pub width: Option<i64>,
+    /// Number of frames (4n+1).
+    #[arg(long, alias = "num_frames")]
+    pub frames: Option<i64>,
+    #[arg(long, alias = "guidance_scale")]
+    pub guidance_scale: Option<f64>,
+    /// Seed of the initial noise.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Flow-matching shift of the scheduler's sigmas (5.0 for 720p, 3.0 for 480p).
+    #[arg(long, alias = "flow_shift")]
+    pub flow_shift: Option<f64>,
+    /// Initial noise from a safetensors file (key `latents`) instead of --seed.
+    #[arg(long, alias = "latents_in", value_name = "FILE")]
+    pub latents_in: Option<PathBuf>,
+    /// Transformer calls to run (and time) before the loop.
+    #[arg(long, alias = "warmup_steps", default_value_t = 0)]
+    pub warmup_steps: usize,
+}
+
+/// Stage 3 flags.
+#[derive(Args, Clone, Debug, Default)]
+pub struct DecodeArgs {
+    /// Where to write the mp4 (default: <dir>/output_video.mp4).
+    #[arg(long, alias = "output_video", value_name = "FILE")]
+    pub output_video: Option<PathBuf>,
+    #[arg(long)]
+    pub fps: Option<u32>,
+    /// Also write stage3_frames.safetensors (`frames`, float, [-1, 1]).
+    #[arg(long, alias = "save_frames")]
+    pub save_frames: bool,
+}
+
+/// Compute dtype of the stages.
+#[derive(Args, Clone, Debug)]
+pub struct DtypeArg {
+    /// Compute dtype: bf16 (default) or f32.
+    #[arg(long, default_value = "bf16", value_parser = parse_dtype)]
+    pub dtype: DType,
+}
+
+/// Checks the shape flags before any work starts.
+pub fn check_shape(height: i64, width: i64, frames: i64) -> Result<()> {
+    vidlower_runtime::stages::stage2::validate_shape(height, width, frames).map_err(anyhow::Error::msg)
+}
