@@ -1,6 +1,7 @@
 //! vidlower's thin runtime: our own PJRT C API binding, plugin discovery, an on-disk executable
 //! cache, and programs (an executable with its graph's signature).
 
+pub mod atomic_file;
 pub mod cache;
 pub mod compile;
 pub mod pjrt;

@@ -71,12 +71,7 @@ pub fn save(path: &Path, tensors: &[(String, HostTensor)]) -> Result<(), Safeten
         .collect::<Result<_, _>>()?;
     let bytes = safetensors::serialize(views, &None)
         .map_err(|e| SafetensorsError::Format { path: path.into(), message: e.to_string() })?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    tmp.write_all(&bytes).map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    crate::atomic_file::write_atomic(path, |w| w.write_all(&bytes)).map_err(io)
 }
 
 #[cfg(test)]

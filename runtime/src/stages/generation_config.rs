@@ -60,11 +60,7 @@ impl GenerationConfig {
     pub fn write(&self, dir: &Path) -> Result<(), GenerationConfigError> {
         let path = dir.join(FILE_NAME);
         let err = |source| GenerationConfigError::Write { path: path.clone(), source };
-        std::fs::create_dir_all(dir).map_err(err)?;
         let text = serde_json::to_string_pretty(self).expect("plain data serializes");
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-        std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(err)?;
-        tmp.persist(&path).map_err(|e| err(e.error))?;
-        Ok(())
+        crate::atomic_file::write_atomic(&path, |w| std::io::Write::write_all(w, text.as_bytes())).map_err(err)
     }
 }

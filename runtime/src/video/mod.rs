@@ -11,7 +11,6 @@
 mod encode;
 mod mux;
 
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -128,15 +127,8 @@ pub fn write_mp4(path: &Path, frames: &VideoFrames, fps: u32) -> Result<VideoSta
     let track = encode::encode(frames, fps)?;
     let encode_time = start.elapsed();
 
-    let io = |source| VideoError::Io { path: path.into(), source };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let tmp = tempfile::Builder::new().prefix(".vidlower-").suffix(".mp4.tmp").tempfile_in(dir).map_err(io)?;
-    let mut out = BufWriter::new(tmp);
-    let bytes = mux::write(&mut out, &track).map_err(io)?;
-    let tmp = out.into_inner().map_err(|e| io(e.into_error()))?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
+    let bytes = crate::atomic_file::write_atomic(path, |out| mux::write(out, &track))
+        .map_err(|source| VideoError::Io { path: path.into(), source })?;
 
     Ok(VideoStats { frames: frames.frames, width: track.width, height: track.height, bytes, encode_time })
 }
