@@ -17,7 +17,12 @@ if ! command -v ffprobe >/dev/null || ! command -v ffmpeg >/dev/null; then
   sudo=""
   if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg nasm
+fi
+
+# Python's safetensors (no torch): the end-to-end test checks that Python reads our stage files.
+if ! python3 -c "import safetensors, numpy" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check safetensors numpy
 fi
 
 # The CPU PJRT plugin: vidlower finds it, or fetches it itself (pip into its cache dir).

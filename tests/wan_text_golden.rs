@@ -6,7 +6,6 @@
 
 mod common;
 
-use common::Json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -28,6 +27,14 @@ fn golden() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/wan")
 }
 
+fn read_json_value(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn i64s(v: &serde_json::Value) -> Vec<i64> {
+    v.as_array().expect("a list").iter().map(|x| x.as_i64().expect("an integer")).collect()
+}
+
 fn config() -> Umt5Config {
     read_json(&golden().join("model/text_encoder/config.json")).unwrap()
 }
@@ -35,23 +42,24 @@ fn config() -> Umt5Config {
 #[test]
 fn tokenizer_matches_transformers() {
     let tok = Tokenizer::from_dir(&golden().join("model/tokenizer")).unwrap();
-    let cases = Json::read(&golden().join("tokenizer_cases.json"));
-    assert!(!cases.arr().is_empty());
-    for case in cases.arr() {
-        let text = case.get("text").str();
-        let max_length = case.get("max_length").num() as usize;
+    let cases = read_json_value(&golden().join("tokenizer_cases.json"));
+    let cases = cases.as_array().expect("a list of cases");
+    assert!(!cases.is_empty());
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let max_length = case["max_length"].as_f64().unwrap() as usize;
         let (ids, mask) = tok.encode(&[text], max_length).unwrap();
-        assert_eq!(ids[0], case.get("input_ids").i64s(), "input_ids of {text:?} (max_length {max_length})");
-        assert_eq!(mask[0], case.get("attention_mask").i64s(), "attention_mask of {text:?}");
+        assert_eq!(ids[0], i64s(&case["input_ids"]), "input_ids of {text:?} (max_length {max_length})");
+        assert_eq!(mask[0], i64s(&case["attention_mask"]), "attention_mask of {text:?}");
         // What encode_prompt really tokenizes: the pipeline's prompt_clean (ftfy and all) first.
         let clean = prompt_clean(text);
-        assert_eq!(clean, case.get("clean_text").str(), "prompt_clean({text:?})");
+        assert_eq!(clean, case["clean_text"].as_str().unwrap(), "prompt_clean({text:?})");
         let (ids, mask) = tok.encode(&[&clean], max_length).unwrap();
-        assert_eq!(ids[0], case.get("clean_input_ids").i64s(), "input_ids of {clean:?}");
-        assert_eq!(mask[0], case.get("clean_attention_mask").i64s(), "attention_mask of {clean:?}");
+        assert_eq!(ids[0], i64s(&case["clean_input_ids"]), "input_ids of {clean:?}");
+        assert_eq!(mask[0], i64s(&case["clean_attention_mask"]), "attention_mask of {clean:?}");
     }
     // A batch gives the same rows as one text at a time.
-    let texts: Vec<&str> = cases.arr().iter().map(|c| c.get("text").str()).collect();
+    let texts: Vec<&str> = cases.iter().map(|c| c["text"].as_str().unwrap()).collect();
     let (ids, _) = tok.encode(&texts, 16).unwrap();
     for (text, row) in texts.iter().zip(&ids) {
         assert_eq!(row, &tok.encode(&[text], 16).unwrap().0[0]);
@@ -109,9 +117,9 @@ fn encoder_half_precision_is_close_to_f32_reference() {
 
 #[test]
 fn encode_prompt_matches_diffusers() {
-    let meta = Json::read(&golden().join("encode_prompt.json"));
+    let meta = read_json_value(&golden().join("encode_prompt.json"));
     let io = vidlower_runtime::safetensors_io::load(&golden().join("encode_prompt_io.safetensors")).unwrap();
-    let l = meta.get("max_sequence_length").num() as usize;
+    let l = meta["max_sequence_length"].as_f64().unwrap() as usize;
     let client = common::cpu_client(1);
     let cache = tempfile::tempdir().unwrap();
     let cache = vidlower_runtime::cache::ExecutableCache::open(cache.path()).unwrap();
@@ -126,12 +134,12 @@ fn encode_prompt_matches_diffusers() {
         DType::F32,
     )
     .unwrap();
-    let (prompt, negative) = (meta.get("prompt").str(), meta.get("negative_prompt").str());
+    let (prompt, negative) = (meta["prompt"].as_str().unwrap(), meta["negative_prompt"].as_str().unwrap());
 
     // The token ids diffusers fed the encoder.
     let (ids, _) = encoder.tokenizer().encode(&[prompt, negative], l).unwrap();
-    assert_eq!(ids[0], meta.get("prompt_input_ids").i64s());
-    assert_eq!(ids[1], meta.get("negative_prompt_input_ids").i64s());
+    assert_eq!(ids[0], i64s(&meta["prompt_input_ids"]));
+    assert_eq!(ids[1], i64s(&meta["negative_prompt_input_ids"]));
 
     let embeds = encoder.encode_prompts(&[prompt, negative], l).unwrap();
     let d = embeds.dims[2] as usize;
@@ -140,7 +148,7 @@ fn encode_prompt_matches_diffusers() {
     for (row, (key, len_key)) in [("prompt_embeds", "prompt_seq_len"), ("negative_prompt_embeds", "negative_prompt_seq_len")].iter().enumerate() {
         let want = io[*key].to_f64_vec();
         let ours = &values[row * l * d..(row + 1) * l * d];
-        let seq_len = meta.get(len_key).num() as usize;
+        let seq_len = meta[len_key].as_f64().unwrap() as usize;
         assert!(seq_len < l, "{key}: the golden prompt should leave padding to check");
         // Padding: exactly +0.0 after the real tokens, on both sides.
         assert!(ours[seq_len * d..].iter().all(|v| v.to_bits() == 0), "{key}: padding is not exactly zero");
