@@ -61,8 +61,13 @@ pub fn prepare(
     let module = vidlower_backends::emit_module(&run.graph, &Default::default())
         .map_err(|source| ComponentError::Emit { component: c(), source })?;
     let passes = start.elapsed();
-    let compiled = compile_cached(client, cache, &module, &CompileOptions::single_device(), &format!("{component} ({})", run.graph.name))
-        .map_err(|source| ComponentError::Pjrt { component: c(), source })?;
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
+    spinner.set_message(format!("compiling {component}"));
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    let compiled = compile_cached(client, cache, &module, &CompileOptions::single_device(), &format!("{component} ({})", run.graph.name));
+    spinner.finish_and_clear();
+    let compiled = compiled.map_err(|source| ComponentError::Pjrt { component: c(), source })?;
     for w in &compiled.warnings {
         eprintln!("warning: {component}: {w}");
     }
