@@ -26,6 +26,11 @@ impl ComponentTimes {
             CompileSource::Compiled => format!("compiled {}", f(self.compile)),
             CompileSource::Healed { .. } => format!("recompiled {} (corrupt cache entry replaced)", f(self.compile)),
         };
+        // Components that upload their weights themselves (the VAE shares them between two
+        // executables) report the upload separately.
+        if self.weights.is_zero() {
+            return format!("passes {}, {what}", f(self.passes));
+        }
         format!("passes {}, {what}, weights {}", f(self.passes), f(self.weights))
     }
 }

@@ -62,7 +62,7 @@ pub fn run_stage3(
     }
     let stats = write_mp4(output_video, &VideoFrames::from_unit_range(&channels_last, f, h, w)?, fps)?;
     let summary = format!(
-        "vae: first step {}, later steps {}, weights {}; decoded {f} frames in {}; mp4 {}x{} {} frames encoded in {}",
+        "vae: first step {}; later steps {}; weights {}; decoded {f} frames in {}; mp4 {}x{} {} frames encoded in {}",
         decoder.times_first.describe(),
         decoder.times_next.describe(),
         crate::timing::format_duration(decoder.weights_upload),

@@ -165,7 +165,7 @@ impl TextEncoder {
 
 /// Renames graph weights a checkpoint stores under a tied alias (`encoder.embed_tokens.weight`
 /// for `shared.weight`), so they load by the name the file has.
-fn use_stored_names(graph: &mut Graph, weights: &WeightStore) {
+pub fn use_stored_names(graph: &mut Graph, weights: &WeightStore) {
     let inputs = graph.inputs.clone();
     for v in inputs {
         if let Op::Weight { name } = &mut graph.nodes[v.index()].op {
