@@ -1,48 +1,210 @@
 //! Flags shared by several commands: which graph, which passes, which plugin and cache.
 
+use crate::components::{Component, ComponentGraph, Sizes};
+use crate::stage_args::{check_shape, ModelArgs};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 use vidlower_frontends::example::{example_block, ExampleConfig};
 use vidlower_ir::{DType, Graph};
+use vidlower_runtime::stages::model::WanModel;
+use vidlower_runtime::weights::WeightStore;
 
-/// Which graph to work on.
+/// The name `--model` gives the built-in example graph.
+pub const EXAMPLE: &str = "example";
+
+/// Which graph to work on: the built-in example block (the default, `--model example`), a model
+/// component (`--model NAME` or `--model-dir DIR` with `--component`), or an IR file (`--ir`).
 #[derive(Args, Clone, Debug)]
+#[command(mut_arg("model", |a| a.help("A built-in model (see `vidlower models`), e.g. wan2.1-tiny, or `example`: the built-in example block (the default)")))]
 pub struct GraphArgs {
-    /// Built-in graph: `example` (an attention + MLP block).
-    #[arg(long, default_value = "example")]
-    pub model: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Which part of the model (exec and bench need one; compile and dump-ir without it take
+    /// text_encoder, transformer and vae_decoder).
+    #[arg(long, value_enum)]
+    pub component: Option<Component>,
     /// A graph in the IR text form (as `dump-ir` prints it) instead of a built-in one.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["model", "model_dir", "component"])]
     pub ir: Option<PathBuf>,
-    /// Compute dtype of the built-in graph: f32, bf16, f16.
-    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
-    pub dtype: DType,
-    /// Batch size of the built-in graph.
-    #[arg(long, default_value_t = 2)]
-    pub batch: i64,
-    /// Sequence length of the built-in graph.
-    #[arg(long, default_value_t = 32)]
-    pub seq: i64,
+    /// Compute dtype: f32, bf16, f16 (default: the dtype the component's weights are stored in;
+    /// f32 for the example graph). The stages default to bf16.
+    #[arg(long, value_parser = parse_dtype)]
+    pub dtype: Option<DType>,
+    #[command(flatten)]
+    pub shape: ShapeArgs,
+}
+
+/// The sizes a graph is built for. Model components take the video size in pixels, as the
+/// stages do; unset values come from the model's defaults (see `vidlower models`).
+#[derive(Args, Clone, Debug, Default)]
+pub struct ShapeArgs {
+    /// Video height in pixels (a multiple of 16): transformer and VAE decoder.
+    #[arg(long)]
+    pub height: Option<i64>,
+    /// Video width in pixels (a multiple of 16): transformer and VAE decoder.
+    #[arg(long)]
+    pub width: Option<i64>,
+    /// Video frames (4n+1): the transformer's latent frames (the VAE step graphs take one).
+    #[arg(long, alias = "num_frames")]
+    pub frames: Option<i64>,
+    /// Batch size (default: 2 for the example graph, the text encoder (prompt and negative
+    /// prompt) and the transformer (classifier-free guidance); 1 for the VAE decoder).
+    #[arg(long)]
+    pub batch: Option<i64>,
+    /// Text tokens: the text encoder's sequence and the transformer's text length.
+    #[arg(long, alias = "max_sequence_length")]
+    pub max_sequence_length: Option<i64>,
+    /// Sequence length of the example graph (default 32).
+    #[arg(long)]
+    pub seq: Option<i64>,
+}
+
+/// What the flags select.
+pub enum Selection {
+    /// The example graph or an IR file.
+    Graph(Graph),
+    /// Components of a model.
+    Model(Box<ModelSelection>),
+}
+
+/// Components of a model, with the flags that size them.
+pub struct ModelSelection {
+    pub model: WanModel,
+    pub components: Vec<Component>,
+    dtype: Option<DType>,
+    shape: ShapeArgs,
 }
 
 impl GraphArgs {
-    /// Builds (or reads) the selected graph.
-    pub fn graph(&self) -> Result<Graph> {
+    /// Checks the flags (before any work: a preset is not materialised, nothing is built when a
+    /// flag is wrong) and opens what they name.
+    pub fn select(&self) -> Result<Selection> {
         if let Some(path) = &self.ir {
+            self.refuse(&[("--dtype", self.dtype.is_some())], "to an IR file (it fixes them)")?;
+            self.refuse(&self.shape.given(), "to an IR file (it fixes them)")?;
             let text = std::fs::read_to_string(path).with_context(|| format!("reading IR file {}", path.display()))?;
-            return vidlower_ir::text::parse(&text).with_context(|| format!("in IR file {}", path.display()));
+            let graph = vidlower_ir::text::parse(&text).with_context(|| format!("in IR file {}", path.display()))?;
+            return Ok(Selection::Graph(graph));
         }
-        match self.model.as_str() {
-            "example" => {
-                if self.batch < 1 || self.seq < 1 {
-                    bail!("--batch and --seq must be at least 1 (got {} and {})", self.batch, self.seq);
-                }
-                let cfg = ExampleConfig { batch: self.batch, seq: self.seq, dtype: self.dtype, ..Default::default() };
-                Ok(example_block(&cfg)?)
+        let example = self.model.model_dir.is_none() && self.model.model.as_deref().is_none_or(|m| m == EXAMPLE);
+        let s = &self.shape;
+        if example {
+            self.refuse(&[("--component", self.component.is_some())], "to the example graph (it is one block)")?;
+            let pixels = [("--height", s.height.is_some()), ("--width", s.width.is_some()), ("--frames", s.frames.is_some())];
+            self.refuse(&pixels, "to the example graph: it takes --batch and --seq")?;
+            self.refuse(&[("--max-sequence-length", s.max_sequence_length.is_some())], "to the example graph: it takes --seq")?;
+            let (batch, seq) = (s.batch.unwrap_or(2), s.seq.unwrap_or(32));
+            if batch < 1 || seq < 1 {
+                bail!("--batch and --seq must be at least 1 (got {batch} and {seq})");
             }
-            other => bail!("unknown --model `{other}`; built-in graphs: example"),
+            let cfg = ExampleConfig { batch, seq, dtype: self.dtype.unwrap_or(DType::F32), ..Default::default() };
+            return Ok(Selection::Graph(example_block(&cfg)?));
         }
+        self.refuse(&[("--seq", s.seq.is_some())], "to a model (it is the example graph's; use --max-sequence-length)")?;
+        if self.component == Some(Component::TextEncoder) {
+            let pixels = [("--height", s.height.is_some()), ("--width", s.width.is_some()), ("--frames", s.frames.is_some())];
+            self.refuse(&pixels, "to the text encoder (it takes --batch and --max-sequence-length)")?;
+        }
+        // The given sizes, checked now; unset ones come from the model and are valid.
+        check_shape(s.height.unwrap_or(16), s.width.unwrap_or(16), s.frames.unwrap_or(1))?;
+        for (flag, v) in [("--batch", s.batch), ("--max-sequence-length", s.max_sequence_length)] {
+            if v.is_some_and(|v| v < 1) {
+                bail!("{flag} must be at least 1 (got {})", v.unwrap_or_default());
+            }
+        }
+        let model = WanModel::open(&self.model.spec(None)?)?;
+        let components = match self.component {
+            Some(c) => vec![c],
+            None => Component::ALL.to_vec(),
+        };
+        Ok(Selection::Model(Box::new(ModelSelection { model, components, dtype: self.dtype, shape: s.clone() })))
+    }
+
+    fn refuse(&self, flags: &[(&str, bool)], context: &str) -> Result<()> {
+        match flags.iter().find(|(_, given)| *given) {
+            Some((flag, _)) => bail!("{flag} does not apply {context}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Selection {
+    /// The selected graphs, at the sizes the flags give.
+    pub fn graphs(&self) -> Result<Vec<ComponentGraph>> {
+        match self {
+            Selection::Graph(graph) => Ok(vec![ComponentGraph { label: graph.name.clone(), graph: graph.clone() }]),
+            Selection::Model(m) => m.graphs(),
+        }
+    }
+
+    /// For a model: one line naming it, and one per component with its dtype and sizes.
+    pub fn describe(&self) -> Result<Vec<String>> {
+        let Selection::Model(m) = self else { return Ok(Vec::new()) };
+        let mut lines = vec![format!("model: {} ({})", m.model.spec.id(), m.model.dir.display())];
+        for &c in &m.components {
+            let weights = m.weights(c)?;
+            lines.push(format!("{}: {}, {}", c.name(), m.dtype(&weights), m.sizes(c)?.describe(&m.model, c)));
+        }
+        Ok(lines)
+    }
+}
+
+impl ShapeArgs {
+    /// Each size flag and whether it was given.
+    pub fn given(&self) -> [(&'static str, bool); 6] {
+        [
+            ("--height", self.height.is_some()),
+            ("--width", self.width.is_some()),
+            ("--frames", self.frames.is_some()),
+            ("--batch", self.batch.is_some()),
+            ("--max-sequence-length", self.max_sequence_length.is_some()),
+            ("--seq", self.seq.is_some()),
+        ]
+    }
+}
+
+impl ModelSelection {
+    /// The one component a command that runs a component needs.
+    pub fn single(&self, command: &str) -> Result<Component> {
+        match self.components[..] {
+            [c] => Ok(c),
+            _ => bail!("{command} needs --component: text_encoder, transformer or vae_decoder"),
+        }
+    }
+
+    pub fn weights(&self, c: Component) -> Result<WeightStore> {
+        Ok(self.model.weights(c.folder())?)
+    }
+
+    /// `--dtype`, else the dtype `weights` are stored in.
+    pub fn dtype(&self, weights: &WeightStore) -> DType {
+        self.dtype.or_else(|| weights.stored_dtype()).unwrap_or(DType::F32)
+    }
+
+    /// The explicitly given size flags (commands that take sizes from elsewhere refuse them).
+    pub fn size_flags_given(&self) -> Option<&'static str> {
+        self.shape.given().into_iter().find(|(_, g)| *g).map(|(f, _)| f)
+    }
+
+    /// The sizes of component `c` from the flags and the model's defaults.
+    pub fn sizes(&self, c: Component) -> Result<Sizes> {
+        let (s, d) = (&self.shape, &self.model.defaults);
+        let (height, width, frames) = (s.height.unwrap_or(d.height), s.width.unwrap_or(d.width), s.frames.unwrap_or(d.frames));
+        check_shape(height, width, frames)?;
+        let batch = s.batch.unwrap_or(c.default_batch());
+        let text_len = s.max_sequence_length.unwrap_or(d.max_sequence_length as i64);
+        Ok(Sizes::from_pixels(&self.model, batch, height, width, frames, text_len))
+    }
+
+    /// Every selected component's graphs.
+    pub fn graphs(&self) -> Result<Vec<ComponentGraph>> {
+        let mut out = Vec::new();
+        for &c in &self.components {
+            let weights = self.weights(c)?;
+            out.extend(crate::components::graphs(&self.model, &weights, c, &self.sizes(c)?, self.dtype(&weights))?);
+        }
+        Ok(out)
     }
 }
 

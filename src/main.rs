@@ -2,6 +2,7 @@
 
 mod args;
 mod commands;
+mod components;
 mod lowering;
 mod session;
 mod stage_args;
@@ -28,13 +29,13 @@ enum Command {
     Stage3(commands::stage3::Stage3Args),
     /// The model families and built-in presets, with their default shapes.
     Models,
-    /// Compile a graph to an executable in the on-disk cache (or find it there).
+    /// Compile a graph (the example block, a model component, an IR file) into the executable cache.
     Compile(commands::compile::CompileArgs),
-    /// Print a graph's IR (after any pass) or its StableHLO module.
+    /// Print a graph's IR (after any pass) or its StableHLO module (any model component too).
     DumpIr(commands::dump_ir::DumpIrArgs),
-    /// Run a graph once on inputs from a safetensors file (or seeded random ones).
+    /// Run a graph or one model component on inputs from a safetensors file.
     Exec(commands::exec::ExecArgs),
-    /// Time cold compile, cache-hit load and execution of a graph.
+    /// Time a graph's compile, cache load and execution, or a model component's forward.
     Bench(commands::bench::BenchArgs),
     /// Show the PJRT plugins found, or install the CPU plugin.
     Plugin(commands::plugin::PluginArgs),

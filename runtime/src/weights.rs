@@ -112,6 +112,23 @@ impl WeightStore {
         self.entries.contains_key(name)
     }
 
+    /// The dtype weight `name` is stored in, if it is stored in a float dtype vidlower reads.
+    pub fn dtype_of(&self, name: &str) -> Option<DType> {
+        self.entries.get(name).and_then(|e| float_dtype(e.dtype))
+    }
+
+    /// The float dtype most of the stored bytes are in (what the checkpoint was saved as; a few
+    /// modules kept in f32 beside bf16 weights do not change it), or `None` if there is none.
+    pub fn stored_dtype(&self) -> Option<DType> {
+        let mut bytes: BTreeMap<DType, usize> = BTreeMap::new();
+        for e in self.entries.values() {
+            if let Some(d) = float_dtype(e.dtype) {
+                *bytes.entry(d).or_default() += e.end - e.start;
+            }
+        }
+        bytes.into_iter().max_by_key(|&(_, n)| n).map(|(d, _)| d)
+    }
+
     /// Weight `name` converted to `ty.dtype`, checked against `ty.shape`.
     pub fn load(&self, name: &str, ty: &TensorType) -> Result<HostTensor, WeightsError> {
         let e = self.entries.get(name).ok_or_else(|| WeightsError::Missing {
@@ -123,17 +140,23 @@ impl WeightStore {
         if e.shape != ty.shape {
             return Err(WeightsError::Shape { name: name.into(), path: path.clone(), expected: ty.shape.clone(), found: e.shape.clone() });
         }
-        let dtype = match e.dtype {
-            Dtype::F32 => DType::F32,
-            Dtype::BF16 => DType::BF16,
-            Dtype::F16 => DType::F16,
-            Dtype::F64 => DType::F64,
-            other => return Err(WeightsError::Dtype { name: name.into(), path: path.clone(), dtype: format!("{other:?}") }),
-        };
+        let dtype = float_dtype(e.dtype)
+            .ok_or_else(|| WeightsError::Dtype { name: name.into(), path: path.clone(), dtype: format!("{:?}", e.dtype) })?;
         let bytes = &self.files[e.file].1[e.start..e.end];
         let t = HostTensor::new(dtype, e.shape.clone(), bytes.to_vec())
             .map_err(|err| WeightsError::Format { path: path.clone(), message: format!("tensor `{name}`: {err}") })?;
         Ok(t.convert(ty.dtype))
+    }
+}
+
+/// The IR dtype of a stored float dtype (the ones weights may have).
+fn float_dtype(d: Dtype) -> Option<DType> {
+    match d {
+        Dtype::F32 => Some(DType::F32),
+        Dtype::BF16 => Some(DType::BF16),
+        Dtype::F16 => Some(DType::F16),
+        Dtype::F64 => Some(DType::F64),
+        _ => None,
     }
 }
 
@@ -159,5 +182,8 @@ mod tests {
         let e = store.load("c", &TensorType::new(DType::F32, vec![1])).unwrap_err().to_string();
         assert!(e.contains("`c` is missing"), "{e}");
         assert!(WeightStore::open(&dir.path().join("none")).is_err());
+        assert_eq!((store.dtype_of("a"), store.dtype_of("b"), store.dtype_of("c")), (Some(DType::F32), Some(DType::BF16), None));
+        // 16 bytes of f32 against 6 of bf16.
+        assert_eq!(store.stored_dtype(), Some(DType::F32));
     }
 }

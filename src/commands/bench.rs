@@ -1,14 +1,18 @@
 //! `vidlower bench`: cold compile vs cache-hit load vs execute of a graph on one plugin, as
 //! medians over repeats, with the ratios between them (figures to compare plugins and changes).
+//! On a model component: one forward (the VAE decoder: a whole decode) with the model's weights
+//! and seeded inputs at the sizes the flags give, timed as the median of `--runs` after warm-up.
 
-use crate::args::{GraphArgs, PassArgs, RuntimeArgs};
+use crate::args::{GraphArgs, ModelSelection, PassArgs, RuntimeArgs, Selection};
+use crate::components::{random_inputs, Runner};
 use crate::lowering::{lower, pipeline};
 use crate::session::Session;
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Args;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use vidlower_frontends::random_weights::{random_input, random_weight};
+use vidlower_ir::Graph;
 use vidlower_passes::DumpAfter;
 use vidlower_runtime::pjrt::CompileOptions;
 use vidlower_runtime::program::{ParamKind, Program, Signature};
@@ -23,12 +27,16 @@ pub struct BenchArgs {
     passes: PassArgs,
     #[command(flatten)]
     runtime: RuntimeArgs,
-    /// Compiles and loads to time (the median is reported).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
-    repeats: u32,
-    /// Executions to time, after one warm-up run.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
-    runs: u32,
+    /// Compiles and loads of the example graph (or IR file) to time (default 5; the median is
+    /// reported). A model component is compiled once, through the cache.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    repeats: Option<u32>,
+    /// Executions to time, after the warm-up (default 50; 5 for a model component).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: Option<u32>,
+    /// Untimed executions first.
+    #[arg(long, default_value_t = 1)]
+    warmup: u32,
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -37,7 +45,14 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    let graph = args.graph.graph()?;
+    match args.graph.select()? {
+        Selection::Graph(graph) => bench_graph(graph, &args),
+        Selection::Model(m) => bench_component(&m, &args),
+    }
+}
+
+fn bench_graph(graph: Graph, args: &BenchArgs) -> Result<()> {
+    let (repeats, runs) = (args.repeats.unwrap_or(5), args.runs.unwrap_or(50));
     let signature = Signature::of(&graph);
     let lowered = lower(graph, pipeline(&args.passes)?, DumpAfter::None, &mut |_, _| {})?;
     let session = Session::open(&args.runtime, 1)?;
@@ -45,10 +60,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     println!("graph @{}: {} ops after passes, StableHLO {} bytes", lowered.graph.name, lowered.graph.op_count(), lowered.module.len());
 
     let options = CompileOptions::single_device();
-    let bar = indicatif::ProgressBar::new(u64::from(args.repeats) * 2 + u64::from(args.runs));
+    let bar = indicatif::ProgressBar::new(u64::from(repeats) * 2 + u64::from(runs));
     let mut compiles = Vec::new();
     let mut executable = None;
-    for _ in 0..args.repeats {
+    for _ in 0..repeats {
         let start = Instant::now();
         executable = Some(session.client.compile(&lowered.module, &options)?);
         compiles.push(start.elapsed());
@@ -56,7 +71,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let bytes = executable.as_ref().expect("repeats >= 1").serialize()?;
     let mut loads = Vec::new();
-    for _ in 0..args.repeats {
+    for _ in 0..repeats {
         let start = Instant::now();
         executable = Some(session.client.deserialize_executable(&bytes)?);
         loads.push(start.elapsed());
@@ -70,20 +85,71 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .filter(|(_, k, _)| *k == ParamKind::Input)
         .map(|(n, _, ty)| (n.clone(), tensor(random_input(0, n, ty), ty)))
         .collect();
-    program.run(&inputs)?;
-    let mut runs = Vec::new();
-    for _ in 0..args.runs {
+    for _ in 0..args.warmup {
+        program.run(&inputs)?;
+    }
+    let mut times = Vec::new();
+    for _ in 0..runs {
         let start = Instant::now();
         program.run(&inputs)?;
-        runs.push(start.elapsed());
+        times.push(start.elapsed());
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let (c, l, r) = (median(compiles), median(loads), median(runs));
-    println!("cold compile   {:>10}  (median of {})", format_duration(c), args.repeats);
-    println!("cache load     {:>10}  (median of {}; {} serialized)", format_duration(l), args.repeats, bytes.len());
-    println!("execute        {:>10}  (median of {}, incl. input upload and output download)", format_duration(r), args.runs);
+    let (c, l, r) = (median(compiles), median(loads), median(times));
+    println!("cold compile   {:>10}  (median of {repeats})", format_duration(c));
+    println!("cache load     {:>10}  (median of {repeats}; {} serialized)", format_duration(l), bytes.len());
+    println!("execute        {:>10}  (median of {runs}, incl. input upload and output download)", format_duration(r));
     println!("cold compile / cache load = {:.1}x", c.as_secs_f64() / l.as_secs_f64());
+    Ok(())
+}
+
+/// One model component: compiled once (through the cache), its weights from the model, seeded
+/// inputs; the median of `--runs` forwards after `--warmup`.
+fn bench_component(m: &ModelSelection, args: &BenchArgs) -> Result<()> {
+    let c = m.single("bench")?;
+    if args.repeats.is_some() {
+        bail!("--repeats times cold compiles of the example graph; a component is compiled once (through the cache; --no-cache for a cold compile)");
+    }
+    let runs = args.runs.unwrap_or(5);
+    let weights = m.weights(c)?;
+    let dtype = m.dtype(&weights);
+    let sizes = m.sizes(c)?;
+    println!("model: {} ({})", m.model.spec.id(), m.model.dir.display());
+    println!("{}: {dtype}, {}", c.name(), sizes.describe(&m.model, c));
+    let session = Session::open(&args.runtime, 1)?;
+    println!("plugin: {}", session.describe_plugin());
+    let mut runner = Runner::prepare(&session, &m.model, &weights, c, &sizes, dtype, &args.passes)?;
+    let inputs = random_inputs(&m.model, c, &sizes, dtype, 0)?;
+    let bar = indicatif::ProgressBar::new(u64::from(args.warmup + runs));
+    let mut warmup = Vec::new();
+    for _ in 0..args.warmup {
+        let start = Instant::now();
+        runner.run(&inputs)?;
+        warmup.push(start.elapsed());
+        bar.inc(1);
+    }
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let start = Instant::now();
+        runner.run(&inputs)?;
+        times.push(start.elapsed());
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let list = |v: &[Duration]| v.iter().map(|d| format_duration(*d)).collect::<Vec<_>>().join(", ");
+    if !warmup.is_empty() {
+        println!("warm-up        {}", list(&warmup));
+    }
+    println!("runs           {}", list(&times));
+    let (lo, hi) = (*times.iter().min().expect("runs >= 1"), *times.iter().max().expect("runs >= 1"));
+    let what = if matches!(runner, Runner::Vae(_)) { "decode" } else { "forward" };
+    println!(
+        "{what:<14} {:>10}  (median of {runs}; min {}, max {}; incl. input upload and output download)",
+        format_duration(median(times)),
+        format_duration(lo),
+        format_duration(hi)
+    );
     Ok(())
 }
 

@@ -1,9 +1,11 @@
-//! `vidlower compile`: graph -> passes -> StableHLO -> executable in the cache, with timings.
+//! `vidlower compile`: graph -> passes -> StableHLO -> executable in the cache, with timings. A
+//! model component is built at the sizes the flags give (the model's defaults otherwise), as
+//! the stages build it, so compiling ahead of time makes their compile a cache hit.
 
 use crate::args::{GraphArgs, PassArgs, RuntimeArgs};
 use crate::lowering::{lower, pipeline};
 use crate::session::Session;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use std::time::Instant;
 use vidlower_passes::DumpAfter;
@@ -25,42 +27,51 @@ pub struct CompileArgs {
 }
 
 pub fn run(args: CompileArgs) -> Result<()> {
-    let graph = args.graph.graph()?;
-    println!(
-        "graph @{}: {} weights, {} inputs, {} ops",
-        graph.name,
-        graph.weights().count(),
-        graph.inputs.len() - graph.weights().count(),
-        graph.op_count()
-    );
-    let start = Instant::now();
-    let lowered = lower(graph, pipeline(&args.passes)?, DumpAfter::None, &mut |_, _| {})?;
-    let names: Vec<&str> = lowered.reports.iter().map(|r| r.name).collect();
-    println!("passes: {} ({})", names.join(", "), format_duration(start.elapsed() - lowered.emit_time));
-    if args.explain {
-        for r in &lowered.reports {
-            println!("  {r}");
+    let selection = args.graph.select()?;
+    for line in selection.describe()? {
+        println!("{line}");
+    }
+    let mut session = None;
+    for g in selection.graphs()? {
+        let (label, cache_label) = (g.label.clone(), g.cache_label());
+        let graph = g.graph;
+        let title = if label == graph.name { String::new() } else { format!("{label} ") };
+        println!(
+            "graph {title}@{}: {} weights, {} inputs, {} ops",
+            graph.name,
+            graph.weights().count(),
+            graph.inputs.len() - graph.weights().count(),
+            graph.op_count()
+        );
+        let start = Instant::now();
+        let lowered = lower(graph, pipeline(&args.passes)?, DumpAfter::None, &mut |_, _| {}).with_context(|| label.clone())?;
+        let names: Vec<&str> = lowered.reports.iter().map(|r| r.name).collect();
+        println!("passes: {} ({})", names.join(", "), format_duration(start.elapsed() - lowered.emit_time));
+        if args.explain {
+            for r in &lowered.reports {
+                println!("  {r}");
+            }
         }
-    }
-    println!("stablehlo: {} bytes, emitted in {}", lowered.module.len(), format_duration(lowered.emit_time));
+        println!("stablehlo: {} bytes, emitted in {}", lowered.module.len(), format_duration(lowered.emit_time));
 
-    let session = Session::open(&args.runtime, 1)?;
-    println!("plugin: {}", session.describe_plugin());
-    let spinner = crate::commands::spinner("compiling");
-    let compiled = compile_cached(
-        &session.client,
-        session.cache.as_ref(),
-        &lowered.module,
-        &CompileOptions::single_device(),
-        &lowered.graph.name,
-    )?;
-    spinner.finish_and_clear();
-    for w in &compiled.warnings {
-        eprintln!("warning: {w}");
-    }
-    println!("executable: {}", compiled.describe());
-    if let Some(cache) = &session.cache {
-        println!("cache: {}", cache.entry_path(&compiled.key).display());
+        if session.is_none() {
+            let s = Session::open(&args.runtime, 1)?;
+            println!("plugin: {}", s.describe_plugin());
+            session = Some(s);
+        }
+        let session = session.as_ref().expect("opened above");
+        let spinner = crate::commands::spinner("compiling");
+        let compiled =
+            compile_cached(&session.client, session.cache.as_ref(), &lowered.module, &CompileOptions::single_device(), &cache_label);
+        spinner.finish_and_clear();
+        let compiled = compiled.with_context(|| label.clone())?;
+        for w in &compiled.warnings {
+            eprintln!("warning: {w}");
+        }
+        println!("executable: {}", compiled.describe());
+        if let Some(cache) = &session.cache {
+            println!("cache: {}", cache.entry_path(&compiled.key).display());
+        }
     }
     Ok(())
 }

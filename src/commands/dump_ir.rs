@@ -1,4 +1,7 @@
 //! `vidlower dump-ir`: the IR after any pass (or before all of them), or the StableHLO module.
+//! One graph prints as itself (it parses back with `--ir`); several (a model's `vae_decoder`
+//! is two step graphs, and no `--component` means every component) each under a
+//! `// ===== label =====` line.
 
 use crate::args::{GraphArgs, PassArgs};
 use crate::lowering::{lower, pipeline};
@@ -27,20 +30,27 @@ enum Format {
 }
 
 pub fn run(args: DumpIrArgs) -> Result<()> {
-    let graph = args.graph.graph()?;
-    let passes = pipeline(&args.passes)?;
-    match (args.format, args.after.as_deref()) {
-        (Format::Ir, None) => print!("{}", vidlower_ir::text::print(&graph)),
-        (Format::Ir, Some(after)) => {
-            let dump = if after == "all" { DumpAfter::All } else { DumpAfter::Pass(after.to_string()) };
-            lower(graph, passes, dump, &mut |pass, text| {
-                println!("// ----- IR after {pass} -----");
-                print!("{text}");
-            })?;
+    if let (Format::Stablehlo, Some(_)) = (args.format, &args.after) {
+        bail!("--after applies to --format ir; the StableHLO module is emitted after the whole pipeline")
+    }
+    let graphs = args.graph.select()?.graphs()?;
+    let several = graphs.len() > 1;
+    for g in graphs {
+        if several {
+            println!("// ===== {} =====", g.label);
         }
-        (Format::Stablehlo, None) => print!("{}", lower(graph, passes, DumpAfter::None, &mut |_, _| {})?.module),
-        (Format::Stablehlo, Some(_)) => {
-            bail!("--after applies to --format ir; the StableHLO module is emitted after the whole pipeline")
+        let passes = pipeline(&args.passes)?;
+        let graph = g.graph;
+        match (args.format, args.after.as_deref()) {
+            (Format::Ir, None) => print!("{}", vidlower_ir::text::print(&graph)),
+            (Format::Ir, Some(after)) => {
+                let dump = if after == "all" { DumpAfter::All } else { DumpAfter::Pass(after.to_string()) };
+                lower(graph, passes, dump, &mut |pass, text| {
+                    println!("// ----- IR after {pass} -----");
+                    print!("{text}");
+                })?;
+            }
+            (Format::Stablehlo, _) => print!("{}", lower(graph, passes, DumpAfter::None, &mut |_, _| {})?.module),
         }
     }
     Ok(())

@@ -1,16 +1,19 @@
 //! `vidlower exec`: compile (or load from the cache) and run a graph once, with weights and
 //! inputs from safetensors files or seeded random values; writes the outputs as safetensors.
+//! A model component takes its weights from the model directory and its inputs, named as the
+//! diffusers forward() arguments, from `--inputs`; the graph is built for their shapes.
 
-use crate::args::{GraphArgs, PassArgs, RuntimeArgs};
+use crate::args::{GraphArgs, ModelSelection, PassArgs, RuntimeArgs, Selection};
+use crate::components::{checked_inputs, Runner};
 use crate::lowering::{lower, pipeline};
 use crate::session::Session;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Instant;
 use vidlower_frontends::random_weights::{random_input, random_weight};
-use vidlower_ir::TensorType;
+use vidlower_ir::{Graph, TensorType};
 use vidlower_passes::DumpAfter;
 use vidlower_runtime::compile::compile_cached;
 use vidlower_runtime::pjrt::CompileOptions;
@@ -27,25 +30,39 @@ pub struct ExecArgs {
     passes: PassArgs,
     #[command(flatten)]
     runtime: RuntimeArgs,
-    /// Inputs by name (safetensors); missing ones are drawn from --seed.
+    /// Inputs by name (safetensors). Example graph or IR file: missing ones are drawn from
+    /// --seed. Model component (required): input_ids, attention_mask (int64) for the
+    /// text_encoder; hidden_states, timestep (int64 or float), encoder_hidden_states for the
+    /// transformer; z (what the pipeline passes to vae.decode) for the vae_decoder. Other
+    /// tensors in the file are ignored.
     #[arg(long, value_name = "FILE")]
     inputs: Option<PathBuf>,
     /// Weights by name (safetensors); without it, deterministic random weights from --seed.
+    /// (A model component's weights come from the model directory.)
     #[arg(long, value_name = "FILE")]
     weights: Option<PathBuf>,
-    /// Where to write the outputs (safetensors).
+    /// Where to write the outputs (safetensors): `sample` (transformer, vae_decoder) or
+    /// `last_hidden_state` (text_encoder) for a model component.
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Seed of random weights and inputs.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// Seed of random weights and inputs (default 0).
+    #[arg(long)]
+    seed: Option<u64>,
     /// Run this many times and report the mean time of the runs after the first.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     runs: u32,
 }
 
 pub fn run(args: ExecArgs) -> Result<()> {
-    let graph = args.graph.graph()?;
+    match args.graph.select()? {
+        Selection::Graph(graph) => run_graph(graph, &args),
+        Selection::Model(m) => run_component(&m, &args),
+    }
+}
+
+/// The example graph or an IR file, with weights and inputs from files or a seed.
+fn run_graph(graph: Graph, args: &ExecArgs) -> Result<()> {
+    let seed = args.seed.unwrap_or(0);
     let signature = Signature::of(&graph);
     let lowered = lower(graph, pipeline(&args.passes)?, DumpAfter::None, &mut |_, _| {})?;
     let session = Session::open(&args.runtime, 1)?;
@@ -69,7 +86,7 @@ pub fn run(args: ExecArgs) -> Result<()> {
     program
         .upload_weights(&mut |name, ty| match &files_weights {
             Some(w) => w.get(name).cloned(),
-            None => Some(random_tensor(random_weight(args.seed, name, ty), ty)),
+            None => Some(random_tensor(random_weight(seed, name, ty), ty)),
         })
         .with_context(|| match &args.weights {
             Some(p) => format!("binding weights from {}", p.display()),
@@ -86,20 +103,56 @@ pub fn run(args: ExecArgs) -> Result<()> {
         if *kind == ParamKind::Input {
             let t = match given.get(name) {
                 Some(t) => t.clone(),
-                None => random_tensor(random_input(args.seed, name, ty), ty),
+                None => random_tensor(random_input(seed, name, ty), ty),
             };
             inputs.insert(name.clone(), t);
         }
     }
 
+    let context = match &args.inputs {
+        Some(p) => format!("running with inputs from {}", p.display()),
+        None => "running".into(),
+    };
+    let outputs = run_timed(args.runs, || program.run(&inputs).with_context(|| context.clone()))?;
+    write_outputs(&outputs, args.output.as_deref())
+}
+
+/// One model component on the inputs of `--inputs`, with the model's weights.
+fn run_component(m: &ModelSelection, args: &ExecArgs) -> Result<()> {
+    let c = m.single("exec")?;
+    if let Some(flag) = m.size_flags_given() {
+        bail!("{flag} does not apply to exec of a model component: the graph is built for the shapes in --inputs");
+    }
+    if args.weights.is_some() || args.seed.is_some() {
+        bail!("--weights and --seed apply to the example graph; a model component's weights come from {}", m.model.dir.display());
+    }
+    let Some(path) = &args.inputs else {
+        bail!("exec of a model component needs --inputs FILE (tensors named as diffusers' forward() arguments; see --help)")
+    };
+    let weights = m.weights(c)?;
+    let dtype = m.dtype(&weights);
+    let file = safetensors_io::load(path)?;
+    let (sizes, inputs, ignored) = checked_inputs(&m.model, c, file, dtype, &path.display().to_string())?;
+    println!("model: {} ({})", m.model.spec.id(), m.model.dir.display());
+    println!("{}: {dtype}, {}", c.name(), sizes.describe(&m.model, c));
+    if !ignored.is_empty() {
+        println!("inputs: ignoring {} (not inputs of the {})", ignored.join(", "), c.name());
+    }
+    let session = Session::open(&args.runtime, 1)?;
+    println!("plugin: {}", session.describe_plugin());
+    let mut runner = Runner::prepare(&session, &m.model, &weights, c, &sizes, dtype, &args.passes)?;
+    let outputs = run_timed(args.runs, || runner.run(&inputs).with_context(|| format!("running the {} on {}", c.name(), path.display())))?;
+    write_outputs(&outputs, args.output.as_deref())
+}
+
+/// Runs `runs` times; prints the first run's time and the mean of the rest; returns the last
+/// outputs.
+fn run_timed(runs: u32, mut run: impl FnMut() -> Result<Vec<(String, HostTensor)>>) -> Result<Vec<(String, HostTensor)>> {
     let mut outputs = Vec::new();
     let mut times = Vec::new();
-    for _ in 0..args.runs {
+    for _ in 0..runs {
         let start = Instant::now();
-        outputs = program.run(&inputs).with_context(|| match &args.inputs {
-            Some(p) => format!("running with inputs from {}", p.display()),
-            None => "running".into(),
-        })?;
+        outputs = run()?;
         times.push(start.elapsed());
     }
     let first = format_duration(times[0]);
@@ -109,14 +162,19 @@ pub fn run(args: ExecArgs) -> Result<()> {
     } else {
         println!("run: {first}");
     }
-    for (name, t) in &outputs {
+    Ok(outputs)
+}
+
+/// Prints each output's type and range, and writes them all to `path` (atomically).
+fn write_outputs(outputs: &[(String, HostTensor)], path: Option<&std::path::Path>) -> Result<()> {
+    for (name, t) in outputs {
         let v = t.to_f64_vec();
         let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
         let max_abs = v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
         println!("output {name}: {} mean {mean:.6} max|x| {max_abs:.6}", TensorType::new(t.dtype, t.dims.clone()));
     }
-    if let Some(path) = &args.output {
-        safetensors_io::save(path, &outputs)?;
+    if let Some(path) = path {
+        safetensors_io::save(path, outputs)?;
         println!("wrote {}", path.display());
     }
     Ok(())
