@@ -77,7 +77,7 @@ pub struct DenoiseArgs {
 }
 
 /// Stage 3 flags.
-#[derive(Args, Clone, Debug, Default)]
+#[derive(Args, Clone, Debug)]
 pub struct DecodeArgs {
     /// Where to write the mp4 (default: <dir>/output_video.mp4).
     #[arg(long, alias = "output_video", value_name = "FILE")]
@@ -87,6 +87,9 @@ pub struct DecodeArgs {
     /// Also write stage3_frames.safetensors (`frames`, float, [-1, 1]).
     #[arg(long, alias = "save_frames")]
     pub save_frames: bool,
+    /// VAE compute dtype; f32 by default, as Wan's diffusers example loads the VAE.
+    #[arg(long, alias = "vae_dtype", default_value = "f32", value_parser = parse_dtype)]
+    pub vae_dtype: DType,
 }
 
 /// Compute dtype of the stages.

@@ -38,7 +38,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     println!("plugin: {}", session.describe_plugin());
     let mut config = super::stage1::execute(&model, &session, &args.prompt, &args.dtype, &args.output_dir)?;
     super::stage2::execute(&model, &session, &settings, &args.output_dir, &mut config)?;
-    super::stage3::execute(&model, &session, &args.decode, &args.dtype, &args.output_dir, &mut config)?;
+    super::stage3::execute(&model, &session, &args.decode, &args.output_dir, &mut config)?;
     println!("generate: done in {}", vidlower_runtime::timing::format_duration(start.elapsed()));
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use crate::args::RuntimeArgs;
 use crate::session::Session;
-use crate::stage_args::{DecodeArgs, DtypeArg, ModelArgs};
+use crate::stage_args::{DecodeArgs, ModelArgs};
 use anyhow::{anyhow, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -17,8 +17,6 @@ pub struct Stage3Args {
     #[command(flatten)]
     decode: DecodeArgs,
     #[command(flatten)]
-    dtype: DtypeArg,
-    #[command(flatten)]
     runtime: RuntimeArgs,
     /// The directory stage 2 wrote.
     #[arg(long, alias = "input_dir", default_value = "./stage_outputs")]
@@ -29,11 +27,11 @@ pub fn run(args: Stage3Args) -> Result<()> {
     let mut config = GenerationConfig::read(&args.input_dir)?;
     let model = WanModel::open(&args.model.spec(Some(&config.model_id))?)?;
     let session = Session::open(&args.runtime, 1)?;
-    execute(&model, &session, &args.decode, &args.dtype, &args.input_dir, &mut config)
+    execute(&model, &session, &args.decode, &args.input_dir, &mut config)
 }
 
 /// Decodes the latents in `dir` and writes the video (and frames).
-pub fn execute(model: &WanModel, session: &Session, d: &DecodeArgs, dtype: &DtypeArg, dir: &Path, config: &mut GenerationConfig) -> Result<()> {
+pub fn execute(model: &WanModel, session: &Session, d: &DecodeArgs, dir: &Path, config: &mut GenerationConfig) -> Result<()> {
     let path = dir.join(LATENTS_FILE);
     let mut file = vidlower_runtime::safetensors_io::load(&path).map_err(|e| anyhow!("{e} (run stage 2 first)"))?;
     let latents = file.remove("latents").ok_or_else(|| anyhow!("{}: no tensor named `latents`", path.display()))?;
@@ -43,7 +41,7 @@ pub fn execute(model: &WanModel, session: &Session, d: &DecodeArgs, dtype: &Dtyp
         anyhow::bail!("--fps must be at least 1");
     }
     let frames_file = d.save_frames.then(|| dir.join(FRAMES_FILE));
-    let (frames, summary) = run_stage3(model, &session.client, session.cache.as_ref(), &latents, dtype.dtype, &video, fps, frames_file.as_deref())
+    let (frames, summary) = run_stage3(model, &session.client, session.cache.as_ref(), &latents, d.vae_dtype, &video, fps, frames_file.as_deref())
         .map_err(|e| anyhow!("stage 3: {e}"))?;
     config.fps = Some(fps);
     config.output_video = Some(video.clone());
