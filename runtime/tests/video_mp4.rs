@@ -6,6 +6,10 @@ use std::path::Path;
 use std::process::Command;
 use vidlower_runtime::video::{write_mp4, VideoError, VideoFrames};
 
+#[path = "common/video.rs"]
+mod video;
+use video::smooth_video;
+
 fn tool(name: &str) -> Command {
     let ok = Command::new(name).arg("-version").output().map(|o| o.status.success()).unwrap_or(false);
     assert!(
@@ -54,26 +58,6 @@ fn decode(path: &Path) -> Vec<u8> {
     cmd.args(["-v", "error", "-i"]).arg(path);
     cmd.args(["-sws_flags", "accurate_rnd+full_chroma_int+bitexact", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]);
     run(cmd)
-}
-
-/// A smooth test video: horizontal/vertical gradients, a time-varying blue level and a soft-edged
-/// blob moving across (generated content is smooth; hard edges ring in any lossy codec).
-fn smooth_video(frames: usize, height: usize, width: usize) -> VideoFrames {
-    let mut rgb = Vec::with_capacity(frames * height * width * 3);
-    for t in 0..frames {
-        let (cx, cy) = (width as f32 * (0.2 + 0.6 * t as f32 / frames as f32), height as f32 * 0.5);
-        for y in 0..height {
-            for x in 0..width {
-                let d2 = ((x as f32 - cx).powi(2) + (y as f32 - cy).powi(2)) / (width as f32 * 0.15).powi(2);
-                let blob = 120.0 * (-d2).exp();
-                let r = 30.0 + 180.0 * x as f32 / width as f32 + blob * 0.3;
-                let g = 40.0 + 160.0 * y as f32 / height as f32;
-                let b = 60.0 + 80.0 * (t as f32 * 0.7).sin().abs() + blob;
-                rgb.extend([r, g, b].map(|v| v.clamp(0.0, 255.0) as u8));
-            }
-        }
-    }
-    VideoFrames { frames, height, width, rgb }
 }
 
 /// Mean absolute error (in 0..255 units) between `input` and the decoded frames cropped to its size.
@@ -210,47 +194,4 @@ fn overwrites_an_existing_file() {
     let stats = write_mp4(&path, &smooth_video(2, 16, 16), 16).unwrap();
     assert_eq!(std::fs::metadata(&path).unwrap().len(), stats.bytes);
     assert_eq!(probe(&path)["nb_read_frames"], "2");
-}
-
-/// `smooth_video` plus fine texture (a fixed +-12 noise pattern drifting 2 px per frame), closer to
-/// what a VAE decodes than pure gradients, for the speed and size figures.
-fn textured_video(frames: usize, height: usize, width: usize) -> VideoFrames {
-    let mut v = smooth_video(frames, height, width);
-    for t in 0..frames {
-        for y in 0..height {
-            for x in 0..width {
-                let h = ((x + 2 * t) as u32).wrapping_mul(73_856_093) ^ (y as u32).wrapping_mul(19_349_663);
-                let noise = (h % 25) as i32 - 12;
-                for c in 0..3 {
-                    let p = &mut v.rgb[((t * height + y) * width + x) * 3 + c];
-                    *p = (i32::from(*p) + noise).clamp(0, 255) as u8;
-                }
-            }
-        }
-    }
-    v
-}
-
-/// Encode speed at Wan 480p (832x480, 81 frames, 16 fps); run with
-/// `cargo test --release -p vidlower-runtime --test video_mp4 -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn encode_speed_832x480() {
-    for (name, frames) in [("smooth", smooth_video(81, 480, 832)), ("textured", textured_video(81, 480, 832))] {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("speed.mp4");
-        let start = std::time::Instant::now();
-        let stats = write_mp4(&path, &frames, 16).unwrap();
-        let total = start.elapsed().as_secs_f64();
-        let encode = stats.encode_time.as_secs_f64();
-        let mbps = stats.bytes as f64 * 8.0 / (81.0 / 16.0) / 1e6;
-        let mae = mean_abs_error(&frames, &decode(&path), 832, 480);
-        println!(
-            "832x480 x81 {name}: encode {encode:.2} s = {:.1} frames/s (with mux + write {total:.2} s), \
-             {} bytes = {mbps:.2} Mbit/s at 16 fps, mean abs error {mae:.3}/255",
-            81.0 / encode,
-            stats.bytes
-        );
-        assert_eq!(probe(&path)["nb_read_frames"], "81");
-    }
 }
