@@ -9,7 +9,7 @@ use vidlower_ir::DType;
 use vidlower_runtime::safetensors_io;
 use vidlower_runtime::stages::model::{ModelSpec, WanModel};
 use vidlower_runtime::stages::stage2::{run_stage2, Stage2Settings};
-use vidlower_runtime::stages::stage3::{run_stage3, unscale_latents};
+use vidlower_runtime::stages::stage3::{run_stage3, unscale_latents, Stage3Outputs};
 use vidlower_runtime::tensor::HostTensor;
 use vidlower_runtime::video::VideoFrames;
 
@@ -73,7 +73,14 @@ fn stage3_matches_the_diffusers_decode_and_video() {
     let dir = tempfile::tempdir().unwrap();
     let (video, frames) = (dir.path().join("out.mp4"), dir.path().join("frames.safetensors"));
     let client = common::cpu_client(1);
-    let (n, _) = run_stage3(&model, &client, None, &t["latents_out"], DType::F32, &video, 16, Some(&frames)).unwrap();
+    let (n, _) = run_stage3(
+        &model,
+        &client,
+        None,
+        &t["latents_out"],
+        DType::F32,
+        &Stage3Outputs { video: &video, fps: 16, frames_file: Some(&frames) },
+    ).unwrap();
     assert_eq!(n, 9);
     let ours = safetensors_io::load(&frames).unwrap().remove("frames").unwrap();
     assert_eq!(ours.dims, vec![1, 9, 32, 48, 3]);

@@ -8,7 +8,7 @@ use clap::Args;
 use std::path::{Path, PathBuf};
 use vidlower_runtime::stages::generation_config::GenerationConfig;
 use vidlower_runtime::stages::model::WanModel;
-use vidlower_runtime::stages::stage3::{run_stage3, FRAMES_FILE, LATENTS_FILE};
+use vidlower_runtime::stages::stage3::{run_stage3, Stage3Outputs, FRAMES_FILE, LATENTS_FILE};
 
 #[derive(Args)]
 pub struct Stage3Args {
@@ -41,7 +41,14 @@ pub fn execute(model: &WanModel, session: &Session, d: &DecodeArgs, dir: &Path, 
         anyhow::bail!("--fps must be at least 1");
     }
     let frames_file = d.save_frames.then(|| dir.join(FRAMES_FILE));
-    let (frames, summary) = run_stage3(model, &session.client, session.cache.as_ref(), &latents, d.vae_dtype, &video, fps, frames_file.as_deref())
+    let (frames, summary) = run_stage3(
+        model,
+        &session.client,
+        session.cache.as_ref(),
+        &latents,
+        d.vae_dtype,
+        &Stage3Outputs { video: &video, fps, frames_file: frames_file.as_deref() },
+    )
         .map_err(|e| anyhow!("stage 3: {e}"))?;
     config.fps = Some(fps);
     config.output_video = Some(video.clone());

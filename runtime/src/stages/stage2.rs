@@ -35,13 +35,25 @@ pub enum Stage2Error {
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
-    Component(#[from] ComponentError),
+    Component(Box<ComponentError>),
     #[error("transformer: {0}")]
-    Run(#[from] ProgramError),
+    Run(Box<ProgramError>),
     #[error("scheduler: {0}")]
     Scheduler(String),
     #[error(transparent)]
     Io(#[from] crate::safetensors_io::SafetensorsError),
+}
+
+impl From<ProgramError> for Stage2Error {
+    fn from(e: ProgramError) -> Self {
+        Stage2Error::Run(Box::new(e))
+    }
+}
+
+impl From<ComponentError> for Stage2Error {
+    fn from(e: ComponentError) -> Self {
+        Stage2Error::Component(Box::new(e))
+    }
 }
 
 /// Timings for the stage summary.

@@ -36,6 +36,14 @@ pub fn unscale_latents(model: &WanModel, latents: &HostTensor) -> Result<HostTen
     Ok(HostTensor::from_f32(latents.dims.clone(), &out).expect("same size"))
 }
 
+/// Where stage 3 writes, and at what frame rate.
+pub struct Stage3Outputs<'a> {
+    pub video: &'a Path,
+    pub fps: u32,
+    /// `stage3_frames.safetensors`, when asked for.
+    pub frames_file: Option<&'a Path>,
+}
+
 /// Decodes `latents` and writes the video (and frames); returns (frames written, summary).
 pub fn run_stage3(
     model: &WanModel,
@@ -43,10 +51,9 @@ pub fn run_stage3(
     cache: Option<&ExecutableCache>,
     latents: &HostTensor,
     dtype: DType,
-    output_video: &Path,
-    fps: u32,
-    frames_file: Option<&Path>,
+    out: &Stage3Outputs,
 ) -> Result<(usize, String), Box<dyn std::error::Error + Send + Sync>> {
+    let (output_video, fps, frames_file) = (out.video, out.fps, out.frames_file);
     let z = unscale_latents(model, latents)?;
     let shape = VaeDecodeShape { batch: 1, height: z.dims[3], width: z.dims[4] };
     let weights = model.weights("vae")?;
