@@ -39,20 +39,22 @@ pub struct GraphArgs {
 /// stages do; unset values come from the model's defaults (see `vidlower models`).
 #[derive(Args, Clone, Debug, Default)]
 pub struct ShapeArgs {
-    /// Video height in pixels (a multiple of 16): transformer and VAE decoder.
+    /// Video height in pixels, a multiple of 16 (default: the model's): transformer, VAE decoder.
     #[arg(long)]
     pub height: Option<i64>,
-    /// Video width in pixels (a multiple of 16): transformer and VAE decoder.
+    /// Video width in pixels, a multiple of 16 (default: the model's): transformer, VAE decoder.
     #[arg(long)]
     pub width: Option<i64>,
-    /// Video frames (4n+1): the transformer's latent frames (the VAE step graphs take one).
+    /// Video frames, 4n+1 (default: the model's): the transformer's latent frames (the VAE
+    /// step graphs take one frame whatever the video's length).
     #[arg(long, alias = "num_frames")]
     pub frames: Option<i64>,
     /// Batch size (default: 2 for the example graph, the text encoder (prompt and negative
     /// prompt) and the transformer (classifier-free guidance); 1 for the VAE decoder).
     #[arg(long)]
     pub batch: Option<i64>,
-    /// Text tokens: the text encoder's sequence and the transformer's text length.
+    /// Text tokens (default: the model's, 512 for Wan): the text encoder's sequence and the
+    /// transformer's text length.
     #[arg(long, alias = "max_sequence_length")]
     pub max_sequence_length: Option<i64>,
     /// Sequence length of the example graph (default 32).
