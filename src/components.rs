@@ -349,19 +349,7 @@ impl Runner {
         println!("executable: {label} {}", compiled.describe());
         let start = std::time::Instant::now();
         let mut program = Program::new(compiled.executable, Signature::of(&lowered.graph), &session.client)?;
-        let mut missing = None;
-        program
-            .upload_weights(&mut |name, ty| match weights.load(name, ty) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    missing.get_or_insert(e);
-                    None
-                }
-            })
-            .map_err(|e| match missing.take() {
-                Some(w) => anyhow!("{label}: {w}"),
-                None => anyhow!("{label}: {e}"),
-            })?;
+        program.upload_weights_from(weights).map_err(|e| anyhow!("{label}: {e}"))?;
         println!("weights: uploaded in {}", vidlower_runtime::timing::format_duration(start.elapsed()));
         Ok(Runner::Program(program))
     }

@@ -18,6 +18,15 @@ pub enum ProgramError {
     Pjrt(#[from] PjrtError),
 }
 
+/// Why weights could not be uploaded from a store.
+#[derive(Debug, Error)]
+pub enum WeightUploadError {
+    #[error(transparent)]
+    Weights(crate::weights::WeightsError),
+    #[error(transparent)]
+    Program(ProgramError),
+}
+
 /// Whether a graph input is a weight or a plain input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParamKind {
@@ -101,6 +110,23 @@ impl Program {
             self.resident.insert(i, client.buffer_from_host(&t, &self.device)?);
         }
         Ok(())
+    }
+
+    /// Uploads every weight from `store` (converted to the graph's dtypes). A weight the store
+    /// lacks, or has in another shape, is reported as the store's error, naming file and tensor.
+    pub fn upload_weights_from(&mut self, store: &crate::weights::WeightStore) -> Result<(), WeightUploadError> {
+        let mut failed = None;
+        self.upload_weights(&mut |name, ty| match store.load(name, ty) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                failed.get_or_insert(e);
+                None
+            }
+        })
+        .map_err(|e| match failed.take() {
+            Some(w) => WeightUploadError::Weights(w),
+            None => WeightUploadError::Program(e),
+        })
     }
 
     /// Runs once with the plain inputs given by name; returns the outputs by name, in order.

@@ -4,7 +4,7 @@
 use crate::cache::ExecutableCache;
 use crate::compile::{compile_cached, CompileSource};
 use crate::pjrt::{Client, CompileOptions};
-use crate::program::Program;
+use crate::program::{Program, WeightUploadError};
 use crate::weights::WeightStore;
 use std::time::{Duration, Instant};
 use vidlower_ir::Graph;
@@ -80,19 +80,10 @@ pub fn prepare(
     let mut program =
         Program::new(compiled.executable, signature, client).map_err(|source| ComponentError::Program { component: c(), source })?;
     let start = Instant::now();
-    let mut missing = None;
-    program
-        .upload_weights(&mut |name, ty| match weights.load(name, ty) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                missing.get_or_insert(e);
-                None
-            }
-        })
-        .map_err(|source| match missing.take() {
-            Some(w) => ComponentError::Weights { component: c(), source: w },
-            None => ComponentError::Program { component: c(), source },
-        })?;
+    program.upload_weights_from(weights).map_err(|e| match e {
+        WeightUploadError::Weights(source) => ComponentError::Weights { component: c(), source },
+        WeightUploadError::Program(source) => ComponentError::Program { component: c(), source },
+    })?;
     let times = ComponentTimes { passes, compile: compiled.duration, source: compiled.source, weights: start.elapsed() };
     Ok((program, times))
 }
