@@ -3,8 +3,9 @@
 //! composite's sharding moves to the node that now produces its value. Loop regions are lowered
 //! too. What each lowering computes, and in which precision, is documented in its module.
 
-mod attention;
-mod emit;
+// pub(crate): exp2_softmax and k_smooth reuse the attention lowering's helpers and the emitter.
+pub(crate) mod attention;
+pub(crate) mod emit;
 mod gelu;
 mod norms;
 

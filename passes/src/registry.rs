@@ -2,6 +2,7 @@
 //! (`--passes decompose,cse`) and a wrong name is answered with the list of right ones.
 
 use crate::{Canonicalize, Cse, Dce, Decompose, Pass, PassError};
+use crate::{Exp2Softmax, KSmooth};
 
 /// One registered pass.
 pub struct PassInfo {
@@ -27,6 +28,16 @@ pub const REGISTRY: &[PassInfo] = &[
     },
     PassInfo { name: Cse::NAME, summary: "merge identical nodes", create: || Box::new(Cse) },
     PassInfo { name: Dce::NAME, summary: "remove nodes no output depends on", create: || Box::new(Dce) },
+    PassInfo {
+        name: KSmooth::NAME,
+        summary: "attention: K minus its mean over the sequence (exact; better bf16 accuracy)",
+        create: || Box::new(KSmooth),
+    },
+    PassInfo {
+        name: Exp2Softmax::NAME,
+        summary: "lower attention in base 2: scale*log2(e) folded into Q, normalise after PV",
+        create: || Box::new(Exp2Softmax),
+    },
 ];
 
 /// The pipeline `compile` runs: decompose first (the backend has no composite ops yet), then the
@@ -64,6 +75,6 @@ mod tests {
     #[test]
     fn unknown_names_list_the_known_ones() {
         let err = create_pass("cse2").err().unwrap();
-        assert_eq!(err.to_string(), "unknown pass `cse2`; known passes: decompose, canonicalize, cse, dce");
+        assert_eq!(err.to_string(), "unknown pass `cse2`; known passes: decompose, canonicalize, cse, dce, k_smooth, exp2_softmax");
     }
 }

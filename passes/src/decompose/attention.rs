@@ -73,7 +73,8 @@ pub fn attention(
 
 /// Scores `s` [B, H, Sq, Sk] with -inf outside the window. The predicate is built once at
 /// [Sq, Sk] from two iotas and broadcast over batch and heads.
-fn window_mask(em: &mut Emitter, s: ValueId, left: i64, right: i64) -> Result<ValueId, PassError> {
+/// (pub(crate): exp2_softmax masks its base-2 scores with it.)
+pub(crate) fn window_mask(em: &mut Emitter, s: ValueId, left: i64, right: i64) -> Result<ValueId, PassError> {
     if left < 0 && right < 0 {
         return Ok(s);
     }
