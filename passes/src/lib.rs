@@ -5,6 +5,7 @@
 //! `decompose` first because the backend has no composite ops yet, and the cleanups after it
 //! because decompositions leave foldable constants and repeated subexpressions behind.
 
+pub mod blockwise_attention;
 pub mod canonicalize;
 pub mod cse;
 pub mod dce;
@@ -18,6 +19,7 @@ pub mod pass;
 pub mod registry;
 pub mod rewrite;
 
+pub use blockwise_attention::BlockwiseAttention;
 pub use canonicalize::Canonicalize;
 pub use cse::Cse;
 pub use dce::Dce;

@@ -1,7 +1,7 @@
 //! The pass registry: every pass by name, so pipelines can be written as lists of names
 //! (`--passes decompose,cse`) and a wrong name is answered with the list of right ones.
 
-use crate::{Canonicalize, Cse, Dce, Decompose, Pass, PassError};
+use crate::{BlockwiseAttention, Canonicalize, Cse, Dce, Decompose, Pass, PassError};
 use crate::{Exp2Softmax, KSmooth};
 
 /// One registered pass.
@@ -37,6 +37,11 @@ pub const REGISTRY: &[PassInfo] = &[
         name: Exp2Softmax::NAME,
         summary: "lower attention in base 2: scale*log2(e) folded into Q, normalise after PV",
         create: || Box::new(Exp2Softmax),
+    },
+    PassInfo {
+        name: BlockwiseAttention::NAME,
+        summary: "lower attention to an online-softmax loop over key blocks (no S x S scores); before decompose",
+        create: || Box::new(BlockwiseAttention::default()),
     },
 ];
 
@@ -75,6 +80,6 @@ mod tests {
     #[test]
     fn unknown_names_list_the_known_ones() {
         let err = create_pass("cse2").err().unwrap();
-        assert_eq!(err.to_string(), "unknown pass `cse2`; known passes: decompose, canonicalize, cse, dce, k_smooth, exp2_softmax");
+        assert_eq!(err.to_string(), "unknown pass `cse2`; known passes: decompose, canonicalize, cse, dce, k_smooth, exp2_softmax, blockwise_attention");
     }
 }

@@ -1,0 +1,429 @@
+//! Blockwise attention: each `attention` composite lowered to an online-softmax loop over blocks
+//! of keys, so the [Sq, Sk] score matrix never exists; the largest temporary is one
+//! [B, H, Sq, bkv] block of scores.
+//!
+//! Keys (and values, and a mask with a full key dim) are padded with `pad` up to a multiple of
+//! the block size. The loop is a `while` whose state is
+//! `(i, m, l, acc, q, k, v[, mask])`: the block counter, the running row max m [B, H, Sq] and
+//! row sum l [B, H, Sq], the accumulator acc [B, H, Sq, Dv] (all three in f32 for bf16/f16
+//! inputs, else in the input's dtype), and the operands (regions only see the loop state).
+//! Iteration i takes keys `i*bkv .. (i+1)*bkv` with `dynamic_slice` and computes
+//!
+//! ```text
+//! s   = scale * q k_blk^T            (masked: -inf where not allowed)
+//! m'  = max(m, rowmax s)
+//! p   = exp(s - m')
+//! l'  = l * exp(m - m') + rowsum p
+//! acc = acc * exp(m - m') + p v_blk
+//! ```
+//!
+//! and the result is `acc / l` in the input's dtype. Padded keys are masked out (key position
+//! `>= Sk`, from an iota plus the block offset), unlike the seeds' kernel. The op's mask is sliced
+//! block by block (a mask whose key dim is 1 is used whole), and a window (left, right) is the same
+//! predicate as in `decompose` (`i - left <= j <= i + right`) built per block; blocks wholly outside
+//! the window are still visited (skipping them is a later optimisation). While a row has seen only
+//! masked keys its max is -inf; the exponentials then use 0 in its place so they give 0, not NaN.
+//! A row with no allowed key at all gives 0/0 = NaN, as the dense softmax does.
+//!
+//! Queries are not blocked yet (`bq` is carried for that): peak memory is O(B H Sq bkv).
+//! Run it before `decompose`; other composites are left alone.
+
+use crate::rewrite::{map_regions, Rewriter};
+use crate::{Pass, PassError};
+use vidlower_ir::{
+    BinaryOp, CompareDir, DType, DotDims, Graph, Literal, Op, ReduceKind, TensorType, Type, UnaryOp, ValueId,
+};
+
+/// The `blockwise_attention` pass. `bkv` is the key block size, used as a cap: a sequence shorter
+/// than `bkv` is one block. `bq` (query block size) is reserved; queries are not blocked yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockwiseAttention {
+    pub bq: i64,
+    pub bkv: i64,
+}
+
+impl BlockwiseAttention {
+    /// The registry name.
+    pub const NAME: &'static str = "blockwise_attention";
+}
+
+impl Default for BlockwiseAttention {
+    /// The seeds' splash-kernel block sizes (BQ 3328, BKV 2816).
+    fn default() -> Self {
+        BlockwiseAttention { bq: 3328, bkv: 2816 }
+    }
+}
+
+impl Pass for BlockwiseAttention {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn run(&self, graph: Graph) -> Result<Graph, PassError> {
+        if self.bkv < 1 {
+            return Err(PassError::failed(Self::NAME, format!("block size bkv must be >= 1, got {}", self.bkv)));
+        }
+        self.rewrite(&graph)
+    }
+}
+
+impl BlockwiseAttention {
+    fn rewrite(&self, g: &Graph) -> Result<Graph, PassError> {
+        let mut rw = Rewriter::new(g);
+        for (i, node) in g.nodes.iter().enumerate() {
+            let v = ValueId(i as u32);
+            if let Some(op) = map_regions(&node.op, |r| self.rewrite(r))? {
+                rw.copy_with_op(v, op);
+                continue;
+            }
+            let Op::Attention { scale, has_mask, window } = node.op else {
+                rw.copy(v);
+                continue;
+            };
+            let args = rw.operands(v);
+            let new = self.lower(&mut E { g: &mut rw.new }, &args, scale, has_mask, window)?;
+            if rw.new.ty(new) != &node.ty {
+                let message = format!("attention {v} became {} instead of {}", rw.new.ty(new), node.ty);
+                return Err(PassError::failed(Self::NAME, message));
+            }
+            if node.sharding.is_some() {
+                rw.new.nodes[new.index()].sharding = node.sharding.clone();
+            }
+            rw.set(v, new);
+        }
+        Ok(rw.finish())
+    }
+
+    fn lower(
+        &self,
+        em: &mut E,
+        args: &[ValueId],
+        scale: f64,
+        has_mask: bool,
+        window: Option<(i64, i64)>,
+    ) -> Result<ValueId, PassError> {
+        let (q, k, v) = (args[0], args[1], args[2]);
+        let qt = em.ty(q);
+        let dtype = qt.dtype;
+        let cdt = match dtype {
+            DType::BF16 | DType::F16 => DType::F32,
+            d => d,
+        };
+        let (b, h, sq, d) = (qt.shape[0], qt.shape[1], qt.shape[2], qt.shape[3]);
+        let sk = em.ty(k).shape[2];
+        let dv = em.ty(v).shape[3];
+        let bkv = self.bkv.min(sk).max(1);
+        let blocks = (sk + bkv - 1) / bkv;
+        let pad = blocks * bkv - sk;
+
+        // Operands padded along the key dim.
+        let pad_keys = |em: &mut E, x: ValueId, dim: usize| -> Result<ValueId, PassError> {
+            if pad == 0 {
+                return Ok(x);
+            }
+            let t = em.ty(x);
+            let zero = em.splat(0.0, TensorType::scalar(t.dtype))?;
+            let mut high = vec![0; 4];
+            high[dim] = pad;
+            em.op(Op::Pad { low: vec![0; 4], high, interior: vec![0; 4] }, &[x, zero])
+        };
+        let kp = pad_keys(em, k, 2)?;
+        let vp = pad_keys(em, v, 2)?;
+        let mask = if has_mask {
+            let m = args[3];
+            Some(if em.ty(m).shape[3] == 1 { m } else { pad_keys(em, m, 3)? })
+        } else {
+            None
+        };
+
+        // Initial state.
+        let row = TensorType::new(cdt, [b, h, sq]);
+        let acc_t = TensorType::new(cdt, [b, h, sq, dv]);
+        let i0 = em.splat(0.0, TensorType::scalar(DType::I32))?;
+        let m0 = em.splat(f64::NEG_INFINITY, row.clone())?;
+        let l0 = em.splat(0.0, row.clone())?;
+        let acc0 = em.splat(0.0, acc_t.clone())?;
+        let mut init = vec![i0, m0, l0, acc0, q, kp, vp];
+        init.extend(mask);
+        let state: Vec<TensorType> = init.iter().map(|&x| em.ty(x)).collect();
+        let names = ["i", "m", "l", "acc", "q", "k", "v", "mask"];
+
+        let region = |name: &str| {
+            let mut g = Graph::new(name);
+            let ins: Vec<ValueId> = state
+                .iter()
+                .zip(names)
+                .map(|(t, n)| g.push_typed(Op::Input { name: n.to_string() }, vec![], Type::Tensor(t.clone())))
+                .collect();
+            (g, ins)
+        };
+
+        // cond: i < blocks.
+        let (mut cond, ins) = region("cond");
+        {
+            let mut c = E { g: &mut cond };
+            let n = c.splat(blocks as f64, TensorType::scalar(DType::I32))?;
+            let lt = c.op(Op::Compare(CompareDir::Lt), &[ins[0], n])?;
+            cond.add_output("c", lt);
+        }
+
+        // body: one block of keys.
+        let (mut body, ins) = region("body");
+        let outs = {
+            let mut e = E { g: &mut body };
+            let (i, m, l, acc, q, kp, vp) = (ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], ins[6]);
+            let i32s = TensorType::scalar(DType::I32);
+            let zero = e.splat(0.0, i32s.clone())?;
+            let bkv_c = e.splat(bkv as f64, i32s.clone())?;
+            let off = e.binary(BinaryOp::Mul, i, bkv_c)?;
+            let kb = e.op(Op::DynamicSlice { sizes: vec![b, h, bkv, d] }, &[kp, zero, zero, off, zero])?;
+            let vb = e.op(Op::DynamicSlice { sizes: vec![b, h, bkv, dv] }, &[vp, zero, zero, off, zero])?;
+            let qk = DotDims { lhs_batch: vec![0, 1], rhs_batch: vec![0, 1], lhs_contract: vec![3], rhs_contract: vec![3] };
+            let s = e.op(Op::DotGeneral(qk), &[q, kb])?;
+            let mut s = e.convert(s, cdt)?;
+            if scale != 1.0 {
+                let c = e.splat_like(scale, s)?;
+                s = e.binary(BinaryOp::Mul, s, c)?;
+            }
+            let shape = vec![b, h, sq, bkv];
+            if let Some(mi) = ins.get(7).copied() {
+                let mt = e.ty(mi);
+                let mb = if mt.shape[3] == 1 {
+                    mi
+                } else {
+                    let sizes = vec![mt.shape[0], mt.shape[1], mt.shape[2], bkv];
+                    e.op(Op::DynamicSlice { sizes }, &[mi, zero, zero, zero, off])?
+                };
+                if mt.dtype == DType::I1 {
+                    let mb = e.broadcast(mb, &shape, &[0, 1, 2, 3])?;
+                    let neg_inf = e.splat_like(f64::NEG_INFINITY, s)?;
+                    s = e.select(mb, s, neg_inf)?;
+                } else {
+                    let mb = e.convert(mb, cdt)?;
+                    let mb = e.broadcast(mb, &shape, &[0, 1, 2, 3])?;
+                    s = e.binary(BinaryOp::Add, s, mb)?;
+                }
+            }
+            // Key validity (padding) and the window, as one [Sq, bkv] predicate.
+            let (left, right) = window.unwrap_or((-1, -1));
+            if pad > 0 || left >= 0 || right >= 0 {
+                let pos = TensorType::new(DType::I32, [sq, bkv]);
+                let kpos = e.op(Op::Iota { ty: pos.clone(), dim: 1 }, &[])?;
+                let offb = e.broadcast(off, &[sq, bkv], &[])?;
+                let kpos = e.binary(BinaryOp::Add, kpos, offb)?;
+                let mut allowed: Option<ValueId> = None;
+                let mut and = |e: &mut E, p: ValueId| -> Result<(), PassError> {
+                    allowed = Some(match allowed {
+                        // The IR has no `and`: select(a, b, false) is a AND b.
+                        Some(a) => {
+                            let no = e.splat(0.0, pos.with_dtype(DType::I1))?;
+                            e.select(a, p, no)?
+                        }
+                        None => p,
+                    });
+                    Ok(())
+                };
+                if pad > 0 {
+                    let n = e.splat(sk as f64, pos.clone())?;
+                    let p = e.op(Op::Compare(CompareDir::Lt), &[kpos, n])?;
+                    and(&mut e, p)?;
+                }
+                if left >= 0 || right >= 0 {
+                    let qpos = e.op(Op::Iota { ty: pos.clone(), dim: 0 }, &[])?;
+                    let rel = e.binary(BinaryOp::Sub, kpos, qpos)?;
+                    if left >= 0 {
+                        let lo = e.splat(-left as f64, pos.clone())?;
+                        let p = e.op(Op::Compare(CompareDir::Ge), &[rel, lo])?;
+                        and(&mut e, p)?;
+                    }
+                    if right >= 0 {
+                        let hi = e.splat(right as f64, pos.clone())?;
+                        let p = e.op(Op::Compare(CompareDir::Le), &[rel, hi])?;
+                        and(&mut e, p)?;
+                    }
+                }
+                let allowed = e.broadcast(allowed.expect("one predicate is set"), &shape, &[2, 3])?;
+                let neg_inf = e.splat_like(f64::NEG_INFINITY, s)?;
+                s = e.select(allowed, s, neg_inf)?;
+            }
+            // Online softmax update.
+            let rowmax = e.op(Op::Reduce { kind: ReduceKind::Max, axes: vec![3] }, &[s])?;
+            let m_new = e.binary(BinaryOp::Max, m, rowmax)?;
+            let neg_inf = e.splat_like(f64::NEG_INFINITY, m_new)?;
+            let unset = e.op(Op::Compare(CompareDir::Eq), &[m_new, neg_inf])?;
+            let zero_row = e.splat_like(0.0, m_new)?;
+            let m_safe = e.select(unset, zero_row, m_new)?;
+            let m_b = e.broadcast(m_safe, &shape, &[0, 1, 2])?;
+            let shifted = e.binary(BinaryOp::Sub, s, m_b)?;
+            let p = e.op(Op::Unary(UnaryOp::Exp), &[shifted])?;
+            let dm = e.binary(BinaryOp::Sub, m, m_safe)?;
+            let alpha = e.op(Op::Unary(UnaryOp::Exp), &[dm])?;
+            let l_scaled = e.binary(BinaryOp::Mul, l, alpha)?;
+            let rowsum = e.op(Op::Reduce { kind: ReduceKind::Sum, axes: vec![3] }, &[p])?;
+            let l_new = e.binary(BinaryOp::Add, l_scaled, rowsum)?;
+            let pd = e.convert(p, dtype)?;
+            let pv = DotDims { lhs_batch: vec![0, 1], rhs_batch: vec![0, 1], lhs_contract: vec![3], rhs_contract: vec![2] };
+            let pv = e.op(Op::DotGeneral(pv), &[pd, vb])?;
+            let pv = e.convert(pv, cdt)?;
+            let alpha_b = e.broadcast(alpha, &acc_t.shape, &[0, 1, 2])?;
+            let acc_scaled = e.binary(BinaryOp::Mul, acc, alpha_b)?;
+            let acc_new = e.binary(BinaryOp::Add, acc_scaled, pv)?;
+            let one = e.splat(1.0, i32s)?;
+            let i_next = e.binary(BinaryOp::Add, i, one)?;
+            let mut outs = vec![i_next, m_new, l_new, acc_new];
+            outs.extend_from_slice(&ins[4..]);
+            outs
+        };
+        for (o, n) in outs.into_iter().zip(names) {
+            body.add_output(n, o);
+        }
+
+        let lp = em.op(Op::While { cond: Box::new(cond), body: Box::new(body) }, &init)?;
+        let l = em.op(Op::GetTuple { index: 2 }, &[lp])?;
+        let acc = em.op(Op::GetTuple { index: 3 }, &[lp])?;
+        let l = em.broadcast(l, &acc_t.shape, &[0, 1, 2])?;
+        let out = em.binary(BinaryOp::Div, acc, l)?;
+        em.convert(out, dtype)
+    }
+}
+
+/// Appends typed ops to a graph (the pass's own small emitter).
+struct E<'g> {
+    g: &'g mut Graph,
+}
+
+impl E<'_> {
+    fn op(&mut self, op: Op, args: &[ValueId]) -> Result<ValueId, PassError> {
+        self.g.push(op, args.to_vec()).map_err(PassError::ir(BlockwiseAttention::NAME))
+    }
+
+    fn ty(&self, v: ValueId) -> TensorType {
+        self.g.tensor_ty(v).clone()
+    }
+
+    fn splat(&mut self, value: f64, ty: TensorType) -> Result<ValueId, PassError> {
+        self.op(Op::Constant(Literal::splat(ty, value)), &[])
+    }
+
+    fn splat_like(&mut self, value: f64, like: ValueId) -> Result<ValueId, PassError> {
+        let ty = self.ty(like);
+        self.splat(value, ty)
+    }
+
+    fn binary(&mut self, b: BinaryOp, x: ValueId, y: ValueId) -> Result<ValueId, PassError> {
+        self.op(Op::Binary(b), &[x, y])
+    }
+
+    fn select(&mut self, p: ValueId, t: ValueId, f: ValueId) -> Result<ValueId, PassError> {
+        self.op(Op::Select, &[p, t, f])
+    }
+
+    fn convert(&mut self, x: ValueId, to: DType) -> Result<ValueId, PassError> {
+        if self.ty(x).dtype == to {
+            return Ok(x);
+        }
+        self.op(Op::Convert { to }, &[x])
+    }
+
+    fn broadcast(&mut self, x: ValueId, shape: &[i64], dims: &[usize]) -> Result<ValueId, PassError> {
+        self.op(Op::BroadcastInDim { shape: shape.to_vec(), dims: dims.to_vec() }, &[x])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vidlower_ir::text::{parse, print};
+
+    fn run(bkv: i64, text: &str) -> Graph {
+        let input = parse(text).unwrap();
+        let out = BlockwiseAttention { bkv, ..Default::default() }.run(input.clone()).unwrap();
+        vidlower_ir::verify(&out).unwrap();
+        assert!(!out.op_counts().contains_key("attention"));
+        assert_eq!(input.inputs.len(), out.inputs.len());
+        for (a, b) in input.inputs.iter().zip(&out.inputs) {
+            assert_eq!((&input.node(*a).op, input.ty(*a)), (&out.node(*b).op, out.ty(*b)));
+        }
+        for (a, b) in input.outputs.iter().zip(&out.outputs) {
+            assert_eq!((&a.name, input.ty(a.value)), (&b.name, out.ty(b.value)));
+        }
+        out
+    }
+
+    #[test]
+    fn padded_keys_with_boolean_mask_and_window() {
+        insta::assert_snapshot!(print(&run(
+            4,
+            r#"
+graph @attn {
+  %0 = input "q" : bf16[1,2,3,8]
+  %1 = input "k" : bf16[1,2,6,8]
+  %2 = input "v" : bf16[1,2,6,16]
+  %3 = input "mask" : i1[1,1,3,6]
+  %4 = attention(%0, %1, %2, %3) {scale=0.35355339059327373, mask=true, window=[1, 2]} : bf16[1,2,3,16]
+  output "o" = %4
+}"#
+        )));
+    }
+
+    #[test]
+    fn exact_blocks_without_mask_need_no_padding_or_predicate() {
+        let out = run(
+            2,
+            r#"
+graph @attn {
+  %0 = input "q" : f32[2,1,3,4]
+  %1 = input "k" : f32[2,1,4,4]
+  %2 = input "v" : f32[2,1,4,4]
+  %3 = attention(%0, %1, %2) {scale=0.5, mask=false} : f32[2,1,3,4]
+  output "a" = %3
+}"#,
+        );
+        let counts = out.op_counts();
+        assert_eq!(counts.get("while"), Some(&1));
+        assert_eq!(counts.get("pad"), None);
+        assert_eq!(counts.get("iota"), None);
+        assert_eq!(counts.get("dynamic_slice"), Some(&2));
+    }
+
+    #[test]
+    fn float_mask_with_unit_key_dim_is_not_sliced_and_loops_are_lowered() {
+        let out = run(
+            2,
+            r#"
+graph @attn {
+  %0 = input "q" : f32[1,1,3,4]
+  %1 = input "k" : f32[1,1,5,4]
+  %2 = input "v" : f32[1,1,5,4]
+  %3 = input "bias" : f32[1,1,3,1]
+  %4 = attention(%0, %1, %2, %3) {scale=1.0, mask=true} : f32[1,1,3,4] sharding=[1,1,1,1]
+  %5 = while(%4) regions {
+    graph @cond {
+      %0 = input "x" : f32[1,1,3,4]
+      %1 = constant() {value=0.0} : i1[]
+      output "c" = %1
+    }
+    graph @body {
+      %0 = input "x" : f32[1,1,3,4]
+      %1 = attention(%0, %0, %0) {scale=0.5, mask=false, window=[-1, 0]} : f32[1,1,3,4]
+      output "x" = %1
+    }
+  } : (f32[1,1,3,4])
+  %6 = get(%5) {index=0} : f32[1,1,3,4]
+  output "y" = %6
+}"#,
+        );
+        assert_eq!(out.op_counts().get("while"), Some(&3));
+        // Key blocks of K and V and no block of the [.., 1] mask.
+        assert_eq!(out.op_counts().get("dynamic_slice"), Some(&4));
+        let outer = out.nodes.iter().position(|n| n.op.name() == "while").unwrap();
+        assert!(out.nodes[outer + 1..].iter().any(|n| n.sharding.is_some()));
+    }
+
+    #[test]
+    fn zero_block_size_is_refused() {
+        let g = parse("graph @g {\n  %0 = input \"x\" : f32[1]\n  output \"y\" = %0\n}").unwrap();
+        let err = BlockwiseAttention { bq: 1, bkv: 0 }.run(g).unwrap_err();
+        assert!(err.to_string().contains("bkv"));
+    }
+}

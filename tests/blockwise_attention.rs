@@ -1,0 +1,187 @@
+//! `blockwise_attention` on the PJRT CPU plugin: the online-softmax loop gives the dense
+//! (`decompose`) result on random shapes, values, masks and windows, with key counts that are not
+//! a multiple of the block (so padded keys must be masked); and a 16k-token attention runs in a
+//! child process whose peak RSS stays far below what the dense score matrix alone would take.
+
+mod common;
+
+use proptest::prelude::*;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use vidlower_ir::{Builder, DType, Graph, TensorType};
+use vidlower_passes::{BlockwiseAttention, Decompose, PassManager};
+use vidlower_runtime::pjrt::{Client, CompileOptions};
+use vidlower_runtime::program::{Program, Signature};
+use vidlower_runtime::tensor::HostTensor;
+
+fn client() -> &'static Client {
+    static CLIENT: OnceLock<Client> = OnceLock::new();
+    CLIENT.get_or_init(|| common::cpu_client(1))
+}
+
+/// `graph` after blockwise attention with key blocks of `bkv` (if given), then `decompose`.
+fn lower(graph: Graph, bkv: Option<i64>) -> Graph {
+    let mut pm = PassManager::new();
+    if let Some(bkv) = bkv {
+        pm.add(Box::new(BlockwiseAttention { bkv, ..Default::default() }));
+    }
+    pm.add(Box::new(Decompose));
+    let g = pm.run(graph).unwrap().graph;
+    assert!(g.nodes.iter().all(|n| !n.op.is_composite()));
+    g
+}
+
+fn run(graph: &Graph, inputs: &HashMap<String, HostTensor>) -> Vec<f64> {
+    let module = vidlower_backends::emit_module(graph, &Default::default()).unwrap();
+    let exe = client().compile(&module, &CompileOptions::single_device()).unwrap_or_else(|e| panic!("{e}\n{module}"));
+    let p = Program::new(exe, Signature::of(graph), client()).unwrap();
+    p.run(inputs).unwrap().remove(0).1.to_f64_vec()
+}
+
+#[derive(Clone, Debug)]
+struct Case {
+    b: i64,
+    h: i64,
+    sq: i64,
+    sk: i64,
+    d: i64,
+    dv: i64,
+    bkv: i64,
+    /// 0: none, 1: boolean, 2: float.
+    mask: u8,
+    /// Which mask dims are full (else 1), as bits over [B, H, Sq, Sk].
+    mask_full: u8,
+    window: Option<(i64, i64)>,
+    seed: u64,
+}
+
+fn attention_graph(c: &Case) -> Graph {
+    let mut b = Builder::new("attn");
+    let f = |s: [i64; 4]| TensorType::new(DType::F32, s.to_vec());
+    let q = b.input("q", f([c.b, c.h, c.sq, c.d])).unwrap();
+    let k = b.input("k", f([c.b, c.h, c.sk, c.d])).unwrap();
+    let v = b.input("v", f([c.b, c.h, c.sk, c.dv])).unwrap();
+    let mask = (c.mask != 0).then(|| {
+        let full = [c.b, c.h, c.sq, c.sk];
+        let shape: Vec<i64> = (0..4).map(|i| if c.mask_full >> i & 1 == 1 { full[i] } else { 1 }).collect();
+        let dtype = if c.mask == 1 { DType::I1 } else { DType::F32 };
+        b.input("mask", TensorType::new(dtype, shape)).unwrap()
+    });
+    let scale = 1.0 / (c.d as f64).sqrt();
+    let a = b.attention(q, k, v, scale, mask, c.window).unwrap();
+    b.output("o", a);
+    b.finish().unwrap()
+}
+
+fn inputs_of(g: &Graph, seed: u64) -> HashMap<String, HostTensor> {
+    let mut inputs = HashMap::new();
+    for (name, _, ty) in &Signature::of(g).params {
+        let mut v = vidlower_frontends::random_weights::random_input(seed, name, ty);
+        if name == "mask" && ty.dtype == DType::I1 {
+            // About 80% of positions allowed.
+            v.iter_mut().for_each(|x| *x = if *x > -0.6 { 1.0 } else { 0.0 });
+        } else {
+            v.iter_mut().for_each(|x| *x *= 3.0);
+        }
+        inputs.insert(name.clone(), HostTensor::from_f32(ty.shape.clone(), &v).unwrap().convert(ty.dtype));
+    }
+    inputs
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    let window = prop_oneof![Just(None), (-1i64..6, -1i64..6).prop_map(Some)];
+    (1i64..3, 1i64..3, 1i64..20, 1i64..40, 1i64..9, 1i64..9, 1i64..13, 0u8..3, 0u8..16, window, any::<u64>()).prop_map(
+        |(b, h, sq, sk, d, dv, bkv, mask, mask_full, window, seed)| Case {
+            b,
+            h,
+            sq,
+            sk,
+            d,
+            dv,
+            bkv,
+            mask,
+            mask_full,
+            window,
+            seed,
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    #[test]
+    fn blockwise_matches_dense(c in case()) {
+        let g = attention_graph(&c);
+        let inputs = inputs_of(&g, c.seed);
+        let dense = run(&lower(g.clone(), None), &inputs);
+        let blockwise = run(&lower(g, Some(c.bkv)), &inputs);
+        let err = common::max_rel_err(&blockwise, &dense);
+        prop_assert!(err < 2e-5, "{:?}: max relative error {:e}", c, err);
+    }
+}
+
+#[test]
+fn padded_keys_are_masked_out() {
+    // 5 keys in blocks of 4: 3 padded keys (k = 0, v = 0) would add exp(0 - m) to the row sums.
+    let c = Case { b: 1, h: 1, sq: 3, sk: 5, d: 4, dv: 4, bkv: 4, mask: 0, mask_full: 0, window: None, seed: 7 };
+    let g = attention_graph(&c);
+    let inputs = inputs_of(&g, c.seed);
+    let dense = run(&lower(g.clone(), None), &inputs);
+    let blockwise = run(&lower(g, Some(4)), &inputs);
+    assert!(common::max_rel_err(&blockwise, &dense) < 1e-5, "{blockwise:?} vs {dense:?}");
+}
+
+// ---- memory: a long attention in a child process ----
+
+const LONG_ENV: &str = "VIDLOWER_BLOCKWISE_LONG";
+
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/self/status");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// The child: runs one [1, 1, S, 64] f32 self-attention with key blocks of 1024 and prints its
+/// peak RSS. Run by `long_attention_peak_memory` with `VIDLOWER_BLOCKWISE_LONG=S`.
+#[test]
+#[ignore = "run as a child of long_attention_peak_memory"]
+fn long_attention_child() {
+    let Ok(s) = std::env::var(LONG_ENV) else { return };
+    let s: i64 = s.parse().unwrap();
+    let c = Case { b: 1, h: 1, sq: s, sk: s, d: 64, dv: 64, bkv: 1024, mask: 0, mask_full: 0, window: None, seed: 1 };
+    let g = lower(attention_graph(&c), Some(c.bkv));
+    let inputs = inputs_of(&g, c.seed);
+    let t = std::time::Instant::now();
+    let out = run(&g, &inputs);
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(out.len() as i64, s * 64);
+    assert!(out.iter().all(|x| x.is_finite()));
+    println!("PEAK_RSS_KIB={} RUN_S={secs:.2}", peak_rss_kib());
+}
+
+/// Peak RSS of the child running an S-token attention, in KiB.
+fn child_peak_rss(s: i64) -> u64 {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["--exact", "long_attention_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(LONG_ENV, s.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "child failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let line = stdout.lines().find(|l| l.contains("PEAK_RSS_KIB=")).unwrap_or_else(|| panic!("no figure:\n{stdout}"));
+    eprintln!("S = {s}: {line}");
+    line.split("PEAK_RSS_KIB=").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn long_attention_peak_memory() {
+    // Dense at S = 16384 needs the f32 score matrix, S^2 * 4 B = 1 GiB, and again for its
+    // exponentials (2 GiB at least); at 32768, 4 GiB each. Blockwise holds one [S, 1024] block.
+    let s = 16384;
+    let kib = child_peak_rss(s);
+    let dense_scores_kib = (s * s * 4 / 1024) as u64;
+    assert!(kib < 768 * 1024, "peak RSS {kib} KiB at S = {s}");
+    assert!(kib < dense_scores_kib, "peak RSS {kib} KiB is not below the dense scores' {dense_scores_kib} KiB");
+}
