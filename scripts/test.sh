@@ -4,13 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# LLVM/MLIR 22 (Debian packages; the apt step is skipped when they are already there).
-if [ -x /usr/lib/llvm-22/bin/llvm-config ] && [ -e /usr/lib/llvm-22/lib/libMLIR.so ] \
-   && [ -e /usr/lib/llvm-22/lib/libclang-22.so.1 ] && [ -x /usr/lib/llvm-22/bin/mlir-opt ]; then
-  export MLIR_SYS_220_PREFIX=/usr/lib/llvm-22 TABLEGEN_220_PREFIX=/usr/lib/llvm-22 LIBCLANG_PATH=/usr/lib/llvm-22/lib
-else
-  eval "$(bash .ci/install-mlir.sh)"
-fi
+# LLVM/MLIR 22 and its build variables.
+source scripts/mlir-env.sh
 
 # ffmpeg/ffprobe: the mp4 tests (runtime/tests/video_mp4.rs) read our videos back with them.
 if ! command -v ffprobe >/dev/null || ! command -v ffmpeg >/dev/null; then
