@@ -20,10 +20,10 @@ fn client() -> &'static Client {
 }
 
 /// `graph` after blockwise attention with key blocks of `bkv` (if given), then `decompose`.
-fn lower(graph: Graph, bkv: Option<i64>) -> Graph {
+fn lower(graph: Graph, blocks: Option<(i64, i64)>) -> Graph {
     let mut pm = PassManager::new();
-    if let Some(bkv) = bkv {
-        pm.add(Box::new(BlockwiseAttention { bkv, ..Default::default() }));
+    if let Some((bq, bkv)) = blocks {
+        pm.add(Box::new(BlockwiseAttention { bq, bkv }));
     }
     pm.add(Box::new(Decompose));
     let g = pm.run(graph).unwrap().graph;
@@ -47,6 +47,7 @@ struct Case {
     d: i64,
     dv: i64,
     bkv: i64,
+    bq: i64,
     /// 0: none, 1: boolean, 2: float.
     mask: u8,
     /// Which mask dims are full (else 1), as bits over [B, H, Sq, Sk].
@@ -90,8 +91,9 @@ fn inputs_of(g: &Graph, seed: u64) -> HashMap<String, HostTensor> {
 
 fn case() -> impl Strategy<Value = Case> {
     let window = prop_oneof![Just(None), (-1i64..6, -1i64..6).prop_map(Some)];
-    (1i64..3, 1i64..3, 1i64..20, 1i64..40, 1i64..9, 1i64..9, 1i64..13, 0u8..3, 0u8..16, window, any::<u64>()).prop_map(
-        |(b, h, sq, sk, d, dv, bkv, mask, mask_full, window, seed)| Case {
+    let blocks = (1i64..13, prop_oneof![Just(1 << 20), 1i64..9]);
+    (1i64..3, 1i64..3, 1i64..20, 1i64..40, 1i64..9, 1i64..9, blocks, 0u8..3, 0u8..16, window, any::<u64>()).prop_map(
+        |(b, h, sq, sk, d, dv, (bkv, bq), mask, mask_full, window, seed)| Case {
             b,
             h,
             sq,
@@ -99,6 +101,7 @@ fn case() -> impl Strategy<Value = Case> {
             d,
             dv,
             bkv,
+            bq,
             mask,
             mask_full,
             window,
@@ -115,7 +118,7 @@ proptest! {
         let g = attention_graph(&c);
         let inputs = inputs_of(&g, c.seed);
         let dense = run(&lower(g.clone(), None), &inputs);
-        let blockwise = run(&lower(g, Some(c.bkv)), &inputs);
+        let blockwise = run(&lower(g, Some((c.bq, c.bkv))), &inputs);
         let err = common::max_rel_err(&blockwise, &dense);
         prop_assert!(err < 2e-5, "{:?}: max relative error {:e}", c, err);
     }
@@ -124,11 +127,11 @@ proptest! {
 #[test]
 fn padded_keys_are_masked_out() {
     // 5 keys in blocks of 4: 3 padded keys (k = 0, v = 0) would add exp(0 - m) to the row sums.
-    let c = Case { b: 1, h: 1, sq: 3, sk: 5, d: 4, dv: 4, bkv: 4, mask: 0, mask_full: 0, window: None, seed: 7 };
+    let c = Case { b: 1, h: 1, sq: 3, sk: 5, d: 4, dv: 4, bkv: 4, bq: 2, mask: 0, mask_full: 0, window: None, seed: 7 };
     let g = attention_graph(&c);
     let inputs = inputs_of(&g, c.seed);
     let dense = run(&lower(g.clone(), None), &inputs);
-    let blockwise = run(&lower(g, Some(4)), &inputs);
+    let blockwise = run(&lower(g, Some((c.bq, c.bkv))), &inputs);
     assert!(common::max_rel_err(&blockwise, &dense) < 1e-5, "{blockwise:?} vs {dense:?}");
 }
 
@@ -148,11 +151,26 @@ fn peak_rss_kib() -> u64 {
 #[test]
 #[ignore = "run as a child of long_attention_peak_memory"]
 fn long_attention_child() {
-    let Ok(s) = std::env::var(LONG_ENV) else { return };
+    let Ok(s) = std::env::var(LONG_ENV) else {
+        return;
+    };
     let s: i64 = s.parse().unwrap();
-    let c = Case { b: 1, h: 1, sq: s, sk: s, d: 64, dv: 64, bkv: 1024, mask: 0, mask_full: 0, window: None, seed: 1 };
+    let c = Case {
+        b: 1,
+        h: 1,
+        sq: s,
+        sk: s,
+        d: 64,
+        dv: 64,
+        bkv: 1024,
+        bq: block_q(),
+        mask: 0,
+        mask_full: 0,
+        window: None,
+        seed: 1,
+    };
     let dense = std::env::var_os("VIDLOWER_BLOCKWISE_DENSE").is_some();
-    let g = lower(attention_graph(&c), (!dense).then_some(c.bkv));
+    let g = lower(attention_graph(&c), (!dense).then_some((c.bq, c.bkv)));
     let inputs = inputs_of(&g, c.seed);
     let t = std::time::Instant::now();
     let out = run(&g, &inputs);
@@ -160,6 +178,11 @@ fn long_attention_child() {
     assert_eq!(out.len() as i64, s * 64);
     assert!(out.iter().all(|x| x.is_finite()));
     println!("PEAK_RSS_KIB={} RUN_S={secs:.2}", peak_rss_kib());
+}
+
+/// The child's query block: the pass's default, or `VIDLOWER_BLOCKWISE_BQ`.
+fn block_q() -> i64 {
+    std::env::var("VIDLOWER_BLOCKWISE_BQ").map(|s| s.parse().unwrap()).unwrap_or(BlockwiseAttention::default().bq)
 }
 
 /// Peak RSS of the child running an S-token attention, in KiB.
@@ -180,7 +203,8 @@ fn child_peak_rss(s: i64) -> u64 {
 #[test]
 fn long_attention_peak_memory() {
     // Dense at S = 32768 needs the f32 score matrix, S^2 * 4 B = 4 GiB, before its exponentials;
-    // blockwise holds [S, 1024] blocks (128 MiB each). Measured: ~460 MiB peak, ~5 s on 2 cores.
+    // blockwise holds [3328, 1024] score blocks (default bq). Measured on 2 cores: ~270 MiB peak,
+    // ~10 s; with bq >= S (`VIDLOWER_BLOCKWISE_BQ=32768`, [S, 1024] blocks) ~460 MiB, ~5 s.
     let s = 32768;
     let kib = child_peak_rss(s);
     let dense_scores_kib = (s * s * 4 / 1024) as u64;

@@ -25,8 +25,12 @@
 //! masked keys its max is -inf; the exponentials then use 0 in its place so they give 0, not NaN.
 //! A row with no allowed key at all gives 0/0 = NaN, as the dense softmax does.
 //!
-//! Queries are not blocked yet (`bq` is carried for that): peak memory is O(B H Sq bkv).
-//! Run it before `decompose`; other composites are left alone.
+//! Queries are blocked too when Sq > bq: an outer `while` takes `bq` query rows at a time (q,
+//! and a mask with a full query dim, padded to a multiple of bq), runs the key loop for them with
+//! the block's first row position in its state (for the window), and writes the rows into the
+//! output with `dynamic_update_slice`; padded query rows are sliced off at the end. Peak memory
+//! is then O(B H min(Sq, bq) bkv) for the scores. Run the pass before `decompose`; other
+//! composites are left alone.
 
 use crate::rewrite::{map_regions, Rewriter};
 use crate::{Pass, PassError};
@@ -34,8 +38,8 @@ use vidlower_ir::{
     BinaryOp, CompareDir, DType, DotDims, Graph, Literal, Op, ReduceKind, TensorType, Type, UnaryOp, ValueId,
 };
 
-/// The `blockwise_attention` pass. `bkv` is the key block size, used as a cap: a sequence shorter
-/// than `bkv` is one block. `bq` (query block size) is reserved; queries are not blocked yet.
+/// The `blockwise_attention` pass. `bq` and `bkv` are the query and key block sizes, used as caps:
+/// a sequence shorter than its block size is one block (and one query block means no outer loop).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockwiseAttention {
     pub bq: i64,
@@ -60,8 +64,9 @@ impl Pass for BlockwiseAttention {
     }
 
     fn run(&self, graph: Graph) -> Result<Graph, PassError> {
-        if self.bkv < 1 {
-            return Err(PassError::failed(Self::NAME, format!("block size bkv must be >= 1, got {}", self.bkv)));
+        if self.bkv < 1 || self.bq < 1 {
+            let message = format!("block sizes must be >= 1, got bq {} and bkv {}", self.bq, self.bkv);
+            return Err(PassError::failed(Self::NAME, message));
         }
         self.rewrite(&graph)
     }
@@ -104,38 +109,144 @@ impl BlockwiseAttention {
     ) -> Result<ValueId, PassError> {
         let (q, k, v) = (args[0], args[1], args[2]);
         let qt = em.ty(q);
+        let (b, h, sq, d) = (qt.shape[0], qt.shape[1], qt.shape[2], qt.shape[3]);
+        let sk = em.ty(k).shape[2];
+        let dv = em.ty(v).shape[3];
+        let bkv = self.bkv.min(sk).max(1);
+        let kv_pad = (sk + bkv - 1) / bkv * bkv - sk;
+        let bq = self.bq.min(sq).max(1);
+        let nq = (sq + bq - 1) / bq;
+        let q_pad = nq * bq - sq;
+
+        // Operands padded along the key dim (and, with query blocks, q and the mask along queries).
+        let kp = pad_dim(em, k, 2, kv_pad)?;
+        let vp = pad_dim(em, v, 2, kv_pad)?;
+        let mask = if has_mask {
+            let m = args[3];
+            let mt = em.ty(m);
+            let m = if mt.shape[3] == 1 { m } else { pad_dim(em, m, 3, kv_pad)? };
+            Some(if nq > 1 && mt.shape[2] != 1 { pad_dim(em, m, 2, q_pad)? } else { m })
+        } else {
+            None
+        };
+        let kv = KvLoop { sk, bkv, scale, window };
+        if nq == 1 {
+            return kv.emit(em, q, kp, vp, mask, None);
+        }
+
+        // One block of queries per iteration of an outer loop, written into the output with
+        // dynamic_update_slice; the key loop runs inside it.
+        let dtype = qt.dtype;
+        let qp = pad_dim(em, q, 2, q_pad)?;
+        let i32s = TensorType::scalar(DType::I32);
+        let j0 = em.splat(0.0, i32s.clone())?;
+        let out0 = em.splat(0.0, TensorType::new(dtype, [b, h, nq * bq, dv]))?;
+        let mut init = vec![j0, out0, qp, kp, vp];
+        init.extend(mask);
+        let names = ["j", "out", "q", "k", "v", "mask"];
+        let state: Vec<TensorType> = init.iter().map(|&x| em.ty(x)).collect();
+
+        let (mut cond, ins) = region("cond", &state, &names);
+        let mut c = E { g: &mut cond };
+        let n = c.splat(nq as f64, i32s.clone())?;
+        let lt = c.op(Op::Compare(CompareDir::Lt), &[ins[0], n])?;
+        cond.add_output("c", lt);
+
+        let (mut body, ins) = region("body", &state, &names);
+        let mut e = E { g: &mut body };
+        let (j, out, qp, kp, vp) = (ins[0], ins[1], ins[2], ins[3], ins[4]);
+        let zero = e.splat(0.0, i32s.clone())?;
+        let bq_c = e.splat(bq as f64, i32s.clone())?;
+        let q0 = e.binary(BinaryOp::Mul, j, bq_c)?;
+        let qb = e.op(Op::DynamicSlice { sizes: vec![b, h, bq, d] }, &[qp, zero, zero, q0, zero])?;
+        let mb = match ins.get(5).copied() {
+            Some(m) => {
+                let mt = e.ty(m);
+                Some(if mt.shape[2] == 1 {
+                    m
+                } else {
+                    let sizes = vec![mt.shape[0], mt.shape[1], bq, mt.shape[3]];
+                    e.op(Op::DynamicSlice { sizes }, &[m, zero, zero, q0, zero])?
+                })
+            }
+            None => None,
+        };
+        let ob = kv.emit(&mut e, qb, kp, vp, mb, Some(q0))?;
+        let out_new = e.op(Op::DynamicUpdateSlice, &[out, ob, zero, zero, q0, zero])?;
+        let one = e.splat(1.0, i32s)?;
+        let j_next = e.binary(BinaryOp::Add, j, one)?;
+        let mut outs = vec![j_next, out_new];
+        outs.extend_from_slice(&ins[2..]);
+        for (o, n) in outs.into_iter().zip(names) {
+            body.add_output(n, o);
+        }
+
+        let lp = em.op(Op::While { cond: Box::new(cond), body: Box::new(body) }, &init)?;
+        let out = em.op(Op::GetTuple { index: 1 }, &[lp])?;
+        if q_pad == 0 {
+            return Ok(out);
+        }
+        em.op(Op::Slice { start: vec![0; 4], limit: vec![b, h, sq, dv], strides: vec![1; 4] }, &[out])
+    }
+}
+
+/// `x` padded with zeros (false for i1) by `n` at the end of `dim`; `x` itself when `n` is 0.
+fn pad_dim(em: &mut E, x: ValueId, dim: usize, n: i64) -> Result<ValueId, PassError> {
+    if n == 0 {
+        return Ok(x);
+    }
+    let t = em.ty(x);
+    let zero = em.splat(0.0, TensorType::scalar(t.dtype))?;
+    let r = t.rank();
+    let mut high = vec![0; r];
+    high[dim] = n;
+    em.op(Op::Pad { low: vec![0; r], high, interior: vec![0; r] }, &[x, zero])
+}
+
+/// A loop region taking `state` as its inputs, named by `names`.
+fn region(name: &str, state: &[TensorType], names: &[&str]) -> (Graph, Vec<ValueId>) {
+    let mut g = Graph::new(name);
+    let ins = state
+        .iter()
+        .zip(names)
+        .map(|(t, n)| g.push_typed(Op::Input { name: n.to_string() }, vec![], Type::Tensor(t.clone())))
+        .collect();
+    (g, ins)
+}
+
+/// The online-softmax loop over key blocks for one block of queries.
+struct KvLoop {
+    /// Real keys (before padding).
+    sk: i64,
+    bkv: i64,
+    scale: f64,
+    window: Option<(i64, i64)>,
+}
+
+impl KvLoop {
+    /// The attention of `q` [B, H, bq, D] over padded `kp`, `vp` (and `mask`, already cut to
+    /// q's rows), in q's dtype; `q0` is q's first row position when queries are blocked.
+    fn emit(
+        &self,
+        em: &mut E,
+        q: ValueId,
+        kp: ValueId,
+        vp: ValueId,
+        mask: Option<ValueId>,
+        q0: Option<ValueId>,
+    ) -> Result<ValueId, PassError> {
+        let KvLoop { sk, bkv, scale, window } = *self;
+        let qt = em.ty(q);
         let dtype = qt.dtype;
         let cdt = match dtype {
             DType::BF16 | DType::F16 => DType::F32,
             d => d,
         };
         let (b, h, sq, d) = (qt.shape[0], qt.shape[1], qt.shape[2], qt.shape[3]);
-        let sk = em.ty(k).shape[2];
-        let dv = em.ty(v).shape[3];
-        let bkv = self.bkv.min(sk).max(1);
-        let blocks = (sk + bkv - 1) / bkv;
-        let pad = blocks * bkv - sk;
-
-        // Operands padded along the key dim.
-        let pad_keys = |em: &mut E, x: ValueId, dim: usize| -> Result<ValueId, PassError> {
-            if pad == 0 {
-                return Ok(x);
-            }
-            let t = em.ty(x);
-            let zero = em.splat(0.0, TensorType::scalar(t.dtype))?;
-            let mut high = vec![0; 4];
-            high[dim] = pad;
-            em.op(Op::Pad { low: vec![0; 4], high, interior: vec![0; 4] }, &[x, zero])
-        };
-        let kp = pad_keys(em, k, 2)?;
-        let vp = pad_keys(em, v, 2)?;
-        let mask = if has_mask {
-            let m = args[3];
-            Some(if em.ty(m).shape[3] == 1 { m } else { pad_keys(em, m, 3)? })
-        } else {
-            None
-        };
-
+        let skp = em.ty(kp).shape[2];
+        let dv = em.ty(vp).shape[3];
+        let blocks = skp / bkv;
+        let pad = skp - sk;
         // Initial state.
         let row = TensorType::new(cdt, [b, h, sq]);
         let acc_t = TensorType::new(cdt, [b, h, sq, dv]);
@@ -144,19 +255,20 @@ impl BlockwiseAttention {
         let l0 = em.splat(0.0, row.clone())?;
         let acc0 = em.splat(0.0, acc_t.clone())?;
         let mut init = vec![i0, m0, l0, acc0, q, kp, vp];
-        init.extend(mask);
+        let mut names = vec!["i", "m", "l", "acc", "q", "k", "v"];
+        // Regions see only the loop state, so the mask and the query offset travel in it.
+        let mask_at = mask.map(|m| {
+            init.push(m);
+            names.push("mask");
+            init.len() - 1
+        });
+        let q0_at = q0.map(|x| {
+            init.push(x);
+            names.push("q0");
+            init.len() - 1
+        });
         let state: Vec<TensorType> = init.iter().map(|&x| em.ty(x)).collect();
-        let names = ["i", "m", "l", "acc", "q", "k", "v", "mask"];
-
-        let region = |name: &str| {
-            let mut g = Graph::new(name);
-            let ins: Vec<ValueId> = state
-                .iter()
-                .zip(names)
-                .map(|(t, n)| g.push_typed(Op::Input { name: n.to_string() }, vec![], Type::Tensor(t.clone())))
-                .collect();
-            (g, ins)
-        };
+        let region = |name: &str| region(name, &state, &names);
 
         // cond: i < blocks.
         let (mut cond, ins) = region("cond");
@@ -178,7 +290,8 @@ impl BlockwiseAttention {
             let off = e.binary(BinaryOp::Mul, i, bkv_c)?;
             let kb = e.op(Op::DynamicSlice { sizes: vec![b, h, bkv, d] }, &[kp, zero, zero, off, zero])?;
             let vb = e.op(Op::DynamicSlice { sizes: vec![b, h, bkv, dv] }, &[vp, zero, zero, off, zero])?;
-            let qk = DotDims { lhs_batch: vec![0, 1], rhs_batch: vec![0, 1], lhs_contract: vec![3], rhs_contract: vec![3] };
+            let qk =
+                DotDims { lhs_batch: vec![0, 1], rhs_batch: vec![0, 1], lhs_contract: vec![3], rhs_contract: vec![3] };
             let s = e.op(Op::DotGeneral(qk), &[q, kb])?;
             let mut s = e.convert(s, cdt)?;
             if scale != 1.0 {
@@ -186,7 +299,7 @@ impl BlockwiseAttention {
                 s = e.binary(BinaryOp::Mul, s, c)?;
             }
             let shape = vec![b, h, sq, bkv];
-            if let Some(mi) = ins.get(7).copied() {
+            if let Some(mi) = mask_at.map(|at| ins[at]) {
                 let mt = e.ty(mi);
                 let mb = if mt.shape[3] == 1 {
                     mi
@@ -229,7 +342,11 @@ impl BlockwiseAttention {
                     and(&mut e, p)?;
                 }
                 if left >= 0 || right >= 0 {
-                    let qpos = e.op(Op::Iota { ty: pos.clone(), dim: 0 }, &[])?;
+                    let mut qpos = e.op(Op::Iota { ty: pos.clone(), dim: 0 }, &[])?;
+                    if let Some(q0) = q0_at.map(|at| ins[at]) {
+                        let q0b = e.broadcast(q0, &[sq, bkv], &[])?;
+                        qpos = e.binary(BinaryOp::Add, qpos, q0b)?;
+                    }
                     let rel = e.binary(BinaryOp::Sub, kpos, qpos)?;
                     if left >= 0 {
                         let lo = e.splat(-left as f64, pos.clone())?;
@@ -262,7 +379,8 @@ impl BlockwiseAttention {
             let rowsum = e.op(Op::Reduce { kind: ReduceKind::Sum, axes: vec![3] }, &[p])?;
             let l_new = e.binary(BinaryOp::Add, l_scaled, rowsum)?;
             let pd = e.convert(p, dtype)?;
-            let pv = DotDims { lhs_batch: vec![0, 1], rhs_batch: vec![0, 1], lhs_contract: vec![3], rhs_contract: vec![2] };
+            let pv =
+                DotDims { lhs_batch: vec![0, 1], rhs_batch: vec![0, 1], lhs_contract: vec![3], rhs_contract: vec![2] };
             let pv = e.op(Op::DotGeneral(pv), &[pd, vb])?;
             let pv = e.convert(pv, cdt)?;
             let alpha_b = e.broadcast(alpha, &acc_t.shape, &[0, 1, 2])?;
@@ -274,8 +392,8 @@ impl BlockwiseAttention {
             outs.extend_from_slice(&ins[4..]);
             outs
         };
-        for (o, n) in outs.into_iter().zip(names) {
-            body.add_output(n, o);
+        for (o, n) in outs.into_iter().zip(&names) {
+            body.add_output(*n, o);
         }
 
         let lp = em.op(Op::While { cond: Box::new(cond), body: Box::new(body) }, &init)?;
@@ -418,6 +536,29 @@ graph @attn {
         assert_eq!(out.op_counts().get("dynamic_slice"), Some(&4));
         let outer = out.nodes.iter().position(|n| n.op.name() == "while").unwrap();
         assert!(out.nodes[outer + 1..].iter().any(|n| n.sharding.is_some()));
+    }
+
+    #[test]
+    fn query_blocks_with_float_mask_and_window() {
+        insta::assert_snapshot!(print(&{
+            let input = parse(
+                r#"
+graph @attn {
+  %0 = input "q" : f32[1,1,5,2]
+  %1 = input "k" : f32[1,1,3,2]
+  %2 = input "v" : f32[1,1,3,2]
+  %3 = input "bias" : f32[1,1,5,3]
+  %4 = attention(%0, %1, %2, %3) {scale=1.0, mask=true, window=[1, 0]} : f32[1,1,5,2]
+  output "o" = %4
+}"#,
+            )
+            .unwrap();
+            let out = BlockwiseAttention { bq: 2, bkv: 2 }.run(input).unwrap();
+            vidlower_ir::verify(&out).unwrap();
+            assert_eq!(out.op_counts().get("while"), Some(&2));
+            assert_eq!(out.op_counts().get("attention"), None);
+            out
+        }));
     }
 
     #[test]
