@@ -126,7 +126,8 @@ proptest! {
 
 #[test]
 fn padded_keys_are_masked_out() {
-    // 5 keys in blocks of 4: 3 padded keys (k = 0, v = 0) would add exp(0 - m) to the row sums.
+    // 5 keys in blocks of at most 4 are 2 blocks of 3: the padded key (k = 0, v = 0) would add
+    // exp(0 - m) to the row sums. 3 queries in blocks of 2: one padded query row.
     let c = Case { b: 1, h: 1, sq: 3, sk: 5, d: 4, dv: 4, bkv: 4, bq: 2, mask: 0, mask_full: 0, window: None, seed: 7 };
     let g = attention_graph(&c);
     let inputs = inputs_of(&g, c.seed);

@@ -39,7 +39,9 @@ use vidlower_ir::{
 };
 
 /// The `blockwise_attention` pass. `bq` and `bkv` are the query and key block sizes, used as caps:
-/// a sequence shorter than its block size is one block (and one query block means no outer loop).
+/// a sequence is cut into as few blocks as the cap allows, all of one size (see
+/// [`balanced_blocks`]); a sequence shorter than its cap is one block, and one query block means no
+/// outer loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockwiseAttention {
     pub bq: i64,
@@ -112,10 +114,9 @@ impl BlockwiseAttention {
         let (b, h, sq, d) = (qt.shape[0], qt.shape[1], qt.shape[2], qt.shape[3]);
         let sk = em.ty(k).shape[2];
         let dv = em.ty(v).shape[3];
-        let bkv = self.bkv.min(sk).max(1);
-        let kv_pad = (sk + bkv - 1) / bkv * bkv - sk;
-        let bq = self.bq.min(sq).max(1);
-        let nq = (sq + bq - 1) / bq;
+        let (nkv, bkv) = balanced_blocks(sk, self.bkv);
+        let kv_pad = nkv * bkv - sk;
+        let (nq, bq) = balanced_blocks(sq, self.bq);
         let q_pad = nq * bq - sq;
 
         // Operands padded along the key dim (and, with query blocks, q and the mask along queries).
@@ -188,6 +189,15 @@ impl BlockwiseAttention {
         }
         em.op(Op::Slice { start: vec![0; 4], limit: vec![b, h, sq, dv], strides: vec![1; 4] }, &[out])
     }
+}
+
+/// `(count, size)` of the blocks covering `n` with blocks of at most `cap`: as few blocks as the cap
+/// allows, of equal size, so the padding (`count * size - n`) is less than `count`. For example
+/// 75600 keys with a cap of 2816 are 27 blocks of 2800, with no padding.
+fn balanced_blocks(n: i64, cap: i64) -> (i64, i64) {
+    let n = n.max(1);
+    let count = (n + cap - 1) / cap;
+    (count, (n + count - 1) / count)
 }
 
 /// `x` padded with zeros (false for i1) by `n` at the end of `dim`; `x` itself when `n` is 0.
@@ -475,9 +485,9 @@ mod tests {
             r#"
 graph @attn {
   %0 = input "q" : bf16[1,2,3,8]
-  %1 = input "k" : bf16[1,2,6,8]
-  %2 = input "v" : bf16[1,2,6,16]
-  %3 = input "mask" : i1[1,1,3,6]
+  %1 = input "k" : bf16[1,2,7,8]
+  %2 = input "v" : bf16[1,2,7,16]
+  %3 = input "mask" : i1[1,1,3,7]
   %4 = attention(%0, %1, %2, %3) {scale=0.35355339059327373, mask=true, window=[1, 2]} : bf16[1,2,3,16]
   output "o" = %4
 }"#
@@ -559,6 +569,15 @@ graph @attn {
             assert_eq!(out.op_counts().get("attention"), None);
             out
         }));
+    }
+
+    #[test]
+    fn blocks_are_balanced_under_the_cap() {
+        assert_eq!(balanced_blocks(75600, 2816), (27, 2800));
+        assert_eq!(balanced_blocks(4096, 3328), (2, 2048));
+        assert_eq!(balanced_blocks(6, 4), (2, 3));
+        assert_eq!(balanced_blocks(7, 4), (2, 4));
+        assert_eq!(balanced_blocks(3, 2816), (1, 3));
     }
 
     #[test]
