@@ -283,3 +283,61 @@ fn k_smooth_bf16_error_with_keys_sharing_an_offset() {
     eprintln!("  host model, bf16 scores: plain {:.4e} {:.4e}, smoothed {:.4e} {:.4e}", model_plain.0, model_plain.1, model_smoothed.0, model_smoothed.1);
     assert!(model_smoothed.1 < model_plain.1 / 2.0, "{model_smoothed:?} vs {model_plain:?}");
 }
+
+/// Timing of a 4k-token attention [1, 4, 4096, 64] with exp2_softmax on vs off (each followed by
+/// the default pipeline), executions interleaved so load on a shared machine hits both alike.
+/// `cargo test --test attention_passes -- --ignored --nocapture exp2_softmax_timing`.
+#[test]
+#[ignore]
+fn exp2_softmax_timing_4k() {
+    let default: Vec<&str> = vidlower_passes::DEFAULT_PIPELINE.to_vec();
+    let with_exp2: Vec<&str> = ["exp2_softmax"].iter().chain(&default).copied().collect();
+    for dtype in [DType::F32, DType::BF16] {
+        let c = Case { b: 1, h: 4, sq: 4096, sk: 4096, d: 64, dv: 64, mask: Mask::None, window: None, k_offset: 0.0, seed: 3 };
+        let g = graph_of(&c, dtype);
+        let inputs = inputs_of(&c);
+        let programs: Vec<(Program, usize)> = [&default, &with_exp2]
+            .iter()
+            .map(|passes| {
+                let (lowered, module) = common::lower(g.clone(), passes);
+                let on_scores = lowered
+                    .nodes
+                    .iter()
+                    .filter(|n| !matches!(n.op, vidlower_ir::Op::Constant(_) | vidlower_ir::Op::BroadcastInDim { .. }))
+                    .filter(|n| n.ty.tensor().is_some_and(|t| t.shape.len() == 4 && t.shape[2..] == [4096, 4096]))
+                    .count();
+                let exe = client().compile(&module, &CompileOptions::single_device()).unwrap();
+                (Program::new(exe, Signature::of(&lowered), client()).unwrap(), on_scores)
+            })
+            .collect();
+        let mut args = HashMap::new();
+        for (name, (dims, v)) in &inputs {
+            args.insert(name.clone(), HostTensor::from_f64(dims.clone(), v).unwrap().convert(dtype));
+        }
+        let mut times = [Vec::new(), Vec::new()];
+        for round in 0..16 {
+            for (i, (p, _)) in programs.iter().enumerate() {
+                let start = std::time::Instant::now();
+                p.run(&args).unwrap();
+                if round > 0 {
+                    times[i].push(start.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+        }
+        let ratios: Vec<f64> = times[1].iter().zip(&times[0]).map(|(b, a)| b / a).collect();
+        let median = |v: &[f64]| {
+            let mut v = v.to_vec();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        eprintln!(
+            "{dtype:?} [1,4,4096,64]: ops on [..,S,S] off {} on {}; median ms off {:.1} on {:.1}; on/off {:.3} (median of paired ratios {:.3})",
+            programs[0].1,
+            programs[1].1,
+            median(&times[0]),
+            median(&times[1]),
+            median(&times[1]) / median(&times[0]),
+            median(&ratios)
+        );
+    }
+}
