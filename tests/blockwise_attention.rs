@@ -158,6 +158,43 @@ fn bf16_graph(g: &Graph) -> Graph {
 }
 
 #[test]
+fn registered_pass_then_the_default_pipeline_matches_dense() {
+    // By name, with the default blocks (one block at this size), then the cleanups, which also
+    // run inside the loop regions.
+    let c = Case {
+        b: 1,
+        h: 2,
+        sq: 7,
+        sk: 11,
+        d: 4,
+        dv: 3,
+        bkv: 0,
+        bq: 0,
+        mask: 1,
+        mask_full: 0b1100,
+        window: Some((2, 1)),
+        seed: 5,
+    };
+    let g = attention_graph(&c);
+    let inputs = inputs_of(&g, c.seed);
+    let dense = run(&lower(g.clone(), None), &inputs);
+    let names = ["blockwise_attention", "decompose", "canonicalize", "cse", "dce"];
+    let lowered = PassManager::from_names(&names).unwrap().run(g).unwrap().graph;
+    assert_eq!(lowered.op_counts().get("while"), Some(&1));
+    let blockwise = run(&lowered, &inputs);
+    assert!(common::max_rel_err(&blockwise, &dense) < 1e-5, "{blockwise:?} vs {dense:?}");
+    // Small blocks through the cleanups too.
+    let mut pm = PassManager::new();
+    pm.add(Box::new(BlockwiseAttention { bq: 3, bkv: 4 }));
+    for name in &names[1..] {
+        pm.add(vidlower_passes::create_pass(name).unwrap());
+    }
+    let lowered = pm.run(attention_graph(&c)).unwrap().graph;
+    assert_eq!(lowered.op_counts().get("while"), Some(&2));
+    assert!(common::max_rel_err(&run(&lowered, &inputs), &dense) < 1e-5);
+}
+
+#[test]
 fn padded_keys_are_masked_out() {
     // 5 keys in blocks of at most 4 are 2 blocks of 3: the padded key (k = 0, v = 0) would add
     // exp(0 - m) to the row sums. 3 queries in blocks of 2: one padded query row.
