@@ -4,9 +4,10 @@
 //!
 //! Keys (and values, and a mask with a full key dim) are padded with `pad` up to a multiple of
 //! the block size. The loop is a `while` whose state is
-//! `(i, m, l, acc, q, k, v[, mask])`: the block counter, the running row max m [B, H, Sq] and
+//! `(i, m, l, acc, q, k, v[, mask][, q0][, end])`: the block counter, the running row max m [B, H, Sq] and
 //! row sum l [B, H, Sq], the accumulator acc [B, H, Sq, Dv] (all three in f32 for bf16/f16
-//! inputs, else in the input's dtype), and the operands (regions only see the loop state).
+//! inputs, else in the input's dtype), the operands (regions only see the loop state), the query
+//! block's first row and, with a window, the block to stop at.
 //! Iteration i takes keys `i*bkv .. (i+1)*bkv` with `dynamic_slice` and computes
 //!
 //! ```text
@@ -20,8 +21,9 @@
 //! and the result is `acc / l` in the input's dtype. Padded keys are masked out (key position
 //! `>= Sk`, from an iota plus the block offset), unlike the seeds' kernel. The op's mask is sliced
 //! block by block (a mask whose key dim is 1 is used whole), and a window (left, right) is the same
-//! predicate as in `decompose` (`i - left <= j <= i + right`) built per block; blocks wholly outside
-//! the window are still visited (skipping them is a later optimisation). While a row has seen only
+//! predicate as in `decompose` (`i - left <= j <= i + right`) built per block, and the key loop
+//! visits only the blocks the window reaches from the current query rows (its start and end in
+//! the loop state; constants when queries are not blocked). While a row has seen only
 //! masked keys its max is -inf; the exponentials then use 0 in its place so they give 0, not NaN.
 //! A row with no allowed key at all gives 0/0 = NaN, as the dense softmax does.
 //!
@@ -260,7 +262,51 @@ impl KvLoop {
         // Initial state.
         let row = TensorType::new(cdt, [b, h, sq]);
         let acc_t = TensorType::new(cdt, [b, h, sq, dv]);
-        let i0 = em.splat(0.0, TensorType::scalar(DType::I32))?;
+        let i32s = TensorType::scalar(DType::I32);
+        // With a window, only the key blocks some row of this query block may see are visited:
+        // keys from `q_first - left` to `q_last + right`. The range is a constant without query
+        // blocks, else computed from the block's first row q0.
+        let (left, right) = window.unwrap_or((-1, -1));
+        let range = if left >= 0 || right >= 0 {
+            let rows = sq;
+            Some(match q0 {
+                None => {
+                    let first = if left >= 0 { (-left).max(0) / bkv } else { 0 };
+                    let end = if right >= 0 { ((rows - 1 + right).min(sk - 1)) / bkv + 1 } else { blocks };
+                    (em.splat(first as f64, i32s.clone())?, em.splat(end as f64, i32s.clone())?)
+                }
+                Some(q0) => {
+                    let bkv_c = em.splat(bkv as f64, i32s.clone())?;
+                    let first = if left >= 0 {
+                        let l = em.splat(left as f64, i32s.clone())?;
+                        let lo = em.binary(BinaryOp::Sub, q0, l)?;
+                        let zero = em.splat(0.0, i32s.clone())?;
+                        let lo = em.binary(BinaryOp::Max, lo, zero)?;
+                        em.binary(BinaryOp::Div, lo, bkv_c)?
+                    } else {
+                        em.splat(0.0, i32s.clone())?
+                    };
+                    let end = if right >= 0 {
+                        let r = em.splat((rows - 1 + right) as f64, i32s.clone())?;
+                        let hi = em.binary(BinaryOp::Add, q0, r)?;
+                        let last_key = em.splat((sk - 1) as f64, i32s.clone())?;
+                        let hi = em.binary(BinaryOp::Min, hi, last_key)?;
+                        let last = em.binary(BinaryOp::Div, hi, bkv_c)?;
+                        let one = em.splat(1.0, i32s.clone())?;
+                        em.binary(BinaryOp::Add, last, one)?
+                    } else {
+                        em.splat(blocks as f64, i32s.clone())?
+                    };
+                    (first, end)
+                }
+            })
+        } else {
+            None
+        };
+        let i0 = match range {
+            Some((first, _)) => first,
+            None => em.splat(0.0, i32s.clone())?,
+        };
         let m0 = em.splat(f64::NEG_INFINITY, row.clone())?;
         let l0 = em.splat(0.0, row.clone())?;
         let acc0 = em.splat(0.0, acc_t.clone())?;
@@ -277,14 +323,22 @@ impl KvLoop {
             names.push("q0");
             init.len() - 1
         });
+        let end_at = range.map(|(_, end)| {
+            init.push(end);
+            names.push("end");
+            init.len() - 1
+        });
         let state: Vec<TensorType> = init.iter().map(|&x| em.ty(x)).collect();
         let region = |name: &str| region(name, &state, &names);
 
-        // cond: i < blocks.
+        // cond: i < blocks (or the window's last block + 1).
         let (mut cond, ins) = region("cond");
         {
             let mut c = E { g: &mut cond };
-            let n = c.splat(blocks as f64, TensorType::scalar(DType::I32))?;
+            let n = match end_at {
+                Some(at) => ins[at],
+                None => c.splat(blocks as f64, TensorType::scalar(DType::I32))?,
+            };
             let lt = c.op(Op::Compare(CompareDir::Lt), &[ins[0], n])?;
             cond.add_output("c", lt);
         }
