@@ -240,6 +240,9 @@ fn long_attention_child() {
         window: None,
         seed: 1,
     };
+    // `VIDLOWER_BLOCKWISE_WINDOW=W`: a (W, W) window, to see the blocks outside it skipped.
+    let w: Option<i64> = std::env::var("VIDLOWER_BLOCKWISE_WINDOW").ok().map(|w| w.parse().unwrap());
+    let c = Case { window: w.map(|w| (w, w)), ..c };
     let dense = std::env::var_os("VIDLOWER_BLOCKWISE_DENSE").is_some();
     let g = lower(attention_graph(&c), (!dense).then_some((c.bq, c.bkv)));
     let inputs = inputs_of(&g, c.seed);
@@ -279,8 +282,10 @@ fn child_peak_rss(s: i64) -> u64 {
 #[test]
 fn long_attention_peak_memory() {
     // Dense at S = 32768 needs the f32 score matrix, S^2 * 4 B = 4 GiB, before its exponentials;
-    // blockwise holds [3328, 1024] score blocks (default bq). Measured on 2 cores: ~270 MiB peak,
-    // ~10 s; with bq >= S (`VIDLOWER_BLOCKWISE_BQ=32768`, [S, 1024] blocks) ~460 MiB, ~5 s.
+    // blockwise holds [3277, 1024] score blocks (10 query blocks under the default bq 3328).
+    // Measured on 2 idle cores: ~255 MiB peak, ~2.5 s run (+0.6 s compile); with bq >= S
+    // (`VIDLOWER_BLOCKWISE_BQ=32768`, [S, 1024] blocks) ~460 MiB; with a (1024, 1024) window
+    // (`VIDLOWER_BLOCKWISE_WINDOW=1024`) ~0.5 s, the blocks outside it skipped.
     let s = 32768;
     let kib = child_peak_rss(s);
     let dense_scores_kib = (s * s * 4 / 1024) as u64;
