@@ -177,6 +177,9 @@ fn write_outputs(outputs: &[(String, HostTensor)], path: Option<&std::path::Path
         safetensors_io::save(path, outputs)?;
         println!("wrote {}", path.display());
     }
+    if let Some(b) = vidlower_runtime::timing::peak_rss_bytes() {
+        println!("peak memory: {:.0} MiB", b as f64 / (1024.0 * 1024.0));
+    }
     Ok(())
 }
 
