@@ -23,4 +23,8 @@ fi
 # The CPU PJRT plugin: vidlower finds it, or fetches it itself (pip into its cache dir).
 cargo run --quiet --features mlir -- plugin install cpu
 
-cargo test --workspace --features mlir "$@"
+# Every test binary's result, summed into one closing line (also kept for .ci/run to repeat).
+mkdir -p target
+cargo test --workspace --features mlir "$@" 2>&1 | tee target/test-output.log
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i }' \
+  target/test-output.log | tee target/test-summary.txt
