@@ -137,27 +137,9 @@ mod tests {
         out
     }
 
-    const BF16_MASK_WINDOW: &str = r#"
-graph @attn {
-  %0 = input "q" : bf16[1,2,4,8]
-  %1 = input "k" : bf16[1,2,6,8]
-  %2 = input "v" : bf16[1,2,6,16]
-  %3 = input "mask" : i1[1,1,4,6]
-  %4 = attention(%0, %1, %2, %3) {scale=0.35355339059327373, mask=true, window=[1, 2]} : bf16[1,2,4,16] sharding=[1,2,1,1]
-  output "o" = %4
-}"#;
+    const BF16_MASK_WINDOW: &str = include_str!("testdata/attention_bf16_mask_window.ir");
 
-    const F32_FLOAT_MASK: &str = r#"
-graph @attn {
-  %0 = input "q" : f32[2,1,3,4]
-  %1 = input "k" : f32[2,1,5,4]
-  %2 = input "v" : f32[2,1,5,4]
-  %3 = input "bias" : f32[2,1,3,5]
-  %4 = attention(%0, %1, %2, %3) {scale=1.0, mask=true} : f32[2,1,3,4]
-  %5 = attention(%0, %1, %2) {scale=0.5, mask=false, window=[-1, 0]} : f32[2,1,3,4]
-  output "a" = %4
-  output "b" = %5
-}"#;
+    const F32_FLOAT_MASK: &str = include_str!("testdata/attention_f32_float_mask_and_causal.ir");
 
     #[test]
     fn attention_with_boolean_mask_and_window() {
