@@ -34,7 +34,7 @@
 //! is then O(B H min(Sq, bq) bkv) for the scores. Run the pass before `decompose`; other
 //! composites are left alone.
 
-use crate::rewrite::{map_regions, Rewriter};
+use crate::rewrite::replace_nodes;
 use crate::{Pass, PassError};
 use vidlower_ir::{
     BinaryOp, CompareDir, DType, DotDims, Graph, Literal, Op, ReduceKind, TensorType, Type, UnaryOp, ValueId,
@@ -78,29 +78,11 @@ impl Pass for BlockwiseAttention {
 
 impl BlockwiseAttention {
     fn rewrite(&self, g: &Graph) -> Result<Graph, PassError> {
-        let mut rw = Rewriter::new(g);
-        for (i, node) in g.nodes.iter().enumerate() {
-            let v = ValueId(i as u32);
-            if let Some(op) = map_regions(&node.op, |r| self.rewrite(r))? {
-                rw.copy_with_op(v, op);
-                continue;
-            }
-            let Op::Attention { scale, has_mask, window } = node.op else {
-                rw.copy(v);
-                continue;
-            };
+        replace_nodes(g, Self::NAME, &mut |rw, v, node| {
+            let Op::Attention { scale, has_mask, window } = node.op else { return Ok(None) };
             let args = rw.operands(v);
-            let new = self.lower(&mut E { g: &mut rw.new }, &args, scale, has_mask, window)?;
-            if rw.new.ty(new) != &node.ty {
-                let message = format!("attention {v} became {} instead of {}", rw.new.ty(new), node.ty);
-                return Err(PassError::failed(Self::NAME, message));
-            }
-            if node.sharding.is_some() {
-                rw.new.nodes[new.index()].sharding = node.sharding.clone();
-            }
-            rw.set(v, new);
-        }
-        Ok(rw.finish())
+            self.lower(&mut E { g: &mut rw.new }, &args, scale, has_mask, window).map(Some)
+        })
     }
 
     fn lower(

@@ -9,7 +9,7 @@ pub(crate) mod emit;
 mod gelu;
 mod norms;
 
-use crate::rewrite::{map_regions, Rewriter};
+use crate::rewrite::replace_nodes;
 use crate::{Pass, PassError};
 use emit::Emitter;
 use vidlower_ir::{Graph, Op, ValueId};
@@ -33,29 +33,13 @@ impl Pass for Decompose {
 }
 
 fn decompose(g: &Graph) -> Result<Graph, PassError> {
-    let mut rw = Rewriter::new(g);
-    for (i, node) in g.nodes.iter().enumerate() {
-        let v = ValueId(i as u32);
-        if let Some(op) = map_regions(&node.op, decompose)? {
-            rw.copy_with_op(v, op);
-            continue;
-        }
+    replace_nodes(g, Decompose::NAME, &mut |rw, v, node| {
         if !node.op.is_composite() {
-            rw.copy(v);
-            continue;
+            return Ok(None);
         }
         let args = rw.operands(v);
-        let new = lower(&mut Emitter { g: &mut rw.new }, &node.op, &args)?;
-        if rw.new.ty(new) != &node.ty {
-            let message = format!("{} became {} instead of {}", node.op.name(), rw.new.ty(new), node.ty);
-            return Err(PassError::failed(Decompose::NAME, message));
-        }
-        if node.sharding.is_some() {
-            rw.new.nodes[new.index()].sharding = node.sharding.clone();
-        }
-        rw.set(v, new);
-    }
-    Ok(rw.finish())
+        lower(&mut Emitter { g: &mut rw.new }, &node.op, &args).map(Some)
+    })
 }
 
 /// The primitives computing composite `op` on `args`; returns the value replacing it.

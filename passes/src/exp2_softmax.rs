@@ -20,7 +20,7 @@
 
 use crate::decompose::attention::window_mask;
 use crate::decompose::emit::{compute_dtype, Emitter};
-use crate::rewrite::{map_regions, Rewriter};
+use crate::rewrite::replace_nodes;
 use crate::{Pass, PassError};
 use vidlower_ir::{BinaryOp, DType, DotDims, Graph, Op, ReduceKind, UnaryOp, ValueId};
 
@@ -43,29 +43,11 @@ impl Pass for Exp2Softmax {
 }
 
 fn exp2_softmax(g: &Graph) -> Result<Graph, PassError> {
-    let mut rw = Rewriter::new(g);
-    for (i, node) in g.nodes.iter().enumerate() {
-        let v = ValueId(i as u32);
-        if let Some(op) = map_regions(&node.op, exp2_softmax)? {
-            rw.copy_with_op(v, op);
-            continue;
-        }
-        let Op::Attention { scale, has_mask, window } = node.op else {
-            rw.copy(v);
-            continue;
-        };
+    replace_nodes(g, Exp2Softmax::NAME, &mut |rw, v, node| {
+        let Op::Attention { scale, has_mask, window } = node.op else { return Ok(None) };
         let args = rw.operands(v);
-        let new = attention_base2(&mut Emitter { g: &mut rw.new }, &args, scale, has_mask, window)?;
-        if rw.new.ty(new) != &node.ty {
-            let message = format!("attention became {} instead of {}", rw.new.ty(new), node.ty);
-            return Err(PassError::failed(Exp2Softmax::NAME, message));
-        }
-        if node.sharding.is_some() {
-            rw.new.nodes[new.index()].sharding = node.sharding.clone();
-        }
-        rw.set(v, new);
-    }
-    Ok(rw.finish())
+        attention_base2(&mut Emitter { g: &mut rw.new }, &args, scale, has_mask, window).map(Some)
+    })
 }
 
 /// The base-2 lowering of `attention(q, k, v[, mask])`; see the module docs.

@@ -16,7 +16,7 @@
 //! pattern this pass emits) is left alone.
 
 use crate::decompose::emit::{compute_dtype, Emitter};
-use crate::rewrite::{map_regions, Rewriter};
+use crate::rewrite::replace_nodes;
 use crate::{Pass, PassError};
 use vidlower_ir::{BinaryOp, Graph, Op, ReduceKind, ValueId};
 
@@ -39,28 +39,14 @@ impl Pass for KSmooth {
 }
 
 fn k_smooth(g: &Graph) -> Result<Graph, PassError> {
-    let mut rw = Rewriter::new(g);
-    for (i, node) in g.nodes.iter().enumerate() {
-        let v = ValueId(i as u32);
-        if let Some(op) = map_regions(&node.op, k_smooth)? {
-            rw.copy_with_op(v, op);
-            continue;
-        }
-        if !matches!(node.op, Op::Attention { .. }) || is_smoothed(g, node.operands[1]) {
-            rw.copy(v);
-            continue;
+    replace_nodes(g, KSmooth::NAME, &mut |rw, v, node| {
+        if !matches!(node.op, Op::Attention { .. }) || is_smoothed(rw.old, node.operands[1]) {
+            return Ok(None);
         }
         let mut args = rw.operands(v);
         args[1] = smooth(&mut Emitter { g: &mut rw.new }, args[1])?;
-        let new = rw.new.push(node.op.clone(), args).map_err(PassError::ir(KSmooth::NAME))?;
-        if rw.new.ty(new) != &node.ty {
-            let message = format!("attention became {} instead of {}", rw.new.ty(new), node.ty);
-            return Err(PassError::failed(KSmooth::NAME, message));
-        }
-        rw.new.nodes[new.index()].sharding = node.sharding.clone();
-        rw.set(v, new);
-    }
-    Ok(rw.finish())
+        rw.new.push(node.op.clone(), args).map(Some).map_err(PassError::ir(KSmooth::NAME))
+    })
 }
 
 /// `k - mean(k, axis 2)` in the compute dtype, returned in k's dtype:

@@ -5,7 +5,7 @@
 //! meets them.
 
 use crate::PassError;
-use vidlower_ir::{Graph, Op, ValueId};
+use vidlower_ir::{Graph, Node, Op, ValueId};
 
 /// A new graph being built from `old`, with the old-to-new value map.
 pub struct Rewriter<'a> {
@@ -63,6 +63,38 @@ impl<'a> Rewriter<'a> {
         }
         self.new
     }
+}
+
+/// A lowering of one node: the value that replaces old value `v` (emitted into `rw.new`), or
+/// `None` to copy the node unchanged.
+pub type Lowering<'f> = dyn FnMut(&mut Rewriter, ValueId, &Node) -> Result<Option<ValueId>, PassError> + 'f;
+
+/// The driver of the passes that replace ops by lowerings (`decompose` and the attention passes):
+/// each node is copied or replaced by what `lower` emits, loop regions get the same rewrite, and
+/// a replacement must keep the node's type (an error naming `pass` otherwise) and takes over its
+/// sharding.
+pub fn replace_nodes(g: &Graph, pass: &'static str, lower: &mut Lowering) -> Result<Graph, PassError> {
+    let mut rw = Rewriter::new(g);
+    for (i, node) in g.nodes.iter().enumerate() {
+        let v = ValueId(i as u32);
+        if let Some(op) = map_regions(&node.op, |region| replace_nodes(region, pass, lower))? {
+            rw.copy_with_op(v, op);
+            continue;
+        }
+        let Some(new) = lower(&mut rw, v, node)? else {
+            rw.copy(v);
+            continue;
+        };
+        if rw.new.ty(new) != &node.ty {
+            let message = format!("{v} = {} became {} instead of {}", node.op.name(), rw.new.ty(new), node.ty);
+            return Err(PassError::failed(pass, message));
+        }
+        if node.sharding.is_some() {
+            rw.new.nodes[new.index()].sharding = node.sharding.clone();
+        }
+        rw.set(v, new);
+    }
+    Ok(rw.finish())
 }
 
 /// `op` with `f` applied to each of its regions (a `while`'s cond and body); `None` for ops

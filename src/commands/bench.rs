@@ -7,6 +7,7 @@ use crate::args::{GraphArgs, ModelSelection, PassArgs, RuntimeArgs, Selection};
 use crate::components::{random_inputs, Runner};
 use crate::lowering::{lower, pipeline};
 use crate::session::Session;
+use super::exec::random_tensor;
 use anyhow::{bail, Result};
 use clap::Args;
 use std::collections::HashMap;
@@ -78,12 +79,12 @@ fn bench_graph(graph: Graph, args: &BenchArgs) -> Result<()> {
         bar.inc(1);
     }
     let mut program = Program::new(executable.expect("repeats >= 1"), signature.clone(), &session.client)?;
-    program.upload_weights(&mut |name, ty| Some(tensor(random_weight(0, name, ty), ty)))?;
+    program.upload_weights(&mut |name, ty| Some(random_tensor(random_weight(0, name, ty), ty)))?;
     let inputs: HashMap<String, HostTensor> = signature
         .params
         .iter()
         .filter(|(_, k, _)| *k == ParamKind::Input)
-        .map(|(n, _, ty)| (n.clone(), tensor(random_input(0, n, ty), ty)))
+        .map(|(n, _, ty)| (n.clone(), random_tensor(random_input(0, n, ty), ty)))
         .collect();
     for _ in 0..args.warmup {
         program.run(&inputs)?;
@@ -151,8 +152,4 @@ fn bench_component(m: &ModelSelection, args: &BenchArgs) -> Result<()> {
         format_duration(hi)
     );
     Ok(())
-}
-
-fn tensor(values: Vec<f32>, ty: &vidlower_ir::TensorType) -> HostTensor {
-    HostTensor::from_f32(ty.shape.clone(), &values).expect("sizes match the type").convert(ty.dtype)
 }

@@ -184,7 +184,7 @@ fn write_outputs(outputs: &[(String, HostTensor)], path: Option<&std::path::Path
 }
 
 /// f32 values as a tensor of `ty` (converted to its dtype).
-fn random_tensor(values: Vec<f32>, ty: &TensorType) -> HostTensor {
+pub(crate) fn random_tensor(values: Vec<f32>, ty: &TensorType) -> HostTensor {
     let f = HostTensor::from_f32(ty.shape.clone(), &values).expect("sizes match the type");
     f.convert(ty.dtype)
 }
