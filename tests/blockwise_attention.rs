@@ -23,7 +23,7 @@ fn client() -> &'static Client {
 fn lower(graph: Graph, blocks: Option<(i64, i64)>) -> Graph {
     let mut pm = PassManager::new();
     if let Some((bq, bkv)) = blocks {
-        pm.add(Box::new(BlockwiseAttention { bq, bkv }));
+        pm.add(Box::new(BlockwiseAttention { bq, bkv, ..Default::default() }));
     }
     pm.add(Box::new(Decompose));
     let g = pm.run(graph).unwrap().graph;
@@ -185,7 +185,7 @@ fn registered_pass_then_the_default_pipeline_matches_dense() {
     assert!(common::max_rel_err(&blockwise, &dense) < 1e-5, "{blockwise:?} vs {dense:?}");
     // Small blocks through the cleanups too.
     let mut pm = PassManager::new();
-    pm.add(Box::new(BlockwiseAttention { bq: 3, bkv: 4 }));
+    pm.add(Box::new(BlockwiseAttention { bq: 3, bkv: 4, ..Default::default() }));
     for name in &names[1..] {
         pm.add(vidlower_passes::create_pass(name).unwrap());
     }
@@ -207,7 +207,6 @@ fn padded_keys_are_masked_out() {
 }
 
 // ---- memory: a long attention in a separate `vidlower exec` process ----
-
 
 /// Peak RSS (KiB) of `vidlower exec` running one [1, 1, S, 64] f32 self-attention through
 /// `passes`: a separate process, so the figure is that run's alone.

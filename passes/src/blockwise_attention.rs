@@ -46,8 +46,17 @@ use vidlower_ir::{
 /// outer loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockwiseAttention {
+    /// Query block cap (rows per outer-loop iteration).
     pub bq: i64,
+    /// Key block cap (keys per key-loop iteration).
     pub bkv: i64,
+    /// Key slice cap inside a key block: the largest score temporary is [B, H, bq, bkv_compute].
+    pub bkv_compute: i64,
+    /// Base-2 online softmax (scale * log2 e folded into Q, exp2 for probabilities and rescale).
+    pub exp2: bool,
+    /// Only attentions with at least this many keys are rewritten (the seeds use the kernel for
+    /// long self-attention only); shorter ones are left for later passes. 0 rewrites all.
+    pub min_keys: i64,
 }
 
 impl BlockwiseAttention {
@@ -56,9 +65,10 @@ impl BlockwiseAttention {
 }
 
 impl Default for BlockwiseAttention {
-    /// The seeds' splash-kernel block sizes (BQ 3328, BKV 2816).
+    /// The seeds' splash-kernel block sizes (BQ 3328, BKV 2816, BKV_COMPUTE 256); natural-log
+    /// softmax; every attention rewritten.
     fn default() -> Self {
-        BlockwiseAttention { bq: 3328, bkv: 2816 }
+        BlockwiseAttention { bq: 3328, bkv: 2816, bkv_compute: 256, exp2: false, min_keys: 0 }
     }
 }
 
@@ -68,8 +78,9 @@ impl Pass for BlockwiseAttention {
     }
 
     fn run(&self, graph: Graph) -> Result<Graph, PassError> {
-        if self.bkv < 1 || self.bq < 1 {
-            let message = format!("block sizes must be >= 1, got bq {} and bkv {}", self.bq, self.bkv);
+        if self.bkv < 1 || self.bq < 1 || self.bkv_compute < 1 {
+            let (bq, bkv, bkc) = (self.bq, self.bkv, self.bkv_compute);
+            let message = format!("block sizes must be >= 1, got bq {bq}, bkv {bkv} and bkv_compute {bkc}");
             return Err(PassError::failed(Self::NAME, message));
         }
         self.rewrite(&graph)
@@ -81,6 +92,9 @@ impl BlockwiseAttention {
         replace_nodes(g, Self::NAME, &mut |rw, v, node| {
             let Op::Attention { scale, has_mask, window } = node.op else { return Ok(None) };
             let args = rw.operands(v);
+            if rw.new.tensor_ty(args[1]).shape[2] < self.min_keys {
+                return Ok(None);
+            }
             self.lower(&mut E { g: &mut rw.new }, &args, scale, has_mask, window).map(Some)
         })
     }
@@ -599,7 +613,7 @@ graph @attn {
 }"#,
             )
             .unwrap();
-            let out = BlockwiseAttention { bq: 2, bkv: 2 }.run(input).unwrap();
+            let out = BlockwiseAttention { bq: 2, bkv: 2, ..Default::default() }.run(input).unwrap();
             vidlower_ir::verify(&out).unwrap();
             assert_eq!(out.op_counts().get("while"), Some(&2));
             assert_eq!(out.op_counts().get("attention"), None);
@@ -617,9 +631,34 @@ graph @attn {
     }
 
     #[test]
+    fn min_keys_leaves_short_attentions_alone() {
+        let text = r#"
+graph @attn {
+  %0 = input "q" : f32[1,1,3,4]
+  %1 = input "k" : f32[1,1,5,4]
+  %2 = input "v" : f32[1,1,5,4]
+  %3 = attention(%0, %1, %2) {scale=0.5, mask=false} : f32[1,1,3,4]
+  %4 = attention(%0, %0, %0) {scale=0.5, mask=false} : f32[1,1,3,4]
+  %5 = add(%3, %4) : f32[1,1,3,4]
+  output "o" = %5
+}"#;
+        let pass = BlockwiseAttention { bkv: 2, min_keys: 4, ..Default::default() };
+        let out = pass.run(parse(text).unwrap()).unwrap();
+        // The 5-key attention is a loop; the 3-key one stays for decompose.
+        assert_eq!((out.op_counts().get("while"), out.op_counts().get("attention")), (Some(&1), Some(&1)));
+        let all = BlockwiseAttention { min_keys: 3, ..pass }.run(parse(text).unwrap()).unwrap();
+        assert_eq!((all.op_counts().get("while"), all.op_counts().get("attention")), (Some(&2), None));
+    }
+
+    #[test]
     fn zero_block_size_is_refused() {
-        let g = parse("graph @g {\n  %0 = input \"x\" : f32[1]\n  output \"y\" = %0\n}").unwrap();
-        let err = BlockwiseAttention { bq: 1, bkv: 0 }.run(g).unwrap_err();
-        assert!(err.to_string().contains("bkv"));
+        let err = BlockwiseAttention { bq: 1, bkv: 0, ..Default::default() }.run(parse_empty()).unwrap_err();
+        assert!(err.to_string().contains("bkv 0"));
+        let err = BlockwiseAttention { bkv_compute: 0, ..Default::default() }.run(parse_empty()).unwrap_err();
+        assert!(err.to_string().contains("bkv_compute 0"), "{err}");
+    }
+
+    fn parse_empty() -> Graph {
+        parse("graph @g {\n  %0 = input \"x\" : f32[1]\n  output \"y\" = %0\n}").unwrap()
     }
 }
