@@ -210,12 +210,14 @@ impl ModelSelection {
     }
 }
 
-/// Which passes run.
+/// Which passes run: the standard pipeline shaped by the pipeline flags, or an explicit list.
 #[derive(Args, Clone, Debug)]
 pub struct PassArgs {
-    /// Comma-separated pass pipeline (default: the standard pipeline; `none` for no passes).
+    /// Comma-separated pass pipeline instead of the standard one (`none` for no passes).
     #[arg(long, value_delimiter = ',')]
     pub passes: Option<Vec<String>>,
+    #[command(flatten)]
+    pub pipeline: crate::pipeline_args::PipelineArgs,
 }
 
 /// Which PJRT plugin, devices and cache.

@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use std::time::{Duration, Instant};
 use vidlower_backends::{emit_module, EmitOptions};
 use vidlower_ir::Graph;
-use vidlower_passes::{default_pipeline, DumpAfter, PassManager, PassReport};
+use vidlower_passes::{DumpAfter, PassManager, PassReport};
 
 /// A graph after its passes, and its module.
 pub struct Lowered {
@@ -15,10 +15,14 @@ pub struct Lowered {
     pub emit_time: Duration,
 }
 
-/// The pass pipeline `args` selects.
+/// The pass pipeline `args` selects: the standard one shaped by the pipeline flags, or the
+/// `--passes` list (which the pipeline flags would not reach, so they are refused next to it).
 pub fn pipeline(args: &PassArgs) -> Result<PassManager> {
+    if let (Some(_), Some(flag)) = (&args.passes, args.pipeline.given()) {
+        anyhow::bail!("{flag} shapes the standard pipeline, which --passes replaces; name the passes instead")
+    }
     match &args.passes {
-        None => Ok(default_pipeline()),
+        None => Ok(args.pipeline.options()?.pipeline()),
         Some(names) if names.len() == 1 && names[0] == "none" => Ok(PassManager::new()),
         Some(names) => Ok(PassManager::from_names(names).context("--passes")?),
     }

@@ -4,6 +4,7 @@ mod args;
 mod commands;
 mod components;
 mod lowering;
+mod pipeline_args;
 mod session;
 mod stage_args;
 

@@ -4,6 +4,7 @@
 
 mod common;
 
+use vidlower_passes::pipeline_options::PipelineOptions;
 use std::path::{Path, PathBuf};
 use vidlower_ir::DType;
 use vidlower_runtime::safetensors_io;
@@ -37,6 +38,8 @@ fn settings(guidance_scale: f64, latents_in: PathBuf) -> Stage2Settings {
         dtype: DType::F32,
         warmup_steps: 0,
         latents_in: Some(latents_in),
+        // The standard pipeline (K smoothing, exp2 softmax): it must still match diffusers.
+        pipeline: PipelineOptions::default(),
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod common;
 
+use vidlower_passes::pipeline_options::PipelineOptions;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -132,6 +133,7 @@ fn encode_prompt_matches_diffusers() {
         2,
         l,
         DType::F32,
+        &PipelineOptions::default(),
     )
     .unwrap();
     let (prompt, negative) = (meta["prompt"].as_str().unwrap(), meta["negative_prompt"].as_str().unwrap());

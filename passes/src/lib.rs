@@ -16,8 +16,10 @@ pub mod k_smooth;
 pub mod key;
 pub mod manager;
 pub mod pass;
+pub mod pipeline_options;
 pub mod registry;
 pub mod rewrite;
+pub mod sliding_window;
 
 pub use blockwise_attention::BlockwiseAttention;
 pub use canonicalize::Canonicalize;

@@ -47,6 +47,9 @@ pub fn run(args: CompileArgs) -> Result<()> {
         let lowered = lower(graph, pipeline(&args.passes)?, DumpAfter::None, &mut |_, _| {}).with_context(|| label.clone())?;
         let names: Vec<&str> = lowered.reports.iter().map(|r| r.name).collect();
         println!("passes: {} ({})", names.join(", "), format_duration(start.elapsed() - lowered.emit_time));
+        if args.explain && args.passes.passes.is_none() {
+            println!("  standard pipeline: {}", args.passes.pipeline.options()?.describe());
+        }
         if args.explain {
             for r in &lowered.reports {
                 println!("  {r}");

@@ -1,6 +1,7 @@
 //! `vidlower generate`: the three stages in one process, with the same flags and files.
 
 use crate::args::RuntimeArgs;
+use crate::pipeline_args::PipelineArgs;
 use crate::session::Session;
 use crate::stage_args::{DecodeArgs, DenoiseArgs, DtypeArg, ModelArgs, PromptArgs};
 use anyhow::Result;
@@ -22,6 +23,8 @@ pub struct GenerateArgs {
     #[command(flatten)]
     dtype: DtypeArg,
     #[command(flatten)]
+    pipeline: PipelineArgs,
+    #[command(flatten)]
     runtime: RuntimeArgs,
     /// Where the stage files and the video go.
     #[arg(long, alias = "output_dir", default_value = "./stage_outputs")]
@@ -32,11 +35,11 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let start = Instant::now();
     let model = WanModel::open(&args.model.spec(None)?)?;
     // Every flag is checked before any work starts.
-    let settings = super::stage2::settings(&model, &args.denoise, &args.dtype)?;
+    let settings = super::stage2::settings(&model, &args.denoise, &args.dtype, &args.pipeline)?;
     let session = Session::open(&args.runtime, 1)?;
     println!("model: {} ({})", model.spec.id(), model.dir.display());
     println!("plugin: {}", session.describe_plugin());
-    let mut config = super::stage1::execute(&model, &session, &args.prompt, &args.dtype, &args.output_dir)?;
+    let mut config = super::stage1::execute(&model, &session, &args.prompt, &args.dtype, &settings.pipeline, &args.output_dir)?;
     super::stage2::execute(&model, &session, &settings, &args.output_dir, &mut config)?;
     super::stage3::execute(&model, &session, &args.decode, &args.output_dir, &mut config)?;
     println!("generate: done in {}", vidlower_runtime::timing::format_duration(start.elapsed()));

@@ -1,11 +1,13 @@
 //! `vidlower stage1`: prompt -> stage1_embeddings.safetensors + generation_config.json.
 
 use crate::args::RuntimeArgs;
+use crate::pipeline_args::PipelineArgs;
 use crate::session::Session;
 use crate::stage_args::{DtypeArg, ModelArgs, PromptArgs};
 use anyhow::{anyhow, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
+use vidlower_passes::pipeline_options::PipelineOptions;
 use vidlower_runtime::stages::generation_config::GenerationConfig;
 use vidlower_runtime::stages::model::WanModel;
 use vidlower_runtime::stages::stage1::{run_stage1, save_embeddings, EMBEDDINGS_FILE};
@@ -19,6 +21,8 @@ pub struct Stage1Args {
     #[command(flatten)]
     dtype: DtypeArg,
     #[command(flatten)]
+    pipeline: PipelineArgs,
+    #[command(flatten)]
     runtime: RuntimeArgs,
     /// Where the stage files go.
     #[arg(long, alias = "output_dir", default_value = "./stage_outputs")]
@@ -27,19 +31,27 @@ pub struct Stage1Args {
 
 pub fn run(args: Stage1Args) -> Result<()> {
     let model = WanModel::open(&args.model.spec(None)?)?;
+    let pipeline = args.pipeline.options()?;
     let session = Session::open(&args.runtime, 1)?;
-    execute(&model, &session, &args.prompt, &args.dtype, &args.output_dir)?;
+    execute(&model, &session, &args.prompt, &args.dtype, &pipeline, &args.output_dir)?;
     Ok(())
 }
 
 /// Runs stage 1 and writes its files; returns the generation config it started.
-pub fn execute(model: &WanModel, session: &Session, p: &PromptArgs, dtype: &DtypeArg, dir: &Path) -> Result<GenerationConfig> {
+pub fn execute(
+    model: &WanModel,
+    session: &Session,
+    p: &PromptArgs,
+    dtype: &DtypeArg,
+    pipeline: &PipelineOptions,
+    dir: &Path,
+) -> Result<GenerationConfig> {
     let max_len = p.max_sequence_length.unwrap_or(model.defaults.max_sequence_length);
     if max_len == 0 {
         anyhow::bail!("--max-sequence-length must be at least 1");
     }
     let (prompt, negative, summary) =
-        run_stage1(model, &session.client, session.cache.as_ref(), &p.prompt, &p.negative_prompt, max_len, dtype.dtype)
+        run_stage1(model, &session.client, session.cache.as_ref(), &p.prompt, &p.negative_prompt, max_len, dtype.dtype, pipeline)
             .map_err(|e| anyhow!("stage 1: {e}"))?;
     save_embeddings(dir, &prompt, &negative)?;
     let config = GenerationConfig {

@@ -1,6 +1,7 @@
 //! `vidlower stage2`: embeddings + noise -> the denoising loop -> stage2_latents.safetensors.
 
 use crate::args::RuntimeArgs;
+use crate::pipeline_args::PipelineArgs;
 use crate::session::Session;
 use crate::stage_args::{check_shape, DenoiseArgs, DtypeArg, ModelArgs};
 use anyhow::{anyhow, Result};
@@ -21,6 +22,8 @@ pub struct Stage2Args {
     #[command(flatten)]
     dtype: DtypeArg,
     #[command(flatten)]
+    pipeline: PipelineArgs,
+    #[command(flatten)]
     runtime: RuntimeArgs,
     /// The directory stage 1 wrote (stage 2 writes there too).
     #[arg(long, alias = "input_dir", default_value = "./stage_outputs")]
@@ -30,13 +33,13 @@ pub struct Stage2Args {
 pub fn run(args: Stage2Args) -> Result<()> {
     let mut config = GenerationConfig::read(&args.input_dir)?;
     let model = WanModel::open(&args.model.spec(Some(&config.model_id))?)?;
-    let settings = settings(&model, &args.denoise, &args.dtype)?;
+    let settings = settings(&model, &args.denoise, &args.dtype, &args.pipeline)?;
     let session = Session::open(&args.runtime, 1)?;
     execute(&model, &session, &settings, &args.input_dir, &mut config)
 }
 
 /// Flags resolved against the model's defaults, checked before any work starts.
-pub fn settings(model: &WanModel, d: &DenoiseArgs, dtype: &DtypeArg) -> Result<Stage2Settings> {
+pub fn settings(model: &WanModel, d: &DenoiseArgs, dtype: &DtypeArg, pipeline: &PipelineArgs) -> Result<Stage2Settings> {
     let def = &model.defaults;
     let s = Stage2Settings {
         steps: d.num_inference_steps.unwrap_or(def.steps),
@@ -49,6 +52,7 @@ pub fn settings(model: &WanModel, d: &DenoiseArgs, dtype: &DtypeArg) -> Result<S
         dtype: dtype.dtype,
         warmup_steps: d.warmup_steps,
         latents_in: d.latents_in.clone(),
+        pipeline: pipeline.options()?,
     };
     check_shape(s.height, s.width, s.frames)?;
     if s.steps == 0 {
@@ -79,6 +83,7 @@ pub fn execute(model: &WanModel, session: &Session, s: &Stage2Settings, dir: &Pa
     config.dtype = Some(s.dtype.to_string());
     config.latents_in = s.latents_in.clone();
     config.write(dir)?;
+    println!("stage 2: transformer lowered with {}", s.pipeline.describe());
     println!("stage 2: {}", report.describe());
     println!("stage 2: wrote {}", path.display());
     Ok(())

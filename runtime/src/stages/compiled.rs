@@ -1,4 +1,4 @@
-//! Graph -> default passes -> StableHLO -> executable (through the cache) -> `Program` with its
+//! Graph -> the standard passes (as the options shape them) -> StableHLO -> executable (through the cache) -> `Program` with its
 //! weights uploaded: the one path every stage takes to get a runnable component.
 
 use crate::cache::ExecutableCache;
@@ -8,6 +8,7 @@ use crate::program::{Program, WeightUploadError};
 use crate::weights::WeightStore;
 use std::time::{Duration, Instant};
 use vidlower_ir::Graph;
+use vidlower_passes::pipeline_options::PipelineOptions;
 
 /// Timings of getting a component ready, for the stage summaries.
 #[derive(Clone, Debug)]
@@ -52,17 +53,19 @@ pub enum ComponentError {
     Weights { component: String, source: crate::weights::WeightsError },
 }
 
-/// Compiles `graph` (cached) and uploads its weights from `weights`.
+/// Lowers `graph` with the pipeline `options` select, compiles it (cached) and uploads its
+/// weights from `weights`.
 pub fn prepare(
     component: &str,
     graph: Graph,
+    options: &PipelineOptions,
     client: &Client,
     cache: Option<&ExecutableCache>,
     weights: &WeightStore,
 ) -> Result<(Program, ComponentTimes), ComponentError> {
     let c = || component.to_string();
     let start = Instant::now();
-    let run = vidlower_passes::default_pipeline().run(graph).map_err(|source| ComponentError::Passes { component: c(), source })?;
+    let run = options.pipeline().run(graph).map_err(|source| ComponentError::Passes { component: c(), source })?;
     let module = vidlower_backends::emit_module(&run.graph, &Default::default())
         .map_err(|source| ComponentError::Emit { component: c(), source })?;
     let passes = start.elapsed();

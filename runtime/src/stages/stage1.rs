@@ -9,6 +9,7 @@ use crate::pjrt::Client;
 use crate::tensor::HostTensor;
 use std::path::Path;
 use vidlower_ir::DType;
+use vidlower_passes::pipeline_options::PipelineOptions;
 
 pub const EMBEDDINGS_FILE: &str = "stage1_embeddings.safetensors";
 
@@ -22,6 +23,7 @@ pub fn run_stage1(
     negative_prompt: &str,
     max_sequence_length: usize,
     dtype: DType,
+    pipeline: &PipelineOptions,
 ) -> Result<(HostTensor, HostTensor, String), Box<dyn std::error::Error + Send + Sync>> {
     let encoder = TextEncoder::open(
         &model.component_dir("tokenizer"),
@@ -32,6 +34,7 @@ pub fn run_stage1(
         2,
         max_sequence_length,
         dtype,
+        pipeline,
     )?;
     let start = std::time::Instant::now();
     let embeds = encoder.encode_prompts(&[prompt, negative_prompt], max_sequence_length)?;

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use vidlower_frontends::wan::transformer::{transformer, TransformerShape};
 use vidlower_ir::DType;
+use vidlower_passes::pipeline_options::PipelineOptions;
 
 /// What stage 2 runs with (resolved flags; see `vidlower stage2 --help`).
 #[derive(Clone, Debug)]
@@ -28,6 +29,8 @@ pub struct Stage2Settings {
     pub dtype: DType,
     pub warmup_steps: usize,
     pub latents_in: Option<PathBuf>,
+    /// How the transformer is lowered (attention, exp2, K smoothing, blocks, window).
+    pub pipeline: PipelineOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +159,7 @@ pub fn run_stage2(
     let graph = transformer(&model.transformer, &tshape, s.dtype)
         .map_err(|source| ComponentError::Graph { component: "transformer".into(), source })?;
     let weights = model.weights("transformer").map_err(|e| Stage2Error::Invalid(e.to_string()))?;
-    let (program, times) = prepare("transformer", graph, client, cache, &weights)?;
+    let (program, times) = prepare("transformer", graph, &s.pipeline, client, cache, &weights)?;
 
     let text = if cfg { concat_batch(&[prompt_embeds, negative_embeds]) } else { prompt_embeds.clone() };
     let mut inputs = HashMap::from([("encoder_hidden_states".to_string(), text.convert(s.dtype))]);

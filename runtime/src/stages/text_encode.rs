@@ -14,6 +14,7 @@ use vidlower_frontends::wan::config::Umt5Config;
 use vidlower_frontends::wan::text_encoder::{umt5_encoder, weight_aliases};
 use vidlower_frontends::wan::tokenizer::{prompt_clean, Tokenizer, TokenizerError};
 use vidlower_ir::{DType, Graph, Op};
+use vidlower_passes::pipeline_options::PipelineOptions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TextEncodeError {
@@ -62,10 +63,11 @@ impl TextEncoder {
         batch: usize,
         max_sequence_length: usize,
         dtype: DType,
+        pipeline: &PipelineOptions,
     ) -> Result<Self, TextEncodeError> {
         let weights = WeightStore::open(text_encoder_dir)?;
         let tokenizer = Tokenizer::from_dir(tokenizer_dir)?;
-        Self::from_parts(tokenizer, cfg, &weights, client, cache, batch, max_sequence_length, dtype)
+        Self::from_parts(tokenizer, cfg, &weights, client, cache, batch, max_sequence_length, dtype, pipeline)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -78,12 +80,13 @@ impl TextEncoder {
         batch: usize,
         max_sequence_length: usize,
         dtype: DType,
+        pipeline: &PipelineOptions,
     ) -> Result<Self, TextEncodeError> {
         let component = "text_encoder";
         let mut graph = umt5_encoder(cfg, batch as i64, max_sequence_length as i64, dtype)
             .map_err(|source| ComponentError::Graph { component: component.into(), source })?;
         use_stored_names(&mut graph, weights);
-        let (program, times) = prepare(component, graph, client, cache, weights)?;
+        let (program, times) = prepare(component, graph, pipeline, client, cache, weights)?;
         Ok(TextEncoder { tokenizer, program, batch, max_sequence_length, times })
     }
 

@@ -1,0 +1,166 @@
+//! The standard pipeline and the choices that shape it: how attention is lowered (dense,
+//! blockwise, cuDNN, or blockwise only where the keys are long), base-2 softmax, K smoothing, block
+//! sizes and a sliding window. The CLI's `--attention`, `--exp2-softmax`, `--k-smooth`, `--bq`,
+//! `--bkv`, `--bkv-compute` and `--window-size` fill a [`PipelineOptions`]; every command and every
+//! stage builds its passes from one, so `compile` ahead of time and the stages make the same
+//! executable (and the same cache key).
+//!
+//! Order: `sliding_window` (changes the model, so it comes first and every lowering sees it),
+//! `k_smooth` (before any lowering pads the keys), the attention lowering that was chosen, then
+//! `exp2_softmax` for the attention still dense, then `decompose` and the cleanups.
+
+use crate::blockwise_attention::BlockwiseAttention;
+use crate::sliding_window::SlidingWindow;
+use crate::{Canonicalize, Cse, Dce, Decompose, Exp2Softmax, KSmooth, PassManager};
+use std::fmt;
+
+/// Keys above which `auto` lowers an attention blockwise: the seeds use their splash kernel only
+/// for long self-attention (keys > 20000 in Wan); below that the dense S x S scores are small
+/// enough and dense is as fast on every target we measured.
+pub const LONG_ATTENTION_KEYS: i64 = 20_000;
+
+/// How attention composites are lowered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AttentionLowering {
+    /// Blockwise for attention with more than [`LONG_ATTENTION_KEYS`] keys, dense otherwise.
+    #[default]
+    Auto,
+    /// Every attention dense: the S x S scores exist.
+    Dense,
+    /// Every attention as an online-softmax loop over key blocks.
+    Blockwise,
+    /// cuDNN's fused attention custom call where it applies (CUDA, bf16/f16), dense elsewhere.
+    Cudnn,
+}
+
+impl AttentionLowering {
+    pub const NAMES: &'static str = "auto, dense, blockwise, cudnn";
+}
+
+impl std::str::FromStr for AttentionLowering {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "dense" => Ok(Self::Dense),
+            "blockwise" => Ok(Self::Blockwise),
+            "cudnn" => Ok(Self::Cudnn),
+            _ => Err(format!("unknown attention lowering `{s}`; expected one of {}", Self::NAMES)),
+        }
+    }
+}
+
+impl fmt::Display for AttentionLowering {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Dense => "dense",
+            Self::Blockwise => "blockwise",
+            Self::Cudnn => "cudnn",
+        })
+    }
+}
+
+/// Everything that shapes the standard pipeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PipelineOptions {
+    pub attention: AttentionLowering,
+    /// Attention in base 2 (scale * log2 e folded into Q).
+    pub exp2_softmax: bool,
+    /// K minus its mean over the sequence before the attention lowering.
+    pub k_smooth: bool,
+    /// Block sizes of the blockwise lowering (caps); its `exp2` and `min_keys` are set from the
+    /// other options.
+    pub blocks: BlockwiseAttention,
+    /// Sliding window (left, right) for self-attention; negative = unbounded side.
+    pub window: Option<(i64, i64)>,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        PipelineOptions {
+            attention: AttentionLowering::Auto,
+            exp2_softmax: true,
+            k_smooth: true,
+            blocks: BlockwiseAttention::default(),
+            window: None,
+        }
+    }
+}
+
+impl PipelineOptions {
+    /// The options without any attention rewrite: attention decomposed densely in the natural
+    /// base, as before these passes existed (the reference the passes are checked against).
+    pub fn plain() -> Self {
+        PipelineOptions { attention: AttentionLowering::Dense, exp2_softmax: false, k_smooth: false, ..Default::default() }
+    }
+
+    /// The pipeline these options select.
+    pub fn pipeline(&self) -> PassManager {
+        let mut pm = PassManager::new();
+        if let Some((left, right)) = self.window {
+            pm.add(Box::new(SlidingWindow { left, right }));
+        }
+        if self.k_smooth {
+            pm.add(Box::new(KSmooth));
+        }
+        let blockwise = BlockwiseAttention { exp2: self.exp2_softmax, ..self.blocks };
+        match self.attention {
+            AttentionLowering::Dense => {}
+            AttentionLowering::Auto => {
+                pm.add(Box::new(BlockwiseAttention { min_keys: LONG_ATTENTION_KEYS + 1, ..blockwise }));
+            }
+            AttentionLowering::Blockwise => {
+                pm.add(Box::new(BlockwiseAttention { min_keys: 0, ..blockwise }));
+            }
+            AttentionLowering::Cudnn => {
+                pm.add(crate::create_pass("cudnn_attention").expect("cudnn_attention is registered"));
+            }
+        }
+        if self.exp2_softmax {
+            pm.add(Box::new(Exp2Softmax));
+        }
+        pm.add(Box::new(Decompose)).add(Box::new(Canonicalize)).add(Box::new(Cse)).add(Box::new(Dce));
+        pm
+    }
+
+    /// One line for stage summaries and `compile`: the choices, not the pass list.
+    pub fn describe(&self) -> String {
+        let b = &self.blocks;
+        let mut s = format!("attention {}", self.attention);
+        if matches!(self.attention, AttentionLowering::Auto | AttentionLowering::Blockwise) {
+            s += &format!(" (bq {}, bkv {}, bkv-compute {})", b.bq, b.bkv, b.bkv_compute);
+        }
+        let on = |b: bool| if b { "on" } else { "off" };
+        s += &format!(", exp2 softmax {}, k smoothing {}", on(self.exp2_softmax), on(self.k_smooth));
+        if let Some((l, r)) = self.window {
+            s += &format!(", window ({l}, {r})");
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_pipeline_smooths_then_lowers_long_attention_blockwise_in_base_2() {
+        let names = PipelineOptions::default().pipeline().names();
+        assert_eq!(names, ["k_smooth", "blockwise_attention", "exp2_softmax", "decompose", "canonicalize", "cse", "dce"]);
+        let plain = PipelineOptions::plain().pipeline().names();
+        assert_eq!(plain, ["decompose", "canonicalize", "cse", "dce"]);
+        let windowed = PipelineOptions { window: Some((4, 4)), attention: AttentionLowering::Cudnn, ..Default::default() };
+        assert_eq!(windowed.pipeline().names()[..3], ["sliding_window", "k_smooth", "cudnn_attention"]);
+    }
+
+    #[test]
+    fn lowering_names_parse_and_print() {
+        for name in ["auto", "dense", "blockwise", "cudnn"] {
+            assert_eq!(name.parse::<AttentionLowering>().unwrap().to_string(), name);
+        }
+        let err = "flash".parse::<AttentionLowering>().unwrap_err();
+        assert_eq!(err, "unknown attention lowering `flash`; expected one of auto, dense, blockwise, cudnn");
+    }
+}

@@ -1,0 +1,99 @@
+//! Sliding-window (local) attention: every self-attention (`attention` whose queries and keys have
+//! the same length) gets a window of `left` keys before and `right` keys after each query's own
+//! position in the flattened token order, as the seeds' `--window_size` meant to (their flag never
+//! reached the kernel). This changes the model's meaning on purpose: it is what the flag asks for.
+//!
+//! The window is an attribute of the composite, so every lowering honours it the same way:
+//! `decompose` and `exp2_softmax` mask the scores, and `blockwise_attention` masks them and skips
+//! the key blocks no query of a block can reach (which is where the time goes). Cross-attention
+//! (text keys) has no positions in common with the queries and is left alone. An attention that
+//! already has a window keeps the narrower side of each. A negative size leaves that side
+//! unbounded (the IR's convention: `(-1, 0)` is causal). Run it before the attention lowerings.
+
+use crate::rewrite::replace_nodes;
+use crate::{Pass, PassError};
+use vidlower_ir::{Graph, Op};
+
+/// The `sliding_window` pass: `left` and `right` keys around each query of self-attention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlidingWindow {
+    pub left: i64,
+    pub right: i64,
+}
+
+impl SlidingWindow {
+    /// The pass name (it takes a window, so it is not in the argument-less registry).
+    pub const NAME: &'static str = "sliding_window";
+}
+
+impl Pass for SlidingWindow {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn run(&self, graph: Graph) -> Result<Graph, PassError> {
+        replace_nodes(&graph, Self::NAME, &mut |rw, v, node| {
+            let Op::Attention { scale, has_mask, window } = node.op else { return Ok(None) };
+            let (sq, sk) = (rw.old.tensor_ty(node.operands[0]).shape[2], rw.old.tensor_ty(node.operands[1]).shape[2]);
+            if sq != sk {
+                return Ok(None);
+            }
+            let window = Some(match window {
+                Some((l, r)) => (narrower(l, self.left), narrower(r, self.right)),
+                None => (self.left, self.right),
+            });
+            let args = rw.operands(v);
+            let op = Op::Attention { scale, has_mask, window };
+            rw.new.push(op, args).map(Some).map_err(PassError::ir(Self::NAME))
+        })
+    }
+}
+
+/// The narrower of two window sides, where a negative side is unbounded.
+fn narrower(a: i64, b: i64) -> i64 {
+    match (a < 0, b < 0) {
+        (true, _) => b,
+        (_, true) => a,
+        _ => a.min(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vidlower_ir::text::{parse, print};
+
+    const SELF_AND_CROSS: &str = r#"
+graph @block {
+  %0 = input "x" : f32[1,2,6,4]
+  %1 = input "text" : f32[1,2,3,4]
+  %2 = attention(%0, %0, %0) {scale=0.5, mask=false} : f32[1,2,6,4]
+  %3 = attention(%2, %1, %1) {scale=0.5, mask=false} : f32[1,2,6,4]
+  %4 = attention(%3, %3, %3) {scale=0.5, mask=false, window=[1, 4]} : f32[1,2,6,4]
+  output "y" = %4
+}"#;
+
+    #[test]
+    fn windows_self_attention_only_and_keeps_the_narrower_side() {
+        let out = SlidingWindow { left: 2, right: 2 }.run(parse(SELF_AND_CROSS).unwrap()).unwrap();
+        vidlower_ir::verify(&out).unwrap();
+        insta::assert_snapshot!(print(&out));
+        let windows: Vec<_> = out
+            .nodes
+            .iter()
+            .filter_map(|n| match n.op {
+                Op::Attention { window, .. } => Some(window),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(windows, vec![Some((2, 2)), None, Some((1, 2))]);
+    }
+
+    #[test]
+    fn a_negative_side_is_unbounded() {
+        assert_eq!((narrower(-1, 3), narrower(3, -1), narrower(-1, -1), narrower(2, 5)), (3, 3, -1, 2));
+        let out = SlidingWindow { left: -1, right: 0 }.run(parse(SELF_AND_CROSS).unwrap()).unwrap();
+        let last = out.nodes.iter().rev().find(|n| n.op.name() == "attention").unwrap();
+        assert_eq!(last.op, Op::Attention { scale: 0.5, has_mask: false, window: Some((1, 0)) });
+    }
+}

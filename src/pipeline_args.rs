@@ -1,0 +1,125 @@
+//! Flags that shape the standard pass pipeline (see `vidlower_passes::pipeline_options`): how
+//! attention is lowered, base-2 softmax, K smoothing, block sizes and a sliding window. Shared by
+//! `compile`, `dump-ir`, `exec`, `bench` and the stage commands, so an executable compiled ahead of
+//! time is the one a stage asks the cache for.
+
+use anyhow::{bail, Result};
+use clap::Args;
+use vidlower_passes::pipeline_options::{AttentionLowering, PipelineOptions};
+
+/// The pipeline flags. Unset values take [`PipelineOptions::default`].
+#[derive(Args, Clone, Debug, Default)]
+pub struct PipelineArgs {
+    /// Attention lowering: auto (blockwise for more than 20000 keys, dense below), dense,
+    /// blockwise, or cudnn (cuDNN fused attention on CUDA where it applies, dense elsewhere).
+    #[arg(long, value_name = "KIND", value_parser = parse_lowering)]
+    pub attention: Option<AttentionLowering>,
+    /// Softmax in base 2 with scale*log2(e) folded into Q: on (default) or off.
+    #[arg(long, alias = "use_exp2", value_name = "on|off", value_parser = parse_switch)]
+    pub exp2_softmax: Option<bool>,
+    /// K minus its mean over the sequence before attention (exact): on (default) or off.
+    #[arg(long, alias = "use_k_smooth", value_name = "on|off", value_parser = parse_switch)]
+    pub k_smooth: Option<bool>,
+    /// Blockwise attention: query rows per block, a cap (default 3328).
+    #[arg(long, value_name = "N")]
+    pub bq: Option<i64>,
+    /// Blockwise attention: keys per block, a cap (default 2816).
+    #[arg(long, value_name = "N")]
+    pub bkv: Option<i64>,
+    /// Blockwise attention: keys per score slice inside a key block (default 256).
+    #[arg(long, alias = "bkv_compute", value_name = "N")]
+    pub bkv_compute: Option<i64>,
+    /// Sliding-window self-attention: LEFT,RIGHT keys around each query (-1 = unbounded side).
+    #[arg(long, alias = "window_size", value_name = "LEFT,RIGHT", value_parser = parse_window)]
+    pub window_size: Option<(i64, i64)>,
+}
+
+impl PipelineArgs {
+    /// The options the flags give, checked.
+    pub fn options(&self) -> Result<PipelineOptions> {
+        let mut o = PipelineOptions::default();
+        if let Some(a) = self.attention {
+            o.attention = a;
+        }
+        o.exp2_softmax = self.exp2_softmax.unwrap_or(o.exp2_softmax);
+        o.k_smooth = self.k_smooth.unwrap_or(o.k_smooth);
+        for (flag, value, slot) in [
+            ("--bq", self.bq, &mut o.blocks.bq),
+            ("--bkv", self.bkv, &mut o.blocks.bkv),
+            ("--bkv-compute", self.bkv_compute, &mut o.blocks.bkv_compute),
+        ] {
+            if let Some(v) = value {
+                if v < 1 {
+                    bail!("{flag} must be at least 1 (got {v})");
+                }
+                *slot = v;
+            }
+        }
+        let blocks_given = self.bq.is_some() || self.bkv.is_some() || self.bkv_compute.is_some();
+        if blocks_given && matches!(o.attention, AttentionLowering::Dense | AttentionLowering::Cudnn) {
+            bail!("--bq, --bkv and --bkv-compute size blockwise attention; they do not apply to --attention {}", o.attention);
+        }
+        o.window = self.window_size;
+        Ok(o)
+    }
+
+    /// The flags that were given, for commands that refuse them next to an explicit `--passes`.
+    pub fn given(&self) -> Option<&'static str> {
+        [
+            ("--attention", self.attention.is_some()),
+            ("--exp2-softmax", self.exp2_softmax.is_some()),
+            ("--k-smooth", self.k_smooth.is_some()),
+            ("--bq", self.bq.is_some()),
+            ("--bkv", self.bkv.is_some()),
+            ("--bkv-compute", self.bkv_compute.is_some()),
+            ("--window-size", self.window_size.is_some()),
+        ]
+        .into_iter()
+        .find(|(_, g)| *g)
+        .map(|(f, _)| f)
+    }
+}
+
+fn parse_lowering(s: &str) -> Result<AttentionLowering, String> {
+    s.parse()
+}
+
+fn parse_switch(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        _ => Err(format!("expected on or off, got `{s}`")),
+    }
+}
+
+fn parse_window(s: &str) -> Result<(i64, i64), String> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let side = |p: &str| p.parse::<i64>().map_err(|_| format!("expected LEFT,RIGHT as two integers, got `{s}`"));
+    match parts[..] {
+        [l, r] => Ok((side(l)?, side(r)?)),
+        // One number: the seeds' symmetric window.
+        [w] => side(w).map(|w| (w, w)),
+        _ => Err(format!("expected LEFT,RIGHT as two integers, got `{s}`")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_and_are_checked() {
+        assert_eq!(parse_window("128, 64"), Ok((128, 64)));
+        assert_eq!(parse_window("256"), Ok((256, 256)));
+        assert!(parse_window("1,2,3").unwrap_err().contains("LEFT,RIGHT"));
+        assert_eq!(parse_switch("off"), Ok(false));
+        assert!(parse_switch("maybe").is_err());
+        let args = PipelineArgs { attention: Some(AttentionLowering::Dense), bkv: Some(512), ..Default::default() };
+        assert!(args.options().unwrap_err().to_string().contains("do not apply to --attention dense"));
+        let zero = PipelineArgs { bq: Some(0), ..Default::default() };
+        assert_eq!(zero.options().unwrap_err().to_string(), "--bq must be at least 1 (got 0)");
+        let some = PipelineArgs { bkv_compute: Some(128), window_size: Some((8, 8)), ..Default::default() };
+        let o = some.options().unwrap();
+        assert_eq!((o.blocks.bkv_compute, o.window, o.exp2_softmax), (128, Some((8, 8)), true));
+    }
+}
