@@ -1,6 +1,6 @@
 //! Blockwise attention: each `attention` composite lowered to an online-softmax loop over blocks
 //! of keys, so the [Sq, Sk] score matrix never exists; the largest temporary is one
-//! [B, H, Sq, bkv] block of scores.
+//! [B, H, bq, bkv_compute] slice of scores.
 //!
 //! Keys (and values, and a mask with a full key dim) are padded with `pad` up to a multiple of
 //! the block size. The loop is a `while` whose state is
@@ -8,20 +8,29 @@
 //! row sum l [B, H, Sq], the accumulator acc [B, H, Sq, Dv] (all three in f32 for bf16/f16
 //! inputs, else in the input's dtype), the operands (regions only see the loop state), the query
 //! block's first row and, with a window, the block to stop at.
-//! Iteration i takes keys `i*bkv .. (i+1)*bkv` with `dynamic_slice` and computes
+//! Iteration i takes keys `i*bkv .. (i+1)*bkv` with `dynamic_slice` and, for each slice of
+//! `bkv_compute` keys of that block, computes
 //!
 //! ```text
-//! s   = scale * q k_blk^T            (masked: -inf where not allowed)
+//! s   = scale * q k_slice^T          (masked: -inf where not allowed)
 //! m'  = max(m, rowmax s)
 //! p   = exp(s - m')
 //! l'  = l * exp(m - m') + rowsum p
-//! acc = acc * exp(m - m') + p v_blk
+//! acc = acc * exp(m - m') + p v_slice
 //! ```
 //!
-//! and the result is `acc / l` in the input's dtype. Padded keys are masked out (key position
-//! `>= Sk`, from an iota plus the block offset), unlike the seeds' kernel. The op's mask is sliced
-//! block by block (a mask whose key dim is 1 is used whole), and a window (left, right) is the same
-//! predicate as in `decompose` (`i - left <= j <= i + right`) built per block, and the key loop
+//! and the result is `acc / l` in the input's dtype. The slices of a block are an unrolled
+//! sequence of static `slice`s of the block, not an inner loop: at the seeds' sizes a block has
+//! 11 slices, static slices need no index arithmetic or loop state, and each slice's update
+//! depends on the previous one's (m, l, acc), so at most one slice of scores is live at a time.
+//! With `exp2` the scores are base-2 logits: `scale * log2 e` is folded into q once, before
+//! the loops (as `exp2_softmax` does, whose helpers this reuses), a float mask is multiplied by
+//! `log2 e` slice by slice, and both exponentials are exp2, emitted as `exp(x * ln 2)`.
+//!
+//! Padded keys are masked out (key position `>= Sk`, from an iota plus the slice offset), unlike
+//! the seeds' kernel. The op's mask is sliced likewise (a mask whose key dim is 1 is used
+//! whole), and a window (left, right) is the same predicate as in `decompose`
+//! (`i - left <= j <= i + right`) built per slice, and the key loop
 //! visits only the blocks the window reaches from the current query rows (its start and end in
 //! the loop state; constants when queries are not blocked). While a row has seen only
 //! masked keys its max is -inf; the exponentials then use 0 in its place so they give 0, not NaN.
@@ -31,19 +40,23 @@
 //! and a mask with a full query dim, padded to a multiple of bq), runs the key loop for them with
 //! the block's first row position in its state (for the window), and writes the rows into the
 //! output with `dynamic_update_slice`; padded query rows are sliced off at the end. Peak memory
-//! is then O(B H min(Sq, bq) bkv) for the scores. Run the pass before `decompose`; other
-//! composites are left alone.
+//! is then O(B H min(Sq, bq) bkv_compute) for the scores. Run the pass before `decompose`; other
+//! composites (and attentions with fewer than `min_keys` keys) are left alone.
 
+mod kv_loop;
+
+use crate::decompose::emit::Emitter;
+use crate::exp2_softmax::fold_scale_base2;
 use crate::rewrite::replace_nodes;
 use crate::{Pass, PassError};
-use vidlower_ir::{
-    BinaryOp, CompareDir, DType, DotDims, Graph, Literal, Op, ReduceKind, TensorType, Type, UnaryOp, ValueId,
-};
+use kv_loop::KvLoop;
+use vidlower_ir::{BinaryOp, CompareDir, DType, Graph, Op, TensorType, Type, ValueId};
 
-/// The `blockwise_attention` pass. `bq` and `bkv` are the query and key block sizes, used as caps:
-/// a sequence is cut into as few blocks as the cap allows, all of one size (see
-/// [`balanced_blocks`]); a sequence shorter than its cap is one block, and one query block means no
-/// outer loop.
+/// The `blockwise_attention` pass. `bq`, `bkv` and `bkv_compute` are the query block, key block
+/// and key slice sizes, used as caps: a sequence is cut into as few blocks as the cap allows,
+/// all of one size (see [`balanced_blocks`]), and a key block into as few slices (the block is
+/// then a whole number of slices, see [`key_blocks`]); a sequence shorter than its cap is one
+/// block, one query block means no outer loop and one slice no slicing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockwiseAttention {
     /// Query block cap (rows per outer-loop iteration).
@@ -95,13 +108,13 @@ impl BlockwiseAttention {
             if rw.new.tensor_ty(args[1]).shape[2] < self.min_keys {
                 return Ok(None);
             }
-            self.lower(&mut E { g: &mut rw.new }, &args, scale, has_mask, window).map(Some)
+            self.lower(&mut Emitter { g: &mut rw.new }, &args, scale, has_mask, window).map(Some)
         })
     }
 
     fn lower(
         &self,
-        em: &mut E,
+        em: &mut Emitter,
         args: &[ValueId],
         scale: f64,
         has_mask: bool,
@@ -112,10 +125,11 @@ impl BlockwiseAttention {
         let (b, h, sq, d) = (qt.shape[0], qt.shape[1], qt.shape[2], qt.shape[3]);
         let sk = em.ty(k).shape[2];
         let dv = em.ty(v).shape[3];
-        let (nkv, bkv) = balanced_blocks(sk, self.bkv);
-        let kv_pad = nkv * bkv - sk;
+        let (nkv, block, slice) = key_blocks(sk, self.bkv, self.bkv_compute);
+        let kv_pad = nkv * block - sk;
         let (nq, bq) = balanced_blocks(sq, self.bq);
         let q_pad = nq * bq - sq;
+        let (q, scale) = if self.exp2 { (fold_scale_base2(em, q, scale)?, 1.0) } else { (q, scale) };
 
         // Operands padded along the key dim (and, with query blocks, q and the mask along queries).
         let kp = pad_dim(em, k, 2, kv_pad)?;
@@ -128,7 +142,7 @@ impl BlockwiseAttention {
         } else {
             None
         };
-        let kv = KvLoop { sk, bkv, scale, window };
+        let kv = KvLoop { sk, block, slice, scale, base2: self.exp2, window };
         if nq == 1 {
             return kv.emit(em, q, kp, vp, mask, None);
         }
@@ -146,17 +160,16 @@ impl BlockwiseAttention {
         let state: Vec<TensorType> = init.iter().map(|&x| em.ty(x)).collect();
 
         let (mut cond, ins) = region("cond", &state, &names);
-        let mut c = E { g: &mut cond };
+        let mut c = Emitter { g: &mut cond };
         let n = c.splat(nq as f64, i32s.clone())?;
-        let lt = c.op(Op::Compare(CompareDir::Lt), &[ins[0], n])?;
+        let lt = c.compare(CompareDir::Lt, ins[0], n)?;
         cond.add_output("c", lt);
 
         let (mut body, ins) = region("body", &state, &names);
-        let mut e = E { g: &mut body };
+        let mut e = Emitter { g: &mut body };
         let (j, out, qp, kp, vp) = (ins[0], ins[1], ins[2], ins[3], ins[4]);
         let zero = e.splat(0.0, i32s.clone())?;
-        let bq_c = e.splat(bq as f64, i32s.clone())?;
-        let q0 = e.binary(BinaryOp::Mul, j, bq_c)?;
+        let q0 = e.binary_const(BinaryOp::Mul, j, bq as f64)?;
         let qb = e.op(Op::DynamicSlice { sizes: vec![b, h, bq, d] }, &[qp, zero, zero, q0, zero])?;
         let mb = match ins.get(5).copied() {
             Some(m) => {
@@ -172,8 +185,7 @@ impl BlockwiseAttention {
         };
         let ob = kv.emit(&mut e, qb, kp, vp, mb, Some(q0))?;
         let out_new = e.op(Op::DynamicUpdateSlice, &[out, ob, zero, zero, q0, zero])?;
-        let one = e.splat(1.0, i32s)?;
-        let j_next = e.binary(BinaryOp::Add, j, one)?;
+        let j_next = e.binary_const(BinaryOp::Add, j, 1.0)?;
         let mut outs = vec![j_next, out_new];
         outs.extend_from_slice(&ins[2..]);
         for (o, n) in outs.into_iter().zip(names) {
@@ -198,8 +210,20 @@ fn balanced_blocks(n: i64, cap: i64) -> (i64, i64) {
     (count, (n + count - 1) / count)
 }
 
+/// `(blocks, block, slice)` for `sk` keys: balanced key blocks under `bkv`, each cut into
+/// balanced slices under `bkv_compute`, the block then rounded up to a whole number of slices
+/// (so it may exceed `bkv` by less than its slice count) and the block count recomputed, so the
+/// padding is less than one block. Wan's 75600 keys at 2816/256 are 27 blocks of 11 x 255
+/// (135 padded keys); a `bkv_compute` of at least the block means one slice per block.
+fn key_blocks(sk: i64, bkv: i64, bkv_compute: i64) -> (i64, i64, i64) {
+    let (_, block) = balanced_blocks(sk, bkv);
+    let (slices, slice) = balanced_blocks(block, bkv_compute);
+    let block = slices * slice;
+    ((sk.max(1) + block - 1) / block, block, slice)
+}
+
 /// `x` padded with zeros (false for i1) by `n` at the end of `dim`; `x` itself when `n` is 0.
-fn pad_dim(em: &mut E, x: ValueId, dim: usize, n: i64) -> Result<ValueId, PassError> {
+fn pad_dim(em: &mut Emitter, x: ValueId, dim: usize, n: i64) -> Result<ValueId, PassError> {
     if n == 0 {
         return Ok(x);
     }
@@ -220,292 +244,6 @@ fn region(name: &str, state: &[TensorType], names: &[&str]) -> (Graph, Vec<Value
         .map(|(t, n)| g.push_typed(Op::Input { name: n.to_string() }, vec![], Type::Tensor(t.clone())))
         .collect();
     (g, ins)
-}
-
-/// The online-softmax loop over key blocks for one block of queries.
-struct KvLoop {
-    /// Real keys (before padding).
-    sk: i64,
-    bkv: i64,
-    scale: f64,
-    window: Option<(i64, i64)>,
-}
-
-impl KvLoop {
-    /// The attention of `q` [B, H, bq, D] over padded `kp`, `vp` (and `mask`, already cut to
-    /// q's rows), in q's dtype; `q0` is q's first row position when queries are blocked.
-    fn emit(
-        &self,
-        em: &mut E,
-        q: ValueId,
-        kp: ValueId,
-        vp: ValueId,
-        mask: Option<ValueId>,
-        q0: Option<ValueId>,
-    ) -> Result<ValueId, PassError> {
-        let KvLoop { sk, bkv, scale, window } = *self;
-        let qt = em.ty(q);
-        let dtype = qt.dtype;
-        let cdt = match dtype {
-            DType::BF16 | DType::F16 => DType::F32,
-            d => d,
-        };
-        let (b, h, sq, d) = (qt.shape[0], qt.shape[1], qt.shape[2], qt.shape[3]);
-        let skp = em.ty(kp).shape[2];
-        let dv = em.ty(vp).shape[3];
-        let blocks = skp / bkv;
-        let pad = skp - sk;
-        // Initial state.
-        let row = TensorType::new(cdt, [b, h, sq]);
-        let acc_t = TensorType::new(cdt, [b, h, sq, dv]);
-        let i32s = TensorType::scalar(DType::I32);
-        // With a window, only the key blocks some row of this query block may see are visited:
-        // keys from `q_first - left` to `q_last + right`. The range is a constant without query
-        // blocks, else computed from the block's first row q0.
-        let (left, right) = window.unwrap_or((-1, -1));
-        let range = if left >= 0 || right >= 0 {
-            let rows = sq;
-            Some(match q0 {
-                None => {
-                    let first = if left >= 0 { (-left).max(0) / bkv } else { 0 };
-                    let end = if right >= 0 { ((rows - 1 + right).min(sk - 1)) / bkv + 1 } else { blocks };
-                    (em.splat(first as f64, i32s.clone())?, em.splat(end as f64, i32s.clone())?)
-                }
-                Some(q0) => {
-                    let bkv_c = em.splat(bkv as f64, i32s.clone())?;
-                    let first = if left >= 0 {
-                        let l = em.splat(left as f64, i32s.clone())?;
-                        let lo = em.binary(BinaryOp::Sub, q0, l)?;
-                        let zero = em.splat(0.0, i32s.clone())?;
-                        let lo = em.binary(BinaryOp::Max, lo, zero)?;
-                        em.binary(BinaryOp::Div, lo, bkv_c)?
-                    } else {
-                        em.splat(0.0, i32s.clone())?
-                    };
-                    let end = if right >= 0 {
-                        let r = em.splat((rows - 1 + right) as f64, i32s.clone())?;
-                        let hi = em.binary(BinaryOp::Add, q0, r)?;
-                        let last_key = em.splat((sk - 1) as f64, i32s.clone())?;
-                        let hi = em.binary(BinaryOp::Min, hi, last_key)?;
-                        let last = em.binary(BinaryOp::Div, hi, bkv_c)?;
-                        let one = em.splat(1.0, i32s.clone())?;
-                        em.binary(BinaryOp::Add, last, one)?
-                    } else {
-                        em.splat(blocks as f64, i32s.clone())?
-                    };
-                    (first, end)
-                }
-            })
-        } else {
-            None
-        };
-        let i0 = match range {
-            Some((first, _)) => first,
-            None => em.splat(0.0, i32s.clone())?,
-        };
-        let m0 = em.splat(f64::NEG_INFINITY, row.clone())?;
-        let l0 = em.splat(0.0, row.clone())?;
-        let acc0 = em.splat(0.0, acc_t.clone())?;
-        let mut init = vec![i0, m0, l0, acc0, q, kp, vp];
-        let mut names = vec!["i", "m", "l", "acc", "q", "k", "v"];
-        // Regions see only the loop state, so the mask and the query offset travel in it.
-        let mask_at = mask.map(|m| {
-            init.push(m);
-            names.push("mask");
-            init.len() - 1
-        });
-        let q0_at = q0.map(|x| {
-            init.push(x);
-            names.push("q0");
-            init.len() - 1
-        });
-        let end_at = range.map(|(_, end)| {
-            init.push(end);
-            names.push("end");
-            init.len() - 1
-        });
-        let state: Vec<TensorType> = init.iter().map(|&x| em.ty(x)).collect();
-        let region = |name: &str| region(name, &state, &names);
-
-        // cond: i < blocks (or the window's last block + 1).
-        let (mut cond, ins) = region("cond");
-        {
-            let mut c = E { g: &mut cond };
-            let n = match end_at {
-                Some(at) => ins[at],
-                None => c.splat(blocks as f64, TensorType::scalar(DType::I32))?,
-            };
-            let lt = c.op(Op::Compare(CompareDir::Lt), &[ins[0], n])?;
-            cond.add_output("c", lt);
-        }
-
-        // body: one block of keys.
-        let (mut body, ins) = region("body");
-        let outs = {
-            let mut e = E { g: &mut body };
-            let (i, m, l, acc, q, kp, vp) = (ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], ins[6]);
-            let i32s = TensorType::scalar(DType::I32);
-            let zero = e.splat(0.0, i32s.clone())?;
-            let bkv_c = e.splat(bkv as f64, i32s.clone())?;
-            let off = e.binary(BinaryOp::Mul, i, bkv_c)?;
-            let kb = e.op(Op::DynamicSlice { sizes: vec![b, h, bkv, d] }, &[kp, zero, zero, off, zero])?;
-            let vb = e.op(Op::DynamicSlice { sizes: vec![b, h, bkv, dv] }, &[vp, zero, zero, off, zero])?;
-            let qk =
-                DotDims { lhs_batch: vec![0, 1], rhs_batch: vec![0, 1], lhs_contract: vec![3], rhs_contract: vec![3] };
-            let s = e.op(Op::DotGeneral(qk), &[q, kb])?;
-            let mut s = e.convert(s, cdt)?;
-            if scale != 1.0 {
-                let c = e.splat_like(scale, s)?;
-                s = e.binary(BinaryOp::Mul, s, c)?;
-            }
-            let shape = vec![b, h, sq, bkv];
-            if let Some(mi) = mask_at.map(|at| ins[at]) {
-                let mt = e.ty(mi);
-                let mb = if mt.shape[3] == 1 {
-                    mi
-                } else {
-                    let sizes = vec![mt.shape[0], mt.shape[1], mt.shape[2], bkv];
-                    e.op(Op::DynamicSlice { sizes }, &[mi, zero, zero, zero, off])?
-                };
-                if mt.dtype == DType::I1 {
-                    let mb = e.broadcast(mb, &shape, &[0, 1, 2, 3])?;
-                    let neg_inf = e.splat_like(f64::NEG_INFINITY, s)?;
-                    s = e.select(mb, s, neg_inf)?;
-                } else {
-                    let mb = e.convert(mb, cdt)?;
-                    let mb = e.broadcast(mb, &shape, &[0, 1, 2, 3])?;
-                    s = e.binary(BinaryOp::Add, s, mb)?;
-                }
-            }
-            // Key validity (padding) and the window, as one [Sq, bkv] predicate.
-            let (left, right) = window.unwrap_or((-1, -1));
-            if pad > 0 || left >= 0 || right >= 0 {
-                let pos = TensorType::new(DType::I32, [sq, bkv]);
-                let kpos = e.op(Op::Iota { ty: pos.clone(), dim: 1 }, &[])?;
-                let offb = e.broadcast(off, &[sq, bkv], &[])?;
-                let kpos = e.binary(BinaryOp::Add, kpos, offb)?;
-                let mut allowed: Option<ValueId> = None;
-                let mut and = |e: &mut E, p: ValueId| -> Result<(), PassError> {
-                    allowed = Some(match allowed {
-                        // The IR has no `and`: select(a, b, false) is a AND b.
-                        Some(a) => {
-                            let no = e.splat(0.0, pos.with_dtype(DType::I1))?;
-                            e.select(a, p, no)?
-                        }
-                        None => p,
-                    });
-                    Ok(())
-                };
-                if pad > 0 {
-                    let n = e.splat(sk as f64, pos.clone())?;
-                    let p = e.op(Op::Compare(CompareDir::Lt), &[kpos, n])?;
-                    and(&mut e, p)?;
-                }
-                if left >= 0 || right >= 0 {
-                    let mut qpos = e.op(Op::Iota { ty: pos.clone(), dim: 0 }, &[])?;
-                    if let Some(q0) = q0_at.map(|at| ins[at]) {
-                        let q0b = e.broadcast(q0, &[sq, bkv], &[])?;
-                        qpos = e.binary(BinaryOp::Add, qpos, q0b)?;
-                    }
-                    let rel = e.binary(BinaryOp::Sub, kpos, qpos)?;
-                    if left >= 0 {
-                        let lo = e.splat(-left as f64, pos.clone())?;
-                        let p = e.op(Op::Compare(CompareDir::Ge), &[rel, lo])?;
-                        and(&mut e, p)?;
-                    }
-                    if right >= 0 {
-                        let hi = e.splat(right as f64, pos.clone())?;
-                        let p = e.op(Op::Compare(CompareDir::Le), &[rel, hi])?;
-                        and(&mut e, p)?;
-                    }
-                }
-                let allowed = e.broadcast(allowed.expect("one predicate is set"), &shape, &[2, 3])?;
-                let neg_inf = e.splat_like(f64::NEG_INFINITY, s)?;
-                s = e.select(allowed, s, neg_inf)?;
-            }
-            // Online softmax update.
-            let rowmax = e.op(Op::Reduce { kind: ReduceKind::Max, axes: vec![3] }, &[s])?;
-            let m_new = e.binary(BinaryOp::Max, m, rowmax)?;
-            let neg_inf = e.splat_like(f64::NEG_INFINITY, m_new)?;
-            let unset = e.op(Op::Compare(CompareDir::Eq), &[m_new, neg_inf])?;
-            let zero_row = e.splat_like(0.0, m_new)?;
-            let m_safe = e.select(unset, zero_row, m_new)?;
-            let m_b = e.broadcast(m_safe, &shape, &[0, 1, 2])?;
-            let shifted = e.binary(BinaryOp::Sub, s, m_b)?;
-            let p = e.op(Op::Unary(UnaryOp::Exp), &[shifted])?;
-            let dm = e.binary(BinaryOp::Sub, m, m_safe)?;
-            let alpha = e.op(Op::Unary(UnaryOp::Exp), &[dm])?;
-            let l_scaled = e.binary(BinaryOp::Mul, l, alpha)?;
-            let rowsum = e.op(Op::Reduce { kind: ReduceKind::Sum, axes: vec![3] }, &[p])?;
-            let l_new = e.binary(BinaryOp::Add, l_scaled, rowsum)?;
-            let pd = e.convert(p, dtype)?;
-            let pv =
-                DotDims { lhs_batch: vec![0, 1], rhs_batch: vec![0, 1], lhs_contract: vec![3], rhs_contract: vec![2] };
-            let pv = e.op(Op::DotGeneral(pv), &[pd, vb])?;
-            let pv = e.convert(pv, cdt)?;
-            let alpha_b = e.broadcast(alpha, &acc_t.shape, &[0, 1, 2])?;
-            let acc_scaled = e.binary(BinaryOp::Mul, acc, alpha_b)?;
-            let acc_new = e.binary(BinaryOp::Add, acc_scaled, pv)?;
-            let one = e.splat(1.0, i32s)?;
-            let i_next = e.binary(BinaryOp::Add, i, one)?;
-            let mut outs = vec![i_next, m_new, l_new, acc_new];
-            outs.extend_from_slice(&ins[4..]);
-            outs
-        };
-        for (o, n) in outs.into_iter().zip(&names) {
-            body.add_output(*n, o);
-        }
-
-        let lp = em.op(Op::While { cond: Box::new(cond), body: Box::new(body) }, &init)?;
-        let l = em.op(Op::GetTuple { index: 2 }, &[lp])?;
-        let acc = em.op(Op::GetTuple { index: 3 }, &[lp])?;
-        let l = em.broadcast(l, &acc_t.shape, &[0, 1, 2])?;
-        let out = em.binary(BinaryOp::Div, acc, l)?;
-        em.convert(out, dtype)
-    }
-}
-
-/// Appends typed ops to a graph (the pass's own small emitter).
-struct E<'g> {
-    g: &'g mut Graph,
-}
-
-impl E<'_> {
-    fn op(&mut self, op: Op, args: &[ValueId]) -> Result<ValueId, PassError> {
-        self.g.push(op, args.to_vec()).map_err(PassError::ir(BlockwiseAttention::NAME))
-    }
-
-    fn ty(&self, v: ValueId) -> TensorType {
-        self.g.tensor_ty(v).clone()
-    }
-
-    fn splat(&mut self, value: f64, ty: TensorType) -> Result<ValueId, PassError> {
-        self.op(Op::Constant(Literal::splat(ty, value)), &[])
-    }
-
-    fn splat_like(&mut self, value: f64, like: ValueId) -> Result<ValueId, PassError> {
-        let ty = self.ty(like);
-        self.splat(value, ty)
-    }
-
-    fn binary(&mut self, b: BinaryOp, x: ValueId, y: ValueId) -> Result<ValueId, PassError> {
-        self.op(Op::Binary(b), &[x, y])
-    }
-
-    fn select(&mut self, p: ValueId, t: ValueId, f: ValueId) -> Result<ValueId, PassError> {
-        self.op(Op::Select, &[p, t, f])
-    }
-
-    fn convert(&mut self, x: ValueId, to: DType) -> Result<ValueId, PassError> {
-        if self.ty(x).dtype == to {
-            return Ok(x);
-        }
-        self.op(Op::Convert { to }, &[x])
-    }
-
-    fn broadcast(&mut self, x: ValueId, shape: &[i64], dims: &[usize]) -> Result<ValueId, PassError> {
-        self.op(Op::BroadcastInDim { shape: shape.to_vec(), dims: dims.to_vec() }, &[x])
-    }
 }
 
 #[cfg(test)]
@@ -574,7 +312,7 @@ graph @attn {
   %1 = input "k" : f32[1,1,5,4]
   %2 = input "v" : f32[1,1,5,4]
   %3 = input "bias" : f32[1,1,3,1]
-  %4 = attention(%0, %1, %2, %3) {scale=1.0, mask=true} : f32[1,1,3,4] sharding=[1,1,1,1]
+  %4 = attention(%0, %1, %2, %3) {scale=1.0, mask=true} : f32[1,1,3,4] sharding=[{},{},{},{}]
   %5 = while(%4) regions {
     graph @cond {
       %0 = input "x" : f32[1,1,3,4]
@@ -619,6 +357,44 @@ graph @attn {
             assert_eq!(out.op_counts().get("attention"), None);
             out
         }));
+    }
+
+    #[test]
+    fn key_slices_in_base_2_with_float_mask() {
+        // 7 keys: one block of 8 (2 slices of 4 under bkv_compute 4; the 8th key padded); q
+        // carries scale * log2 e, the mask slices are scaled by log2 e.
+        let input = parse(
+            r#"
+graph @attn {
+  %0 = input "q" : f32[1,1,2,2]
+  %1 = input "k" : f32[1,1,7,2]
+  %2 = input "v" : f32[1,1,7,2]
+  %3 = input "bias" : f32[1,1,1,7]
+  %4 = attention(%0, %1, %2, %3) {scale=0.5, mask=true} : f32[1,1,2,2]
+  output "o" = %4
+}"#,
+        )
+        .unwrap();
+        let pass = BlockwiseAttention { bkv: 8, bkv_compute: 4, exp2: true, ..Default::default() };
+        let out = pass.run(input).unwrap();
+        vidlower_ir::verify(&out).unwrap();
+        let Some(Op::While { body, .. }) = out.nodes.iter().map(|n| &n.op).find(|op| op.name() == "while") else {
+            panic!("no loop")
+        };
+        // Two slices of scores [1, 1, 2, 4], each with two exp2 (probabilities and rescale).
+        let exps = body.nodes.iter().filter(|n| n.op == Op::Unary(vidlower_ir::UnaryOp::Exp)).count();
+        assert_eq!(exps, 4);
+        insta::assert_snapshot!(print(&out));
+    }
+
+    #[test]
+    fn key_blocks_are_whole_slices() {
+        assert_eq!(key_blocks(75600, 2816, 256), (27, 2805, 255));
+        assert_eq!(key_blocks(32768, 2816, 256), (12, 2739, 249));
+        assert_eq!(key_blocks(7, 8, 4), (1, 8, 4));
+        assert_eq!(key_blocks(7, 4, 1 << 20), (2, 4, 4));
+        // Slices that make the block larger never leave a whole block of padding.
+        assert_eq!(key_blocks(1000, 10, 3), (84, 12, 3));
     }
 
     #[test]

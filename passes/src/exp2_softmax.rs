@@ -61,10 +61,7 @@ fn attention_base2(
     let (q, k, v) = (args[0], args[1], args[2]);
     let dtype = em.ty(q).dtype;
     let cdt = compute_dtype(dtype);
-    let log2e = std::f64::consts::LOG2_E;
-    let qc = em.convert(q, cdt)?;
-    let qc = em.binary_const(BinaryOp::Mul, qc, scale * log2e)?;
-    let q2 = em.convert(qc, dtype)?;
+    let q2 = fold_scale_base2(em, q, scale)?;
     let qk = DotDims { lhs_batch: vec![0, 1], rhs_batch: vec![0, 1], lhs_contract: vec![3], rhs_contract: vec![3] };
     let scores = em.op(Op::DotGeneral(qk), &[q2, k])?;
     let mut s = em.convert(scores, cdt)?;
@@ -74,7 +71,7 @@ fn attention_base2(
         let bool_mask = em.ty(m).dtype == DType::I1;
         let m = if bool_mask { m } else { em.convert(m, cdt)? };
         // A float mask is a natural-log bias: into base 2 at its own (often broadcast) size.
-        let m = if bool_mask { m } else { em.binary_const(BinaryOp::Mul, m, log2e)? };
+        let m = if bool_mask { m } else { to_base2(em, m)? };
         let m = if em.ty(m).shape == shape { m } else { em.broadcast(m, &shape, &[0, 1, 2, 3])? };
         s = if bool_mask {
             let neg_inf = em.splat_like(f64::NEG_INFINITY, s)?;
@@ -89,9 +86,7 @@ fn attention_base2(
     let mx = em.reduce(ReduceKind::Max, s, &[3])?;
     let mx = em.unreduce(mx, &shape, &[3])?;
     let shifted = em.sub(s, mx)?;
-    // exp2(x) = exp(x * ln 2): the plugins reject stablehlo.exp2.
-    let shifted = em.binary_const(BinaryOp::Mul, shifted, std::f64::consts::LN_2)?;
-    let p = em.unary(UnaryOp::Exp, shifted)?;
+    let p = exp2(em, shifted)?;
     let denom = em.reduce(ReduceKind::Sum, p, &[3])?;
     let p = em.convert(p, dtype)?;
     let pv = DotDims { lhs_batch: vec![0, 1], rhs_batch: vec![0, 1], lhs_contract: vec![3], rhs_contract: vec![2] };
@@ -101,6 +96,26 @@ fn attention_base2(
     let denom = em.unreduce(denom, &out_shape, &[3])?;
     let o = em.div(o, denom)?;
     em.convert(o, dtype)
+}
+
+/// `q * (scale * log2 e)`, computed in f32 for bf16/f16 and rounded back to q's dtype: the
+/// scores `q' k^T` are then base-2 logits. (Shared with `blockwise_attention`'s exp2 mode.)
+pub(crate) fn fold_scale_base2(em: &mut Emitter, q: ValueId, scale: f64) -> Result<ValueId, PassError> {
+    let dtype = em.ty(q).dtype;
+    let qc = em.convert(q, compute_dtype(dtype))?;
+    let qc = em.binary_const(BinaryOp::Mul, qc, scale * std::f64::consts::LOG2_E)?;
+    em.convert(qc, dtype)
+}
+
+/// A natural-log quantity (an additive float mask) in base 2: `x * log2 e`.
+pub(crate) fn to_base2(em: &mut Emitter, x: ValueId) -> Result<ValueId, PassError> {
+    em.binary_const(BinaryOp::Mul, x, std::f64::consts::LOG2_E)
+}
+
+/// `exp2(x)` as `exp(x * ln 2)`: the plugins reject `stablehlo.exp2`.
+pub(crate) fn exp2(em: &mut Emitter, x: ValueId) -> Result<ValueId, PassError> {
+    let x = em.binary_const(BinaryOp::Mul, x, std::f64::consts::LN_2)?;
+    em.unary(UnaryOp::Exp, x)
 }
 
 #[cfg(test)]

@@ -1,0 +1,317 @@
+//! The key loop of `blockwise_attention`: the online softmax of one block of queries over every
+//! key block, each block processed in slices (see the parent module for the recurrence).
+
+use super::region;
+use crate::decompose::emit::{compute_dtype, Emitter};
+use crate::exp2_softmax::{exp2, to_base2};
+use crate::PassError;
+use vidlower_ir::{BinaryOp, CompareDir, DType, DotDims, Op, ReduceKind, TensorType, UnaryOp, ValueId};
+
+/// The online-softmax loop over key blocks for one block of queries.
+pub(super) struct KvLoop {
+    /// Real keys (before padding).
+    pub sk: i64,
+    /// Keys per loop iteration: `slices * slice`.
+    pub block: i64,
+    /// Keys per score slice inside a block; the largest temporary is [B, H, rows, slice].
+    pub slice: i64,
+    /// The score scale (1 when it was folded into q).
+    pub scale: f64,
+    /// Scores are base-2 logits (q carries `scale * log2 e`): exp2 for the probabilities and the
+    /// rescale factor, and a float mask turned into base 2.
+    pub base2: bool,
+    pub window: Option<(i64, i64)>,
+}
+
+/// The running softmax state of a block of query rows: row max, row sum, unnormalised output.
+struct Running {
+    m: ValueId,
+    l: ValueId,
+    acc: ValueId,
+}
+
+/// What one slice of scores needs besides q and its keys and values.
+struct SliceIn {
+    /// The slice's first key position (i32 scalar).
+    off: ValueId,
+    /// The op's mask, whole (its query rows already cut to q's).
+    mask: Option<ValueId>,
+    /// q's first row position when queries are blocked (for the window).
+    q0: Option<ValueId>,
+}
+
+impl KvLoop {
+    /// The attention of `q` [B, H, rows, D] over padded `kp`, `vp` (and `mask`, already cut to
+    /// q's rows), in q's dtype; `q0` is q's first row position when queries are blocked.
+    pub fn emit(
+        &self,
+        em: &mut Emitter,
+        q: ValueId,
+        kp: ValueId,
+        vp: ValueId,
+        mask: Option<ValueId>,
+        q0: Option<ValueId>,
+    ) -> Result<ValueId, PassError> {
+        let qt = em.ty(q);
+        let dtype = qt.dtype;
+        let cdt = compute_dtype(dtype);
+        let (b, h, rows) = (qt.shape[0], qt.shape[1], qt.shape[2]);
+        let (d, dv) = (qt.shape[3], em.ty(vp).shape[3]);
+        let blocks = em.ty(kp).shape[2] / self.block;
+        let i32s = TensorType::scalar(DType::I32);
+        let range = self.window_range(em, rows, blocks, q0)?;
+        let i0 = match range {
+            Some((first, _)) => first,
+            None => em.splat(0.0, i32s.clone())?,
+        };
+        let row = TensorType::new(cdt, [b, h, rows]);
+        let acc_t = TensorType::new(cdt, [b, h, rows, dv]);
+        let m0 = em.splat(f64::NEG_INFINITY, row.clone())?;
+        let l0 = em.splat(0.0, row)?;
+        let acc0 = em.splat(0.0, acc_t.clone())?;
+        let mut init = vec![i0, m0, l0, acc0, q, kp, vp];
+        let mut names = vec!["i", "m", "l", "acc", "q", "k", "v"];
+        // Regions see only the loop state, so the mask, the query offset and the end travel in it.
+        let mut carry = |x: Option<ValueId>, name: &'static str| {
+            x.map(|x| {
+                init.push(x);
+                names.push(name);
+                init.len() - 1
+            })
+        };
+        let mask_at = carry(mask, "mask");
+        let q0_at = carry(q0, "q0");
+        let end_at = carry(range.map(|(_, end)| end), "end");
+        let state: Vec<TensorType> = init.iter().map(|&x| em.ty(x)).collect();
+
+        // cond: i < blocks (or the window's last block + 1).
+        let (mut cond, ins) = region("cond", &state, &names);
+        let mut c = Emitter { g: &mut cond };
+        let n = match end_at {
+            Some(at) => ins[at],
+            None => c.splat(blocks as f64, i32s.clone())?,
+        };
+        let lt = c.compare(CompareDir::Lt, ins[0], n)?;
+        cond.add_output("c", lt);
+
+        // body: one block of keys, slice by slice.
+        let (mut body, ins) = region("body", &state, &names);
+        let mut e = Emitter { g: &mut body };
+        let (i, q, kp, vp) = (ins[0], ins[4], ins[5], ins[6]);
+        let mut run = Running { m: ins[1], l: ins[2], acc: ins[3] };
+        let zero = e.splat(0.0, i32s.clone())?;
+        let block_c = e.splat(self.block as f64, i32s.clone())?;
+        let off = e.mul(i, block_c)?;
+        let kb = e.op(Op::DynamicSlice { sizes: vec![b, h, self.block, d] }, &[kp, zero, zero, off, zero])?;
+        let vb = e.op(Op::DynamicSlice { sizes: vec![b, h, self.block, dv] }, &[vp, zero, zero, off, zero])?;
+        for s in 0..self.block / self.slice {
+            let (start, end) = (s * self.slice, (s + 1) * self.slice);
+            let kc = slice_keys(&mut e, kb, start, end)?;
+            let vc = slice_keys(&mut e, vb, start, end)?;
+            let off = if s == 0 { off } else { e.binary_const(BinaryOp::Add, off, start as f64)? };
+            let at = SliceIn { off, mask: mask_at.map(|a| ins[a]), q0: q0_at.map(|a| ins[a]) };
+            run = self.update(&mut e, run, q, kc, vc, &at)?;
+        }
+        let i_next = e.binary_const(BinaryOp::Add, i, 1.0)?;
+        let mut outs = vec![i_next, run.m, run.l, run.acc];
+        outs.extend_from_slice(&ins[4..]);
+        for (o, n) in outs.into_iter().zip(&names) {
+            body.add_output(*n, o);
+        }
+
+        let lp = em.op(Op::While { cond: Box::new(cond), body: Box::new(body) }, &init)?;
+        let l = em.op(Op::GetTuple { index: 2 }, &[lp])?;
+        let acc = em.op(Op::GetTuple { index: 3 }, &[lp])?;
+        let l = em.broadcast(l, &acc_t.shape, &[0, 1, 2])?;
+        let out = em.div(acc, l)?;
+        em.convert(out, dtype)
+    }
+
+    /// With a window, the key blocks some row of this query block may see: keys from
+    /// `first_row - left` to `last_row + right`, as `(first block, end block)` i32 scalars.
+    /// Constants without query blocks, else computed from the block's first row `q0`.
+    fn window_range(
+        &self,
+        em: &mut Emitter,
+        rows: i64,
+        blocks: i64,
+        q0: Option<ValueId>,
+    ) -> Result<Option<(ValueId, ValueId)>, PassError> {
+        let (left, right) = self.window.unwrap_or((-1, -1));
+        if left < 0 && right < 0 {
+            return Ok(None);
+        }
+        let (sk, bkv) = (self.sk, self.block);
+        let i32s = TensorType::scalar(DType::I32);
+        let Some(q0) = q0 else {
+            let first = if left >= 0 { (-left).max(0) / bkv } else { 0 };
+            let end = if right >= 0 { ((rows - 1 + right).min(sk - 1)) / bkv + 1 } else { blocks };
+            return Ok(Some((em.splat(first as f64, i32s.clone())?, em.splat(end as f64, i32s)?)));
+        };
+        let bkv_c = em.splat(bkv as f64, i32s.clone())?;
+        let first = if left >= 0 {
+            let lo = em.binary_const(BinaryOp::Sub, q0, left as f64)?;
+            let lo = em.binary_const(BinaryOp::Max, lo, 0.0)?;
+            em.div(lo, bkv_c)?
+        } else {
+            em.splat(0.0, i32s.clone())?
+        };
+        let end = if right >= 0 {
+            let hi = em.binary_const(BinaryOp::Add, q0, (rows - 1 + right) as f64)?;
+            let hi = em.binary_const(BinaryOp::Min, hi, (sk - 1) as f64)?;
+            let last = em.div(hi, bkv_c)?;
+            em.binary_const(BinaryOp::Add, last, 1.0)?
+        } else {
+            em.splat(blocks as f64, i32s)?
+        };
+        Ok(Some((first, end)))
+    }
+
+    /// One slice of keys `kc`, `vc` [B, H, n, D] folded into the running state:
+    ///
+    /// ```text
+    /// s = scale q kc^T (masked)   m' = max(m, rowmax s)   p = exp(s - m')   a = exp(m - m')
+    /// l' = l a + rowsum p          acc' = acc a + p vc
+    /// ```
+    /// (exp2 for both exponentials in base 2).
+    fn update(
+        &self,
+        e: &mut Emitter,
+        run: Running,
+        q: ValueId,
+        kc: ValueId,
+        vc: ValueId,
+        at: &SliceIn,
+    ) -> Result<Running, PassError> {
+        let dtype = e.ty(q).dtype;
+        let cdt = compute_dtype(dtype);
+        let qk = DotDims { lhs_batch: vec![0, 1], rhs_batch: vec![0, 1], lhs_contract: vec![3], rhs_contract: vec![3] };
+        let s = e.op(Op::DotGeneral(qk), &[q, kc])?;
+        let mut s = e.convert(s, cdt)?;
+        if self.scale != 1.0 {
+            s = e.binary_const(BinaryOp::Mul, s, self.scale)?;
+        }
+        if let Some(mask) = at.mask {
+            s = self.apply_mask(e, s, mask, at.off)?;
+        }
+        s = self.mask_positions(e, s, at)?;
+        let shape = e.ty(s).shape;
+        let rowmax = e.reduce(ReduceKind::Max, s, &[3])?;
+        let m_new = e.binary(BinaryOp::Max, run.m, rowmax)?;
+        // While a row has seen only masked keys its max is -inf: use 0 so the exponentials give 0.
+        let neg_inf = e.splat_like(f64::NEG_INFINITY, m_new)?;
+        let unset = e.compare(CompareDir::Eq, m_new, neg_inf)?;
+        let zero_row = e.splat_like(0.0, m_new)?;
+        let m_safe = e.select(unset, zero_row, m_new)?;
+        let m_b = e.unreduce(m_safe, &shape, &[3])?;
+        let shifted = e.sub(s, m_b)?;
+        let p = self.exp(e, shifted)?;
+        let dm = e.sub(run.m, m_safe)?;
+        let alpha = self.exp(e, dm)?;
+        let l_scaled = e.mul(run.l, alpha)?;
+        let rowsum = e.reduce(ReduceKind::Sum, p, &[3])?;
+        let l = e.add(l_scaled, rowsum)?;
+        let pd = e.convert(p, dtype)?;
+        let pv = DotDims { lhs_batch: vec![0, 1], rhs_batch: vec![0, 1], lhs_contract: vec![3], rhs_contract: vec![2] };
+        let pv = e.op(Op::DotGeneral(pv), &[pd, vc])?;
+        let pv = e.convert(pv, cdt)?;
+        let acc_shape = e.ty(run.acc).shape;
+        let alpha_b = e.unreduce(alpha, &acc_shape, &[3])?;
+        let acc_scaled = e.mul(run.acc, alpha_b)?;
+        let acc = e.add(acc_scaled, pv)?;
+        Ok(Running { m: m_new, l, acc })
+    }
+
+    /// `e^x`, or `2^x` for base-2 scores.
+    fn exp(&self, e: &mut Emitter, x: ValueId) -> Result<ValueId, PassError> {
+        if self.base2 {
+            exp2(e, x)
+        } else {
+            e.unary(UnaryOp::Exp, x)
+        }
+    }
+
+    /// Scores `s` [B, H, rows, n] with the op's mask applied: its keys `off .. off + n` (a mask
+    /// whose key dim is 1 is used whole); a boolean mask selects -inf, a float one is added (in
+    /// base 2 when the scores are).
+    fn apply_mask(&self, e: &mut Emitter, s: ValueId, mask: ValueId, off: ValueId) -> Result<ValueId, PassError> {
+        let shape = e.ty(s).shape;
+        let mt = e.ty(mask);
+        let mb = if mt.shape[3] == 1 {
+            mask
+        } else {
+            let zero = e.splat(0.0, TensorType::scalar(DType::I32))?;
+            let sizes = vec![mt.shape[0], mt.shape[1], mt.shape[2], shape[3]];
+            e.op(Op::DynamicSlice { sizes }, &[mask, zero, zero, zero, off])?
+        };
+        if mt.dtype == DType::I1 {
+            let mb = e.broadcast(mb, &shape, &[0, 1, 2, 3])?;
+            let neg_inf = e.splat_like(f64::NEG_INFINITY, s)?;
+            return e.select(mb, s, neg_inf);
+        }
+        let mut mb = e.convert(mb, e.ty(s).dtype)?;
+        if self.base2 {
+            mb = to_base2(e, mb)?;
+        }
+        let mb = e.broadcast(mb, &shape, &[0, 1, 2, 3])?;
+        e.add(s, mb)
+    }
+
+    /// Scores with -inf at padded keys (position `>= sk`) and outside the window, from one
+    /// [rows, n] predicate of key and query positions.
+    fn mask_positions(&self, e: &mut Emitter, s: ValueId, at: &SliceIn) -> Result<ValueId, PassError> {
+        let shape = e.ty(s).shape;
+        let (rows, n) = (shape[2], shape[3]);
+        // The caller pads to the next multiple of the block, so padding means sk is not one.
+        let padded = self.sk % self.block != 0;
+        let (left, right) = self.window.unwrap_or((-1, -1));
+        if !padded && left < 0 && right < 0 {
+            return Ok(s);
+        }
+        let pos = TensorType::new(DType::I32, [rows, n]);
+        let kpos = e.op(Op::Iota { ty: pos.clone(), dim: 1 }, &[])?;
+        let offb = e.broadcast(at.off, &[rows, n], &[])?;
+        let kpos = e.add(kpos, offb)?;
+        let mut preds = Vec::new();
+        if padded {
+            let n = e.splat(self.sk as f64, pos.clone())?;
+            preds.push(e.compare(CompareDir::Lt, kpos, n)?);
+        }
+        if left >= 0 || right >= 0 {
+            let mut qpos = e.op(Op::Iota { ty: pos.clone(), dim: 0 }, &[])?;
+            if let Some(q0) = at.q0 {
+                let q0b = e.broadcast(q0, &[rows, n], &[])?;
+                qpos = e.add(qpos, q0b)?;
+            }
+            let rel = e.sub(kpos, qpos)?;
+            if left >= 0 {
+                let lo = e.splat(-left as f64, pos.clone())?;
+                preds.push(e.compare(CompareDir::Ge, rel, lo)?);
+            }
+            if right >= 0 {
+                let hi = e.splat(right as f64, pos.clone())?;
+                preds.push(e.compare(CompareDir::Le, rel, hi)?);
+            }
+        }
+        let mut allowed = preds[0];
+        for &p in &preds[1..] {
+            // The IR has no `and`: select(a, b, false) is a AND b.
+            let no = e.splat(0.0, pos.with_dtype(DType::I1))?;
+            allowed = e.select(allowed, p, no)?;
+        }
+        let allowed = e.broadcast(allowed, &shape, &[2, 3])?;
+        let neg_inf = e.splat_like(f64::NEG_INFINITY, s)?;
+        e.select(allowed, s, neg_inf)
+    }
+}
+
+/// Keys `start .. end` of a block [B, H, n, D] (the block itself when that is all of it).
+fn slice_keys(e: &mut Emitter, x: ValueId, start: i64, end: i64) -> Result<ValueId, PassError> {
+    let t = e.ty(x);
+    if start == 0 && end == t.shape[2] {
+        return Ok(x);
+    }
+    let (mut lo, mut hi) = (vec![0; 4], t.shape.clone());
+    (lo[2], hi[2]) = (start, end);
+    e.op(Op::Slice { start: lo, limit: hi, strides: vec![1; 4] }, &[x])
+}
