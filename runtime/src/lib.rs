@@ -13,6 +13,7 @@ pub mod shard;
 pub mod stages;
 pub mod tensor;
 pub mod timing;
+pub mod vae_tiling;
 pub mod video;
 pub mod weights;
 

@@ -26,13 +26,19 @@ pub struct VaeDecodeShape {
 
 /// One decode step: the first (`first_chunk`, no cache inputs) or a later one.
 pub fn decoder_step(cfg: &WanVaeConfig, shape: &VaeDecodeShape, dtype: DType, first: bool) -> Result<Graph> {
-    Ok(build(cfg, shape, dtype, first)?.0)
+    Ok(build(cfg, shape, dtype, first, true)?.0)
+}
+
+/// One decode step of a spatial tile: [`decoder_step`] without the final clamp, since diffusers'
+/// `tiled_decode` blends the tiles' raw outputs and clamps the assembled frame.
+pub fn decoder_tile_step(cfg: &WanVaeConfig, shape: &VaeDecodeShape, dtype: DType, first: bool) -> Result<Graph> {
+    Ok(build(cfg, shape, dtype, first, false)?.0)
 }
 
 /// The cache signature shared by both step graphs: inputs of later steps and outputs of every
 /// step, in order (diffusers' `feat_idx` order), each with the conv it belongs to.
 pub fn cache_signature(cfg: &WanVaeConfig, shape: &VaeDecodeShape, dtype: DType) -> Result<Vec<CacheSlot>> {
-    Ok(build(cfg, shape, dtype, false)?.1)
+    Ok(build(cfg, shape, dtype, false, true)?.1)
 }
 
 /// The cache tensors' names, `cache.0`, `cache.1`, ...
@@ -66,7 +72,7 @@ fn unsupported(message: String) -> IrError {
     IrError::Value(format!("AutoencoderKLWan decoder: {message}"))
 }
 
-fn build(cfg: &WanVaeConfig, shape: &VaeDecodeShape, dtype: DType, first: bool) -> Result<(Graph, Vec<CacheSlot>)> {
+fn build(cfg: &WanVaeConfig, shape: &VaeDecodeShape, dtype: DType, first: bool, clamped: bool) -> Result<(Graph, Vec<CacheSlot>)> {
     if cfg.is_residual {
         return Err(unsupported("is_residual (the Wan 2.2 VAE: WanResidualUpBlock, DupUp3D) is not supported".into()));
     }
@@ -81,14 +87,19 @@ fn build(cfg: &WanVaeConfig, shape: &VaeDecodeShape, dtype: DType, first: bool) 
             cfg.temperal_downsample
         )));
     }
-    let name = if first { "wan_vae_decode_first" } else { "wan_vae_decode_step" };
+    let name = match (first, clamped) {
+        (true, true) => "wan_vae_decode_first",
+        (false, true) => "wan_vae_decode_step",
+        (true, false) => "wan_vae_decode_tile_first",
+        (false, false) => "wan_vae_decode_tile_step",
+    };
     let mut b = Builder::new(name);
     let mut cache = FrameCache::new(first);
     let z = b.input("z", TensorType::new(dtype, vec![shape.batch, cfg.z_dim, 1, shape.height, shape.width]))?;
     // `post_quant_conv` is 1x1x1, so applying it per frame equals diffusers' whole-`z` call.
     let x = causal_conv3d(&mut b, &mut cache, z, "post_quant_conv", cfg.z_dim, [1, 1, 1], [0, 0, 0])?;
     let x = decoder(&mut b, &mut cache, cfg, x)?;
-    let x = clamp(&mut b, x, -1.0, 1.0)?;
+    let x = if clamped { clamp(&mut b, x, -1.0, 1.0)? } else { x };
     b.output("sample", x);
     let slots = cache.finish(&mut b)?;
     Ok((b.finish()?, slots))
@@ -275,6 +286,12 @@ mod tests {
             assert_eq!(cache_inputs, if first { 0 } else { slots.len() });
         }
         assert_eq!(decoded_frames(&cfg, 3), 9);
+        // The tile step is the same graph without the final clamp (max, min).
+        let (full, tile) =
+            (decoder_step(&cfg, &shape, DType::F32, false).unwrap(), decoder_tile_step(&cfg, &shape, DType::F32, false).unwrap());
+        let count = |g: &Graph, op: &str| g.op_counts().get(op).copied().unwrap_or(0);
+        assert_eq!(count(&full, "min"), count(&tile, "min") + 1, "the clamp's min");
+        assert_eq!(full.outputs.len(), tile.outputs.len());
     }
 
     #[test]

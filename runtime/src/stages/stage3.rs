@@ -8,6 +8,7 @@ use super::vae_decode::VaeDecoder;
 use crate::cache::ExecutableCache;
 use crate::pjrt::Client;
 use crate::tensor::HostTensor;
+use crate::vae_tiling::{TileConfig, TilePlan};
 use crate::video::{write_mp4, VideoFrames};
 use std::path::Path;
 use vidlower_frontends::wan::vae::VaeDecodeShape;
@@ -44,7 +45,7 @@ pub struct Stage3Outputs<'a> {
     pub frames_file: Option<&'a Path>,
 }
 
-/// Decodes `latents` and writes the video (and frames); returns (frames written, summary).
+/// Decodes `latents` untiled and writes the video (and frames); returns (frames written, summary).
 pub fn run_stage3(
     model: &WanModel,
     client: &Client,
@@ -53,11 +54,24 @@ pub fn run_stage3(
     dtype: DType,
     out: &Stage3Outputs,
 ) -> Result<(usize, String), Box<dyn std::error::Error + Send + Sync>> {
+    run_stage3_tiled(model, client, cache, latents, dtype, None, out)
+}
+
+/// [`run_stage3`], the VAE tiled by `tiling` when given and the frame is larger than a tile.
+pub fn run_stage3_tiled(
+    model: &WanModel,
+    client: &Client,
+    cache: Option<&ExecutableCache>,
+    latents: &HostTensor,
+    dtype: DType,
+    tiling: Option<&TileConfig>,
+    out: &Stage3Outputs,
+) -> Result<(usize, String), Box<dyn std::error::Error + Send + Sync>> {
     let (output_video, fps, frames_file) = (out.video, out.fps, out.frames_file);
     let z = unscale_latents(model, latents)?;
     let shape = VaeDecodeShape { batch: 1, height: z.dims[3], width: z.dims[4] };
     let weights = model.weights("vae")?;
-    let mut decoder = VaeDecoder::new(client, cache, &model.vae, shape, dtype, &weights)?;
+    let mut decoder = VaeDecoder::with_tiling(client, cache, &model.vae, shape, dtype, &weights, tiling)?;
     let start = std::time::Instant::now();
     let video = decoder.decode(&z)?; // [1, 3, F, H, W] in [-1, 1]
     let decode_time = start.elapsed();
@@ -69,9 +83,9 @@ pub fn run_stage3(
     }
     let stats = write_mp4(output_video, &VideoFrames::from_unit_range(&channels_last, f, h, w)?, fps)?;
     let summary = format!(
-        "vae: first step {}; later steps {}; weights {}; decoded {f} frames in {}; mp4 {}x{} {} frames encoded in {}",
-        decoder.times_first.describe(),
-        decoder.times_next.describe(),
+        "vae: {}; {}; weights {}; decoded {f} frames in {}; mp4 {}x{} {} frames encoded in {}",
+        describe_tiling(decoder.plan(), tiling),
+        decoder.describe_executables().join("; "),
         crate::timing::format_duration(decoder.weights_upload),
         crate::timing::format_duration(decode_time),
         stats.width,
@@ -80,6 +94,23 @@ pub fn run_stage3(
         crate::timing::format_duration(stats.encode_time)
     );
     Ok((f, summary))
+}
+
+/// `untiled`, or `tiled: 15 tiles (256x256 every 192x192, 4 shapes)`.
+fn describe_tiling(plan: Option<&TilePlan>, tiling: Option<&TileConfig>) -> String {
+    match (plan, tiling) {
+        (Some(p), Some(t)) => format!(
+            "tiled: {} tiles ({}x{} every {}x{}, {} shapes)",
+            p.len(),
+            t.tile_sample_min_height,
+            t.tile_sample_min_width,
+            t.tile_sample_stride_height,
+            t.tile_sample_stride_width,
+            p.tile_shapes().len()
+        ),
+        (None, Some(_)) => "untiled (the frame fits in one tile)".into(),
+        _ => "untiled".into(),
+    }
 }
 
 /// [3, F, H, W] (batch 1) -> [F, H, W, 3].

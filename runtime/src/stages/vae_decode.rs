@@ -2,6 +2,11 @@
 //! one) compiled once, the weights uploaded once and shared by both, and the causal-conv caches
 //! kept on the device from one frame to the next. Matches diffusers' `vae.decode(z).sample`:
 //! `z` [B, 16, T, h, w] -> [B, 3, 1 + 4 (T - 1), 8h, 8w], clamped to [-1, 1].
+//!
+//! With tiling (diffusers' `enable_tiling`) a frame larger than one tile is decoded tile by tile
+//! through [`crate::vae_tiling`]: each distinct tile shape gets its own pair of executables
+//! (through the executable cache), all of them sharing the one upload of the weights, and each
+//! tile runs all its frames with fresh caches, as `tiled_decode` does.
 
 use super::compiled::{ComponentError, ComponentTimes};
 use crate::cache::ExecutableCache;
@@ -9,11 +14,12 @@ use crate::compile::compile_cached;
 use crate::pjrt::{Buffer, Client, CompileOptions, PjrtError};
 use crate::program::{ParamKind, Program, ProgramError, Signature};
 use crate::tensor::HostTensor;
+use crate::vae_tiling::{decode_tiled, TileConfig, TilePlan, TilingError};
 use crate::weights::{WeightStore, WeightsError};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 use vidlower_frontends::wan::config::WanVaeConfig;
-use vidlower_frontends::wan::vae::{decoder_step, frames_per_step, VaeDecodeShape};
+use vidlower_frontends::wan::vae::{decoder_step, decoder_tile_step, frames_per_step, VaeDecodeShape};
 use vidlower_ir::{DType, Graph};
 
 const COMPONENT: &str = "vae decoder";
@@ -28,6 +34,10 @@ pub enum VaeDecodeError {
     Pjrt(#[from] PjrtError),
     #[error("{COMPONENT}: {0}")]
     Weights(#[from] WeightsError),
+    #[error("{COMPONENT}: tiling: {0}")]
+    Tiling(#[from] TilingError),
+    #[error("{COMPONENT}: a tiled decoder ({tiles} tiles) cannot stream frames; use decode")]
+    Streaming { tiles: usize },
     #[error("{COMPONENT}: latents have shape {got:?}, expected {expected}")]
     Latents { got: Vec<i64>, expected: String },
 }
@@ -38,11 +48,21 @@ impl From<ComponentError> for VaeDecodeError {
     }
 }
 
-/// A compiled Wan VAE decoder for one latent size and dtype.
-pub struct VaeDecoder {
+/// The two step executables for one latent (height, width): the whole frame, or a tile.
+struct Steps {
     first: Program,
     next: Program,
-    /// Every weight either program takes, uploaded once.
+    times_first: ComponentTimes,
+    times_next: ComponentTimes,
+}
+
+/// A compiled Wan VAE decoder for one latent size and dtype, untiled or tiled.
+pub struct VaeDecoder {
+    /// The step executables by latent (height, width): one entry untiled, one per tile shape tiled.
+    steps: BTreeMap<(i64, i64), Steps>,
+    /// The tiles, when the decode is tiled.
+    plan: Option<TilePlan>,
+    /// Every weight any program takes, uploaded once.
     weights: HashMap<String, Buffer>,
     cache_names: Vec<String>,
     /// The caches the last step returned; `None` before the first frame.
@@ -52,7 +72,8 @@ pub struct VaeDecoder {
     dtype: DType,
     frames_first: i64,
     frames_next: i64,
-    /// How the two executables were obtained, and the weight upload time.
+    /// How the first pair of executables was obtained (untiled: the only pair; tiled: the first
+    /// tile shape's; [`describe_executables`](Self::describe_executables) has all), and the weight upload time.
     pub times_first: ComponentTimes,
     pub times_next: ComponentTimes,
     pub weights_upload: Duration,
@@ -60,7 +81,7 @@ pub struct VaeDecoder {
 }
 
 impl VaeDecoder {
-    /// Builds, compiles (through `cache`) and uploads the decoder for latents of `shape`.
+    /// Builds, compiles (through `cache`) and uploads the untiled decoder for latents of `shape`.
     pub fn new(
         client: &Client,
         cache: Option<&ExecutableCache>,
@@ -69,14 +90,38 @@ impl VaeDecoder {
         dtype: DType,
         weights: &WeightStore,
     ) -> Result<Self, VaeDecodeError> {
-        let graph =
-            |first| decoder_step(cfg, &shape, dtype, first).map_err(|source| ComponentError::Graph { component: COMPONENT.into(), source });
-        let (first, times_first) = compile(graph(true)?, client, cache)?;
-        let (next, times_next) = compile(graph(false)?, client, cache)?;
+        Self::with_tiling(client, cache, cfg, shape, dtype, weights, None)
+    }
+
+    /// [`new`](Self::new), tiled by `tiling` when it is given and the frame is larger than one
+    /// tile (diffusers decodes a frame that fits in a tile whole, tiling enabled or not).
+    pub fn with_tiling(
+        client: &Client,
+        cache: Option<&ExecutableCache>,
+        cfg: &WanVaeConfig,
+        shape: VaeDecodeShape,
+        dtype: DType,
+        weights: &WeightStore,
+        tiling: Option<&TileConfig>,
+    ) -> Result<Self, VaeDecodeError> {
+        let plan = match tiling {
+            Some(t) => TilePlan::new(t, cfg.scale_spatial(), shape.height, shape.width)?,
+            None => None,
+        };
+        let shapes = plan.as_ref().map_or_else(|| vec![(shape.height, shape.width)], TilePlan::tile_shapes);
+        let mut steps = BTreeMap::new();
+        for (height, width) in shapes {
+            let s = VaeDecodeShape { batch: shape.batch, height, width };
+            let step = if plan.is_some() { decoder_tile_step } else { decoder_step };
+            let graph = |first| step(cfg, &s, dtype, first).map_err(|source| ComponentError::Graph { component: COMPONENT.into(), source });
+            let (first, times_first) = compile(graph(true)?, client, cache)?;
+            let (next, times_next) = compile(graph(false)?, client, cache)?;
+            steps.insert((height, width), Steps { first, next, times_first, times_next });
+        }
 
         let start = Instant::now();
         let mut uploaded = HashMap::new();
-        for program in [&first, &next] {
+        for program in steps.values().flat_map(|s| [&s.first, &s.next]) {
             for (name, kind, ty) in &program.signature.params {
                 if *kind == ParamKind::Weight && !uploaded.contains_key(name) {
                     let t = weights.load(name, ty)?;
@@ -84,10 +129,12 @@ impl VaeDecoder {
                 }
             }
         }
-        let cache_names: Vec<String> = next.signature.results.iter().skip(1).map(|(n, _)| n.clone()).collect();
+        let any = steps.values().next().expect("at least one shape");
+        let cache_names: Vec<String> = any.next.signature.results.iter().skip(1).map(|(n, _)| n.clone()).collect();
+        let (times_first, times_next) = (any.times_first.clone(), any.times_next.clone());
         Ok(VaeDecoder {
-            first,
-            next,
+            steps,
+            plan,
             weights: uploaded,
             cache_names,
             cache: None,
@@ -115,31 +162,52 @@ impl VaeDecoder {
             });
         }
         let z = z.convert(self.dtype);
-        let t = dims[2];
         self.reset();
-        let mut chunks = Vec::with_capacity(t as usize);
-        for i in 0..t {
-            chunks.push(self.decode_frame(&frame(&z, i))?);
-        }
+        let Some(plan) = self.plan.take() else {
+            return self.decode_frames((s.height, s.width), &z);
+        };
+        let tiled = decode_tiled(&plan, &z, |tile, z_tile| self.decode_frames(tile.latent_shape(), &z_tile));
+        self.plan = Some(plan);
+        // diffusers clamps the blended frame, not the tiles.
+        let mut video = tiled?;
+        video.data.iter_mut().for_each(|v| *v = v.clamp(-1.0, 1.0));
+        Ok(video.into_tensor().convert(self.dtype))
+    }
+
+    /// Every frame of `z` [B, C, T, h, w] (the whole latent or one tile) through the steps
+    /// compiled for (h, w), starting from empty caches.
+    fn decode_frames(&mut self, hw: (i64, i64), z: &HostTensor) -> Result<HostTensor, VaeDecodeError> {
+        self.cache = None;
+        let chunks = (0..z.dims[2]).map(|i| self.step(hw, &frame(z, i))).collect::<Result<Vec<_>, _>>()?;
         Ok(concat_frames(&chunks))
     }
 
     /// Decodes the next latent frame `z_t` [B, z_dim, 1, h, w] of a video (the first after
     /// [`reset`](Self::reset) or construction yields 1 frame, later ones 4), for callers that
-    /// consume frames as they come.
+    /// consume frames as they come. Untiled decoders only: a tiled one decodes each tile's
+    /// frames in turn, so it has no whole frame before the last tile.
     pub fn decode_frame(&mut self, z_t: &HostTensor) -> Result<HostTensor, VaeDecodeError> {
+        if let Some(plan) = &self.plan {
+            return Err(VaeDecodeError::Streaming { tiles: plan.len() });
+        }
+        self.step((self.shape.height, self.shape.width), z_t)
+    }
+
+    /// One step of the executables for latent size `hw`: the first after a reset, else a later one.
+    fn step(&mut self, hw: (i64, i64), z_t: &HostTensor) -> Result<HostTensor, VaeDecodeError> {
         let start = Instant::now();
+        let steps = &self.steps[&hw];
         let z_t = z_t.convert(self.dtype);
-        let z_buf = self.first.upload(&z_t)?;
+        let z_buf = steps.first.upload(&z_t)?;
         let mut args: HashMap<&str, &Buffer> = self.weights.iter().map(|(k, v)| (k.as_str(), v)).collect();
         args.insert("z", &z_buf);
         let program = match &self.cache {
-            None => &self.first,
+            None => &steps.first,
             Some(bufs) => {
                 for (name, buf) in self.cache_names.iter().zip(bufs) {
                     args.insert(name.as_str(), buf);
                 }
-                &self.next
+                &steps.next
             }
         };
         let mut outs: HashMap<String, Buffer> = program.run_buffers(&args)?.into_iter().collect();
@@ -172,9 +240,25 @@ impl VaeDecoder {
         (self.frames_first, self.frames_next)
     }
 
-    /// The programs for the first and later steps.
+    /// The programs for the first and later steps (tiled: of the first tile shape).
     pub fn programs(&self) -> (&Program, &Program) {
-        (&self.first, &self.next)
+        let s = self.steps.values().next().expect("at least one shape");
+        (&s.first, &s.next)
+    }
+
+    /// The tiles, when the decode is tiled.
+    pub fn plan(&self) -> Option<&TilePlan> {
+        self.plan.as_ref()
+    }
+
+    /// How every executable was obtained, one line per latent shape, e.g.
+    /// `tile 32x32: first step passes 1.2s, compiled 40s; later steps ...`.
+    pub fn describe_executables(&self) -> Vec<String> {
+        let what = if self.plan.is_some() { "tile" } else { "frame" };
+        self.steps
+            .iter()
+            .map(|((h, w), s)| format!("{what} {h}x{w}: first step {}; later steps {}", s.times_first.describe(), s.times_next.describe()))
+            .collect()
     }
 }
 
