@@ -151,3 +151,57 @@ fn plugin_lists_the_default_with_its_api_version_and_platform() {
     let e = stderr(&o);
     assert!(!o.status.success() && e.contains("libtpu"), "{e}");
 }
+
+#[test]
+fn pipeline_flags_shape_the_passes_and_keep_the_numbers() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    // The standard pipeline: K smoothing, blockwise for long attention only (32 keys stay
+    // dense), base-2 softmax, then decompose and the cleanups.
+    let all = ok(vidlower(r, &["dump-ir", "--after", "all"]));
+    for pass in ["k_smooth", "blockwise_attention", "exp2_softmax", "decompose", "canonicalize", "cse", "dce"] {
+        assert!(all.contains(&format!("IR after {pass} -----")), "missing dump after {pass}");
+    }
+    let short = ok(vidlower(r, &["dump-ir", "--after", "blockwise_attention"]));
+    assert!(short.contains("attention(") && !short.contains("while("), "32 keys are not long: {short}");
+    let blockwise = ok(vidlower(r, &["dump-ir", "--attention", "blockwise", "--bkv", "8", "--after", "blockwise_attention"]));
+    assert!(blockwise.contains("while(") && !blockwise.contains("attention("), "{blockwise}");
+    let window = ok(vidlower(r, &["dump-ir", "--window-size", "4,2", "--after", "sliding_window"]));
+    assert!(window.contains("window=[4, 2]"), "{window}");
+
+    // The same numbers from every choice (f32): dense in the natural base without smoothing
+    // against blockwise in base 2 with smoothing and key blocks of 8 in slices of 4.
+    let run = |flags: &[&str], name: &str| {
+        let out = r.join(name);
+        let mut args = vec!["exec", "--output", out.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        ok(vidlower(r, &args));
+        let mut t = vidlower_runtime::safetensors_io::load(&out).unwrap();
+        t.remove("sample").unwrap().to_f64_vec()
+    };
+    let plain = run(&["--attention", "dense", "--exp2-softmax", "off", "--k-smooth", "off"], "plain.safetensors");
+    for (flags, name) in [
+        (&["--attention", "blockwise", "--bkv", "8", "--bkv-compute", "4", "--bq", "16"][..], "blockwise.safetensors"),
+        (&[][..], "standard.safetensors"),
+    ] {
+        let got = run(flags, name);
+        let err = got.iter().zip(&plain).map(|(a, b)| (a - b).abs() / (1.0 + b.abs())).fold(0.0, f64::max);
+        assert!(err < 1e-5, "{flags:?}: max relative error {err:e} against plain dense attention");
+    }
+
+    // compile --explain names the choices; flags that the explicit --passes list would not reach
+    // are refused, as are wrong values.
+    let explained = ok(vidlower(r, &["compile", "--explain", "--attention", "blockwise"]));
+    assert!(explained.contains("standard pipeline: attention blockwise (bq 3328, bkv 2816, bkv-compute 256), exp2 softmax on, k smoothing on"), "{explained}");
+    for (args, want) in [
+        (&["compile", "--passes", "dce", "--attention", "dense"][..], "--attention shapes the standard pipeline"),
+        (&["compile", "--attention", "flash"][..], "unknown attention lowering `flash`"),
+        (&["compile", "--attention", "dense", "--bkv", "64"][..], "do not apply to --attention dense"),
+        (&["compile", "--window-size", "4,x"][..], "LEFT,RIGHT"),
+        (&["compile", "--k-smooth", "maybe"][..], "expected on or off"),
+    ] {
+        let o = vidlower(r, args);
+        let e = stderr(&o);
+        assert!(!o.status.success() && e.contains(want) && !e.contains("panicked"), "{args:?}: {e}");
+    }
+}
