@@ -7,6 +7,7 @@
 
 pub mod blockwise_attention;
 pub mod canonicalize;
+pub mod cudnn_attention;
 pub mod cse;
 pub mod dce;
 pub mod decompose;
@@ -23,6 +24,7 @@ pub mod sliding_window;
 
 pub use blockwise_attention::BlockwiseAttention;
 pub use canonicalize::Canonicalize;
+pub use cudnn_attention::CudnnAttention;
 pub use cse::Cse;
 pub use dce::Dce;
 pub use decompose::Decompose;

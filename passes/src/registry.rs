@@ -2,7 +2,7 @@
 //! (`--passes decompose,cse`) and a wrong name is answered with the list of right ones.
 
 use crate::{BlockwiseAttention, Canonicalize, Cse, Dce, Decompose, Pass, PassError};
-use crate::{Exp2Softmax, KSmooth};
+use crate::{CudnnAttention, Exp2Softmax, KSmooth};
 
 /// One registered pass.
 pub struct PassInfo {
@@ -43,6 +43,11 @@ pub const REGISTRY: &[PassInfo] = &[
         summary: "lower attention to an online-softmax loop over key blocks (no S x S scores); before decompose",
         create: || Box::new(BlockwiseAttention::default()),
     },
+    PassInfo {
+        name: CudnnAttention::NAME,
+        summary: "CUDA: attention cuDNN supports (bf16/f16, head_dim <= 128) to the cuDNN flash-attention custom call",
+        create: || Box::new(CudnnAttention),
+    },
 ];
 
 /// The pipeline `compile` runs: decompose first (the backend has no composite ops yet), then the
@@ -80,6 +85,6 @@ mod tests {
     #[test]
     fn unknown_names_list_the_known_ones() {
         let err = create_pass("cse2").err().unwrap();
-        assert_eq!(err.to_string(), "unknown pass `cse2`; known passes: decompose, canonicalize, cse, dce, k_smooth, exp2_softmax, blockwise_attention");
+        assert_eq!(err.to_string(), "unknown pass `cse2`; known passes: decompose, canonicalize, cse, dce, k_smooth, exp2_softmax, blockwise_attention, cudnn_attention");
     }
 }
