@@ -4,24 +4,20 @@
 
 mod common;
 
-use vidlower_backends::{emit_module, EmitOptions};
+use vidlower_backends::{emit_module, EmitOptions, ShardingFormat};
 use vidlower_frontends::example::{example_block, ExampleConfig};
-use vidlower_ir::{Op, Sharding};
+use vidlower_ir::{Mesh, Op, Sharding};
 use vidlower_runtime::pjrt::CompileOptions;
 use vidlower_runtime::program::Signature;
 use vidlower_runtime::shard::shard_of;
 
-/// Tensor-parallel tiles for a weight of the example block over `n` devices (torch [out, in]).
-fn tp_sharding(name: &str, rank: usize, n: u32) -> Sharding {
+/// Tensor-parallel sharding of a weight of the example block over axis `tp` (torch [out, in]).
+fn tp_sharding(name: &str, rank: usize) -> Sharding {
     let column = ["attn.to_q", "attn.to_k", "attn.to_v", "ff.net.0.proj"].iter().any(|p| name.starts_with(p));
     let row = ["attn.to_out.0", "ff.net.2"].iter().any(|p| name.starts_with(p)) && name.ends_with(".weight");
     match (column, row, rank) {
-        (true, _, _) => {
-            let mut t = vec![1; rank];
-            t[0] = n;
-            Sharding { tiles: t }
-        }
-        (_, true, 2) => Sharding { tiles: vec![1, n] },
+        (true, _, _) => Sharding::split(rank, 0, "tp"),
+        (_, true, 2) => Sharding::split(rank, 1, "tp"),
         _ => Sharding::replicated(rank),
     }
 }
@@ -40,11 +36,13 @@ fn tensor_parallel_matches_single_device() {
 
     // Sharded: annotate the lowered graph's params and output, emit with 4 partitions.
     let (mut lowered, _) = common::lower(graph, vidlower_passes::DEFAULT_PIPELINE);
+    let mesh = Mesh::parse("tp=4").unwrap();
+    lowered.mesh = Some(mesh.clone());
     let mut shardings = Vec::new();
     for &v in &lowered.inputs.clone() {
         let rank = lowered.tensor_ty(v).rank();
         let s = match &lowered.node(v).op {
-            Op::Weight { name } => tp_sharding(name, rank, N),
+            Op::Weight { name } => tp_sharding(name, rank),
             _ => Sharding::replicated(rank),
         };
         lowered.nodes[v.index()].sharding = Some(s.clone());
@@ -53,7 +51,7 @@ fn tensor_parallel_matches_single_device() {
     let out = lowered.outputs[0].value;
     let out_rank = lowered.tensor_ty(out).rank();
     lowered.nodes[out.index()].sharding = Some(Sharding::replicated(out_rank));
-    let module = emit_module(&lowered, &EmitOptions { num_partitions: N }).unwrap();
+    let module = emit_module(&lowered, &EmitOptions { sharding: ShardingFormat::Gspmd }).unwrap();
     assert!(module.contains("mhlo.num_partitions = 4") && module.contains("{devices=[4,1]<=[4]}"));
     assert!(module.contains("{devices=[1,4]<=[4]}"), "row-parallel weights are sharded on dim 1");
 
@@ -67,7 +65,7 @@ fn tensor_parallel_matches_single_device() {
         let mut bufs = Vec::new();
         for ((name, _, _), s) in sig.params.iter().zip(&shardings) {
             let full = weights.get(name).or_else(|| inputs.get(name)).unwrap();
-            let piece = shard_of(full, s, N, d as u32).unwrap();
+            let piece = shard_of(full, s, &mesh, d as u32).unwrap();
             bufs.push(client.buffer_from_host(&piece, device).unwrap());
         }
         per_device.push(bufs);

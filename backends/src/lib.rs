@@ -5,4 +5,4 @@
 pub mod mlir_verify;
 pub mod stablehlo;
 
-pub use stablehlo::{emit_module, EmitError, EmitOptions};
+pub use stablehlo::{emit_module, EmitError, EmitOptions, ShardingFormat, MESH_SYMBOL};

@@ -3,7 +3,7 @@
 #![cfg(feature = "mlir")]
 
 use vidlower_backends::mlir_verify::{reprint, to_bytecode, verify_module, MlirError};
-use vidlower_backends::{emit_module, EmitError, EmitOptions};
+use vidlower_backends::{emit_module, EmitError, EmitOptions, ShardingFormat};
 use vidlower_ir::random_graph::random_graph;
 use vidlower_ir::text::parse;
 use vidlower_ir::*;
@@ -68,9 +68,9 @@ fn convolution() -> Graph {
 /// weight.
 const EVERY_PRIMITIVE: &str = include_str!("../../ir/tests/data/every_primitive.ir");
 
-fn every_primitive() -> (Graph, String) {
+fn every_primitive(sharding: ShardingFormat) -> (Graph, String) {
     let g = parse(EVERY_PRIMITIVE).unwrap_or_else(|e| panic!("{e}"));
-    let text = emit_module(&g, &EmitOptions { num_partitions: 2 }).unwrap_or_else(|e| panic!("{e}"));
+    let text = emit_module(&g, &EmitOptions { sharding }).unwrap_or_else(|e| panic!("{e}"));
     (g, text)
 }
 
@@ -83,11 +83,15 @@ fn builder_graphs_verify() {
 
 #[test]
 fn every_primitive_op_verifies() {
-    let (g, text) = every_primitive();
+    let (g, text) = every_primitive(ShardingFormat::Gspmd);
     for name in ["while", "custom_call", "convolution", "dot_general", "reduce", "dynamic_update_slice", "iota", "pad"] {
         assert!(g.op_counts().contains_key(name), "graph lacks {name}");
     }
     assert!(text.contains("\"stablehlo.while\"") && text.contains("mhlo.sharding"));
+    assert_verifies(&text);
+    // Shardy: the sdy attributes (mesh, argument and per-value shardings, reshard) parse too.
+    let (_, text) = every_primitive(ShardingFormat::Shardy);
+    assert!(text.contains("\"sdy.mesh\"") && text.contains("\"sdy.reshard\"") && text.contains("#sdy.sharding<@mesh"));
     assert_verifies(&text);
 }
 
@@ -199,7 +203,7 @@ fn garbage_is_reported() {
 
 #[test]
 fn bytecode_has_the_magic() {
-    let (_, text) = every_primitive();
+    let (_, text) = every_primitive(ShardingFormat::Shardy);
     let bytes = to_bytecode(&text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(&bytes[..4], b"ML\xefR");
     assert!(bytes.len() > 100);
@@ -209,8 +213,9 @@ fn bytecode_has_the_magic() {
 
 #[test]
 fn reprint_round_trips() {
-    let (_, every) = every_primitive();
-    for text in [emit(&elementwise()), emit(&matmul_and_reduce()), emit(&convolution()), every] {
+    let (_, every) = every_primitive(ShardingFormat::Gspmd);
+    let (_, every_sdy) = every_primitive(ShardingFormat::Shardy);
+    for text in [emit(&elementwise()), emit(&matmul_and_reduce()), emit(&convolution()), every, every_sdy] {
         let again = reprint(&text).unwrap_or_else(|e| panic!("{e}"));
         assert!(again.starts_with("\"builtin.module\"()"), "{again}");
         assert!(!again.contains("__elided__") && !again.contains("loc("), "{again}");
@@ -230,7 +235,7 @@ fn bytecode_reads_back_with_mlir_opt() {
         eprintln!("skipped: {} not found (apt package mlir-22-tools)", mlir_opt.display());
         return;
     }
-    let (_, text) = every_primitive();
+    let (_, text) = every_primitive(ShardingFormat::Shardy);
     let path = std::env::temp_dir().join(format!("vidlower-mlir-verify-{}.mlirbc", std::process::id()));
     std::fs::write(&path, to_bytecode(&text).unwrap()).unwrap();
     let out = std::process::Command::new(&mlir_opt)

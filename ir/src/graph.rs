@@ -3,6 +3,7 @@
 
 use crate::error::{IrError, Result};
 use crate::infer::infer_type;
+use crate::mesh::Mesh;
 use crate::op::Op;
 use crate::sharding::Sharding;
 use crate::types::{TensorType, Type};
@@ -49,6 +50,9 @@ pub struct Graph {
     /// `input`/`weight` nodes in the order the executable takes them as parameters.
     pub inputs: Vec<ValueId>,
     pub outputs: Vec<Output>,
+    /// The device mesh the nodes' shardings refer to; `None` = one device. Set on the top-level
+    /// graph only: `while` regions use their enclosing graph's mesh.
+    pub mesh: Option<Mesh>,
 }
 
 impl Graph {

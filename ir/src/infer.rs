@@ -272,6 +272,10 @@ pub fn infer_type(op: &Op, operand_types: &[&Type]) -> Result<Type> {
                 Type::Tensor(_) => return Err(fail("operand is not a tuple".into())),
             }
         }
+        Op::Reshard => {
+            arity(1)?;
+            ts[0].clone()
+        }
         Op::Softmax { axis } => {
             arity(1)?;
             float_operand(ts[0]).map_err(fail)?;
@@ -373,7 +377,7 @@ fn check_region(which: &str, region: &crate::graph::Graph, state: &[TensorType])
     if params.len() != state.len() || params.iter().zip(state).any(|(p, s)| *p != s) {
         return Err(format!("{which} region must take the loop state ({} values) as its inputs", state.len()));
     }
-    crate::verify::verify(region).map_err(|e| format!("in {which} region: {e}"))
+    crate::verify::verify_region(region).map_err(|e| format!("in {which} region: {e}"))
 }
 
 fn dot_shape(l: &TensorType, r: &TensorType, d: &DotDims) -> std::result::Result<TensorType, String> {

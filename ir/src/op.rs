@@ -48,6 +48,10 @@ pub enum Op {
     CustomCall { target: String, backend_config: String, has_side_effect: bool, result: Vec<TensorType> },
     /// Element `index` of a tuple-typed value.
     GetTuple { index: usize },
+    /// The value moved to the layout in the node's sharding (which it must have): the explicit
+    /// reshard that sharding propagation inserts where a value's users disagree. Never an
+    /// identity to fold away: it is what tells the partitioner where to communicate.
+    Reshard,
 
     // ---- composites (lowered by `decompose`) ----
     /// Softmax over one axis.
@@ -312,6 +316,7 @@ impl Op {
             Op::While { .. } => "while",
             Op::CustomCall { .. } => "custom_call",
             Op::GetTuple { .. } => "get",
+            Op::Reshard => "reshard",
             Op::Softmax { .. } => "softmax",
             Op::Attention { .. } => "attention",
             Op::LayerNorm { .. } => "layer_norm",

@@ -53,11 +53,12 @@ fn every_op_round_trips() {
         names.extend(g.op_counts().into_keys());
     }
     let g = parse(EVERY_PRIMITIVE).unwrap();
-    assert_eq!(g.node(ValueId(1)).sharding, Some(Sharding { tiles: vec![2, 1] }));
+    assert_eq!(g.node(ValueId(1)).sharding, Some(Sharding::split(2, 0, "tp")));
+    assert_eq!(g.mesh, Some(Mesh::parse("dp=2,tp=2").unwrap()));
     // Every op of the op set appears in one of the two graphs.
     for name in ["input", "weight", "constant", "iota", "compare", "select", "convert", "broadcast_in_dim", "reshape",
         "transpose", "slice", "dynamic_slice", "dynamic_update_slice", "take", "concatenate", "pad", "dot_general",
-        "convolution", "reduce", "while", "custom_call", "get", "softmax", "attention", "layer_norm", "rms_norm",
+        "convolution", "reduce", "while", "custom_call", "get", "reshard", "softmax", "attention", "layer_norm", "rms_norm",
         "group_norm", "gelu"]
         .iter()
         .chain(UnaryOp::ALL.iter().map(|u| u.name()).collect::<Vec<_>>().iter())

@@ -417,11 +417,12 @@ graph @s {
     fn rewritten_nodes_keep_sharding_and_regions_are_canonicalized() {
         insta::assert_snapshot!(print(&run(r#"
 graph @loop {
+  mesh dp=2
   %0 = input "x" : f32[4,8]
   %1 = transpose(%0) {perm=[1,0]} : f32[8,4]
   %2 = transpose(%1) {perm=[1,0]} : f32[4,8]
   %3 = reshape(%2) : f32[32]
-  %4 = reshape(%3) : f32[8,4] sharding=[2,1]
+  %4 = reshape(%3) : f32[8,4] sharding=[{dp},{}]
   %5 = while(%4) regions {
     graph @cond {
       %0 = input "x" : f32[8,4]
@@ -438,5 +439,32 @@ graph @loop {
   %6 = get(%5) {index=0} : f32[8,4]
   output "y" = %6
 }"#)));
+    }
+
+    /// A reshard is a layout constraint, not an identity: canonicalize (and the rest of the
+    /// default pipeline) keeps each one with its sharding, even of a constant or of another
+    /// reshard, and the graph keeps its mesh.
+    #[test]
+    fn reshards_are_kept_by_the_default_pipeline() {
+        let g = parse(
+            r#"
+graph @r {
+  mesh dp=2,tp=2
+  %0 = input "x" : f32[4,4] sharding=[{dp},{}]
+  %1 = constant() {value=1.0} : f32[4,4]
+  %2 = reshard(%1) : f32[4,4] sharding=[{tp},{}]
+  %3 = reshard(%0) : f32[4,4] sharding=[{},{tp}]
+  %4 = reshard(%3) : f32[4,4] sharding=[{dp},{}]
+  %5 = add(%4, %2) : f32[4,4]
+  output "y" = %5
+}"#,
+        )
+        .unwrap();
+        let out = crate::default_pipeline().run(g.clone()).unwrap().graph;
+        assert_eq!(out.mesh, g.mesh);
+        let reshards = |g: &Graph| -> Vec<String> {
+            g.nodes.iter().filter(|n| n.op == Op::Reshard).map(|n| n.sharding.as_ref().unwrap().to_string()).collect()
+        };
+        assert_eq!(reshards(&out), ["[{tp},{}]", "[{},{tp}]", "[{dp},{}]"]);
     }
 }

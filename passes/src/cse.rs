@@ -209,10 +209,11 @@ graph @effects {
     fn sharding_is_part_of_the_identity_and_non_commutative_order_matters() {
         let out = run(r#"
 graph @s {
+  mesh dp=2
   %0 = input "x" : f32[4,4]
-  %1 = exp(%0) : f32[4,4] sharding=[2,1]
+  %1 = exp(%0) : f32[4,4] sharding=[{dp},{}]
   %2 = exp(%0) : f32[4,4]
-  %3 = exp(%0) : f32[4,4] sharding=[2,1]
+  %3 = exp(%0) : f32[4,4] sharding=[{dp},{}]
   %4 = div(%1, %2) : f32[4,4]
   %5 = div(%2, %1) : f32[4,4]
   %6 = compare(%1, %2) {dir=LT} : i1[4,4]

@@ -192,11 +192,12 @@ graph @rms {
     fn group_norm() {
         insta::assert_snapshot!(print(&run(r#"
 graph @gn {
+  mesh dp=2
   %0 = input "x" : f32[2,6,3,4]
   %1 = weight "norm.weight" : f32[6]
   %2 = weight "norm.bias" : f32[6]
   %3 = group_norm(%0, %1, %2) {groups=3, eps=1e-6, affine=true} : f32[2,6,3,4]
-  %4 = group_norm(%0) {groups=2, eps=1e-6, affine=false} : f32[2,6,3,4] sharding=[2,1,1,1]
+  %4 = group_norm(%0) {groups=2, eps=1e-6, affine=false} : f32[2,6,3,4] sharding=[{dp},{},{},{}]
   output "a" = %3
   output "b" = %4
 }"#)));
@@ -247,8 +248,9 @@ graph @gelu {
     fn lowers_inside_loops_and_keeps_sharding() {
         let out = run(r#"
 graph @loop {
+  mesh dp=2
   %0 = input "x" : f32[2,4]
-  %1 = softmax(%0) {axis=1} : f32[2,4] sharding=[2,1]
+  %1 = softmax(%0) {axis=1} : f32[2,4] sharding=[{dp},{}]
   %2 = while(%1) regions {
     graph @cond {
       %0 = input "x" : f32[2,4]
@@ -269,6 +271,6 @@ graph @loop {
         };
         assert!(body.nodes.iter().all(|n| !n.op.is_composite()));
         let softmax_result = out.nodes.iter().position(|n| n.op.name() == "while").unwrap() - 1;
-        assert_eq!(out.nodes[softmax_result].sharding, Some(vidlower_ir::Sharding { tiles: vec![2, 1] }));
+        assert_eq!(out.nodes[softmax_result].sharding, Some(vidlower_ir::Sharding::split(2, 0, "dp")));
     }
 }

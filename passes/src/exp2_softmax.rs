@@ -170,7 +170,7 @@ mod tests {
         assert_eq!(out.op_counts().get("iota"), Some(&2));
         assert!(out.nodes.iter().any(|n| n.operands.contains(&ValueId(3))));
         let last = out.node(out.outputs[0].value);
-        assert_eq!(last.sharding, Some(vidlower_ir::Sharding { tiles: vec![1, 2, 1, 1] }));
+        assert_eq!(last.sharding, Some(vidlower_ir::Sharding::split(4, 1, "tp")));
     }
 
     #[test]

@@ -100,7 +100,7 @@ pub fn hash_op(op: &Op, h: &mut impl Hasher) {
         Op::Unary(u) => u.hash(h),
         Op::Binary(b) => b.hash(h),
         Op::Compare(d) => d.hash(h),
-        Op::Select | Op::DynamicUpdateSlice => {}
+        Op::Select | Op::DynamicUpdateSlice | Op::Reshard => {}
         Op::Convert { to } => to.hash(h),
         Op::BroadcastInDim { shape, dims } => (shape, dims).hash(h),
         Op::Reshape { shape } => shape.hash(h),

@@ -17,9 +17,10 @@ pub struct Rewriter<'a> {
 }
 
 impl<'a> Rewriter<'a> {
-    /// Starts an empty graph with `old`'s name.
+    /// Starts an empty graph with `old`'s name and mesh (which its shardings refer to).
     pub fn new(old: &'a Graph) -> Self {
-        Rewriter { old, new: Graph::new(old.name.clone()), map: vec![None; old.nodes.len()] }
+        let new = Graph { mesh: old.mesh.clone(), ..Graph::new(old.name.clone()) };
+        Rewriter { old, new, map: vec![None; old.nodes.len()] }
     }
 
     /// The new value standing for old value `v`. Panics when `v` was dropped while a user was

@@ -5,4 +5,4 @@ mod attrs;
 mod emit;
 mod literal;
 
-pub use emit::{emit_module, EmitError, EmitOptions};
+pub use emit::{emit_module, EmitError, EmitOptions, ShardingFormat, MESH_SYMBOL};

@@ -92,6 +92,7 @@ pub fn op_attrs(op: &Op) -> Vec<(&'static str, Attr)> {
         | Op::Reshape { .. }
         | Op::DynamicSlice { .. }
         | Op::DynamicUpdateSlice
+        | Op::Reshard
         | Op::While { .. } => vec![],
     }
 }
@@ -290,6 +291,7 @@ pub fn build_op(name: &str, mut a: AttrReader, ty: &Type, mut regions: Vec<Graph
             result: ty.flatten(),
         },
         "get" => Op::GetTuple { index: a.usize("index")? },
+        "reshard" => Op::Reshard,
         "softmax" => Op::Softmax { axis: a.usize("axis")? },
         "attention" => {
             let scale = a.float("scale")?;

@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! graph @block {
-//!   %0 = input "x" : f32[2,8]
-//!   %1 = weight "w" : f32[8,8] sharding=[4,1]
+//!   mesh dp=2,tp=4
+//!   %0 = input "x" : f32[2,8] sharding=[{dp},{}]
+//!   %1 = weight "w" : f32[8,8] sharding=[{tp},{}]
 //!   %2 = dot_general(%0, %1) {lhs_contract=[1], rhs_contract=[0]} : f32[2,8]
 //!   output "y" = %2
 //! }

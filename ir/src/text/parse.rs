@@ -3,6 +3,7 @@
 use super::attrs::{build_op, Attr, AttrReader};
 use crate::error::{IrError, Result};
 use crate::graph::{Graph, ValueId};
+use crate::mesh::Mesh;
 use crate::op::Op;
 use crate::sharding::Sharding;
 use crate::types::{TensorType, Type};
@@ -193,6 +194,10 @@ impl Parser {
         };
         self.expect_punct('{')?;
         let mut g = Graph::new(name);
+        if self.is_ident("mesh") {
+            self.pos += 1;
+            g.mesh = Some(self.mesh()?);
+        }
         let mut names: HashMap<String, ValueId> = HashMap::new();
         while !self.is_punct('}') {
             if self.is_ident("output") {
@@ -282,11 +287,62 @@ impl Parser {
         if self.is_ident("sharding") {
             self.pos += 1;
             self.expect_punct('=')?;
-            let tiles = self.int_list()?.into_iter().map(|t| t as u32).collect();
-            g.nodes[id.index()].sharding = Some(Sharding { tiles });
+            g.nodes[id.index()].sharding = Some(self.sharding()?);
         }
         names.insert(result, id);
         Ok(())
+    }
+
+    /// `dp=2,tp=4` after `mesh`.
+    fn mesh(&mut self) -> Result<Mesh> {
+        let start = self.pos;
+        let mut axes = Vec::new();
+        loop {
+            let name = match self.next()? {
+                Tok::Ident(n) => n,
+                _ => return Err(self.error("expected a mesh axis `name=size`")),
+            };
+            self.expect_punct('=')?;
+            let size = match self.next()? {
+                Tok::Int(n) => u32::try_from(n).map_err(|_| self.error(format!("mesh axis `{name}`: bad size {n}")))?,
+                _ => return Err(self.error(format!("mesh axis `{name}` needs an integer size"))),
+            };
+            axes.push((name, size));
+            if !self.is_punct(',') {
+                break;
+            }
+            self.pos += 1;
+        }
+        Mesh::new(axes).map_err(|e| {
+            self.pos = start;
+            self.error(e.to_string())
+        })
+    }
+
+    /// `[{dp},{},{dp,tp}]`: per dim, the mesh axes that split it.
+    fn sharding(&mut self) -> Result<Sharding> {
+        self.expect_punct('[')?;
+        let mut dims = Vec::new();
+        while !self.is_punct(']') {
+            self.expect_punct('{')?;
+            let mut axes = Vec::new();
+            while !self.is_punct('}') {
+                match self.next()? {
+                    Tok::Ident(a) => axes.push(a),
+                    _ => return Err(self.error("expected a mesh axis name")),
+                }
+                if !self.is_punct('}') {
+                    self.expect_punct(',')?;
+                }
+            }
+            self.expect_punct('}')?;
+            dims.push(axes);
+            if !self.is_punct(']') {
+                self.expect_punct(',')?;
+            }
+        }
+        self.expect_punct(']')?;
+        Ok(Sharding { dims })
     }
 
     fn attrs(&mut self) -> Result<Vec<(String, Attr)>> {

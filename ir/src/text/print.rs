@@ -15,6 +15,9 @@ pub fn print(graph: &Graph) -> String {
 fn print_graph(g: &Graph, indent: usize, out: &mut String) {
     let pad = "  ".repeat(indent);
     let _ = writeln!(out, "{pad}graph @{} {{", g.name);
+    if let Some(mesh) = &g.mesh {
+        let _ = writeln!(out, "{pad}  mesh {mesh}");
+    }
     for (i, node) in g.nodes.iter().enumerate() {
         let _ = write!(out, "{pad}  %{i} = {}", node.op.name());
         match &node.op {

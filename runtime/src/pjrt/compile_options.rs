@@ -70,6 +70,16 @@ impl CompileOptions {
         }
     }
 
+    /// What a module emitted from `graph` in `format` needs: one device without a mesh, else
+    /// SPMD over the mesh's devices with the partitioner that reads `format`'s annotations.
+    pub fn for_graph(graph: &vidlower_ir::Graph, format: vidlower_backends::ShardingFormat) -> Self {
+        match (&graph.mesh, format) {
+            (None, _) => Self::single_device(),
+            (Some(mesh), vidlower_backends::ShardingFormat::Shardy) => Self::shardy(mesh.device_count()),
+            (Some(mesh), vidlower_backends::ShardingFormat::Gspmd) => Self::spmd(mesh.device_count()),
+        }
+    }
+
     /// The serialized `CompileOptionsProto` handed to `PJRT_Client_Compile`.
     pub fn to_proto_bytes(&self) -> Vec<u8> {
         let mut build = ProtoWriter::default();
@@ -210,6 +220,16 @@ mod tests {
         let mut tail = vec![0x20, 0x01, 0x28, 0x02, 0x30, 0x01];
         tail.extend_from_slice(&assignment);
         assert_eq!(bytes, expected(&tail));
+    }
+
+    #[test]
+    fn options_for_a_graph_follow_its_mesh_and_the_format() {
+        use vidlower_backends::ShardingFormat;
+        let mut g = vidlower_ir::Graph::new("g");
+        assert_eq!(CompileOptions::for_graph(&g, ShardingFormat::Shardy), CompileOptions::single_device());
+        g.mesh = Some(vidlower_ir::Mesh::parse("dp=2,tp=4").unwrap());
+        assert_eq!(CompileOptions::for_graph(&g, ShardingFormat::Shardy), CompileOptions::shardy(8));
+        assert_eq!(CompileOptions::for_graph(&g, ShardingFormat::Gspmd), CompileOptions::spmd(8));
     }
 
     #[test]
