@@ -1,6 +1,6 @@
 //! StableHLO attribute spellings for each primitive op.
 
-use vidlower_ir::{CompareDir, ConvAttrs, DotDims, Op, UnaryOp, BinaryOp};
+use vidlower_ir::{BinaryOp, CompareDir, ConvAttrs, DotDims, Op, TensorType, UnaryOp};
 
 /// `array<i64: 0, 1>` (dense i64 arrays, the form current StableHLO uses for dims and strides).
 pub fn i64_array<T: ToString>(xs: &[T]) -> String {
@@ -93,6 +93,23 @@ pub fn op_attrs(op: &Op) -> Vec<String> {
         ],
         _ => vec![],
     }
+}
+
+/// `operand_layouts` and `result_layouts` of a custom call: every operand and result in the
+/// default row-major layout (minor-to-major `[rank-1, ..., 0]`), which is all the IR has. The
+/// cuDNN attention call gets them spelled out as JAX emits it, rather than relying on XLA's
+/// default for unconstrained custom calls.
+pub fn custom_call_layouts(operands: &[&TensorType], results: &[TensorType]) -> Vec<String> {
+    let operands: Vec<String> = operands.iter().map(|t| row_major(t)).collect();
+    let results: Vec<String> = results.iter().map(row_major).collect();
+    vec![format!("operand_layouts = [{}]", operands.join(", ")), format!("result_layouts = [{}]", results.join(", "))]
+}
+
+/// The row-major layout of `t` as a dense index attribute (`dense<> : tensor<0xindex>` for a scalar).
+fn row_major(t: &TensorType) -> String {
+    let minor_to_major: Vec<usize> = (0..t.rank()).rev().collect();
+    let dims = if minor_to_major.is_empty() { String::new() } else { list(&minor_to_major) };
+    format!("dense<{dims}> : tensor<{}xindex>", t.rank())
 }
 
 fn dir(d: CompareDir) -> &'static str {
