@@ -1,11 +1,13 @@
 //! Emission of a graph as a StableHLO module: `func.func @main` takes the graph inputs (weights
 //! and plain inputs, in `Graph::inputs` order) as arguments and returns the outputs in order.
+//! A graph with a mesh is partitioned over `mesh.device_count()` devices; its shardings become
+//! Shardy (`sdy`) or GSPMD (`mhlo.sharding`) attributes, as [`ShardingFormat`] says.
 
 use super::attrs::{custom_call_layouts, mlir_string, op_attrs, op_name};
 use super::literal::{dense_attr, splat_attr};
 use std::fmt::Write;
 use thiserror::Error;
-use vidlower_ir::{DType, Graph, Op, ReduceKind, TensorType, Type, ValueId};
+use vidlower_ir::{DType, Graph, Mesh, Op, ReduceKind, Sharding, TensorType, Type, ValueId};
 
 #[derive(Debug, Error)]
 pub enum EmitError {
@@ -13,39 +15,48 @@ pub enum EmitError {
     Composite { node: u32, op: &'static str },
     #[error("graph @{graph} does not verify: {source}")]
     Invalid { graph: String, source: vidlower_ir::IrError },
-    #[error("%{node}: sharding {sharding} splits the tensor into {shards} shards but the module has {partitions} partitions")]
-    Sharding { node: u32, sharding: String, shards: u32, partitions: u32 },
 }
 
-/// Options that change the emitted module.
-#[derive(Clone, Debug)]
+/// How shardings are written. The partitioner that reads them must match
+/// (`use_shardy_partitioner` in the runtime's compile options).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ShardingFormat {
+    /// `sdy.mesh` plus `sdy.sharding` / `sdy.reshard`: named axes, what XLA now partitions with.
+    #[default]
+    Shardy,
+    /// `mhlo.sharding` tile-assignment strings, for plugins without Shardy.
+    Gspmd,
+}
+
+/// The symbol of the one `sdy.mesh` a module declares.
+pub const MESH_SYMBOL: &str = "mesh";
+
+/// Options that change the emitted module. The partition count is not one of them: it is the
+/// graph mesh's device count (1 without a mesh), so it cannot disagree with the shardings.
+#[derive(Clone, Debug, Default)]
 pub struct EmitOptions {
-    /// Devices the module is partitioned over (`mhlo.num_partitions`); shardings must fit in it.
-    pub num_partitions: u32,
-}
-
-impl Default for EmitOptions {
-    fn default() -> Self {
-        EmitOptions { num_partitions: 1 }
-    }
+    pub sharding: ShardingFormat,
 }
 
 /// The StableHLO module text for `graph`, which must contain only primitive ops.
 pub fn emit_module(graph: &Graph, opts: &EmitOptions) -> Result<String, EmitError> {
     vidlower_ir::verify(graph).map_err(|source| EmitError::Invalid { graph: graph.name.clone(), source })?;
-    let mut e = Emitter { out: String::new(), next_temp: 0, opts: opts.clone() };
+    let mut e = Emitter { out: String::new(), next_temp: 0, format: opts.sharding, mesh: graph.mesh.clone() };
     let module = symbol(&graph.name);
+    let partitions = graph.mesh.as_ref().map_or(1, Mesh::device_count);
     let _ = writeln!(
         e.out,
-        "module @{module} attributes {{mhlo.num_partitions = {} : i32, mhlo.num_replicas = 1 : i32}} {{",
-        opts.num_partitions
+        "module @{module} attributes {{mhlo.num_partitions = {partitions} : i32, mhlo.num_replicas = 1 : i32}} {{"
     );
+    if let (Some(mesh), ShardingFormat::Shardy) = (&graph.mesh, opts.sharding) {
+        let _ = writeln!(e.out, "  \"sdy.mesh\"() {{sym_name = \"{MESH_SYMBOL}\", mesh = {}}} : () -> ()", sdy_mesh(mesh));
+    }
     let mut args = Vec::new();
     let mut arg_names = Vec::new();
     for (i, &v) in graph.inputs.iter().enumerate() {
         let name = format!("%arg{i}");
         let mut attrs = Vec::new();
-        if let Some(s) = e.sharding_attr(graph, v)? {
+        if let Some(s) = e.boundary_sharding_attr(graph, v) {
             attrs.push(s);
         }
         if let Some(n) = graph.input_name(v) {
@@ -57,7 +68,7 @@ pub fn emit_module(graph: &Graph, opts: &EmitOptions) -> Result<String, EmitErro
     let mut results = Vec::new();
     for o in &graph.outputs {
         let mut attrs = vec![format!("jax.result_info = {}", mlir_string(&o.name))];
-        if let Some(s) = e.sharding_attr(graph, o.value)? {
+        if let Some(s) = e.boundary_sharding_attr(graph, o.value) {
             attrs.push(s);
         }
         results.push(format!("{} {{{}}}", ty(graph, o.value), attrs.join(", ")));
@@ -73,7 +84,9 @@ pub fn emit_module(graph: &Graph, opts: &EmitOptions) -> Result<String, EmitErro
 struct Emitter {
     out: String,
     next_temp: usize,
-    opts: EmitOptions,
+    format: ShardingFormat,
+    /// The top-level graph's mesh, which `while` regions share; `None`: no annotations.
+    mesh: Option<Mesh>,
 }
 
 impl Emitter {
@@ -100,6 +113,11 @@ impl Emitter {
                     names.push(n);
                     continue;
                 }
+                Op::Reshard => {
+                    let value = self.reshard(g, ValueId(i as u32), operand_names[0], &name, &pad);
+                    names.push(value);
+                    continue;
+                }
                 op if op.is_composite() => return Err(EmitError::Composite { node: i as u32, op: op.name() }),
                 _ => {}
             }
@@ -120,7 +138,7 @@ impl Emitter {
                 let operands: Vec<&TensorType> = node.operands.iter().map(|&o| g.tensor_ty(o)).collect();
                 attrs.extend(custom_call_layouts(&operands, &result_types));
             }
-            if let Some(s) = self.sharding_attr(g, ValueId(i as u32))? {
+            if let Some(s) = self.sharding_attr(g, ValueId(i as u32)) {
                 attrs.push(s);
             }
             let attr_dict = if attrs.is_empty() { String::new() } else { format!(" {{{}}}", attrs.join(", ")) };
@@ -190,19 +208,58 @@ impl Emitter {
         format!("%t{}", self.next_temp)
     }
 
-    fn sharding_attr(&self, g: &Graph, v: ValueId) -> Result<Option<String>, EmitError> {
-        let Some(s) = &g.node(v).sharding else { return Ok(None) };
-        let partitions = self.opts.num_partitions;
-        if !partitions.is_multiple_of(s.shard_count()) {
-            return Err(EmitError::Sharding {
-                node: v.0,
-                sharding: s.to_string(),
-                shards: s.shard_count(),
-                partitions,
-            });
-        }
-        Ok(Some(format!("mhlo.sharding = {}", mlir_string(&s.gspmd(partitions)))))
+    /// The sharding of a function argument or result: `v`'s, or replicated when it has none.
+    /// The boundary is always pinned on a mesh, because the runtime cuts and joins host tensors
+    /// by exactly these layouts (`Signature::of` reads them the same way); left open, the
+    /// partitioner could choose another.
+    fn boundary_sharding_attr(&self, g: &Graph, v: ValueId) -> Option<String> {
+        let mesh = self.mesh.as_ref()?;
+        let s = g.node(v).sharding.clone().unwrap_or_else(|| Sharding::replicated(g.tensor_ty(v).rank()));
+        Some(self.sharding_text(&s, mesh, false))
     }
+
+    /// The attribute-dictionary entry for an op's sharding (none without a mesh or a sharding).
+    fn sharding_attr(&self, g: &Graph, v: ValueId) -> Option<String> {
+        let (Some(s), Some(mesh)) = (&g.node(v).sharding, &self.mesh) else { return None };
+        Some(self.sharding_text(s, mesh, true))
+    }
+
+    /// Function arguments and results take a plain `#sdy.sharding`; ops take one per result.
+    fn sharding_text(&self, s: &Sharding, mesh: &Mesh, on_op: bool) -> String {
+        match self.format {
+            ShardingFormat::Gspmd => format!("mhlo.sharding = {}", mlir_string(&s.gspmd(mesh))),
+            ShardingFormat::Shardy if on_op => {
+                let one = s.sdy(MESH_SYMBOL);
+                let inner = one.strip_prefix("#sdy.sharding").expect("sdy() writes #sdy.sharding<...>");
+                format!("sdy.sharding = #sdy.sharding_per_value<[{inner}]>")
+            }
+            ShardingFormat::Shardy => format!("sdy.sharding = {}", s.sdy(MESH_SYMBOL)),
+        }
+    }
+
+    /// `v = reshard(x)`: `sdy.reshard` or GSPMD's `@Sharding` custom call, both of which only
+    /// constrain the layout. Without a mesh there is nothing to move: `x` stands for `v`.
+    fn reshard(&mut self, g: &Graph, v: ValueId, x: &str, name: &str, pad: &str) -> String {
+        let (Some(s), Some(mesh)) = (&g.node(v).sharding, &self.mesh) else { return x.to_string() };
+        let t = ty(g, v);
+        let _ = match self.format {
+            ShardingFormat::Shardy => {
+                writeln!(self.out, "{pad}{name} = \"sdy.reshard\"({x}) {{sharding = {}}} : ({t}) -> {t}", s.sdy(MESH_SYMBOL))
+            }
+            ShardingFormat::Gspmd => writeln!(
+                self.out,
+                "{pad}{name} = \"stablehlo.custom_call\"({x}) {{call_target_name = \"Sharding\", mhlo.sharding = {}}} : ({t}) -> {t}",
+                mlir_string(&s.gspmd(mesh))
+            ),
+        };
+        name.to_string()
+    }
+}
+
+/// `#sdy.mesh<["dp"=2, "tp"=4]>`.
+fn sdy_mesh(mesh: &Mesh) -> String {
+    let axes: Vec<String> = mesh.axes.iter().map(|a| format!("\"{}\"={}", a.name, a.size)).collect();
+    format!("#sdy.mesh<[{}]>", axes.join(", "))
 }
 
 fn ty(g: &Graph, v: ValueId) -> String {
