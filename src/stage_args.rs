@@ -8,6 +8,7 @@ use clap::Args;
 use std::path::PathBuf;
 use vidlower_ir::DType;
 use vidlower_runtime::stages::model::ModelSpec;
+use vidlower_runtime::vae_tiling::TileConfig;
 
 /// Which model: a diffusers directory or a built-in preset.
 #[derive(Args, Clone, Debug, Default)]
@@ -90,6 +91,35 @@ pub struct DecodeArgs {
     /// VAE compute dtype; f32 by default, as Wan's diffusers example loads the VAE.
     #[arg(long, alias = "vae_dtype", default_value = "f32", value_parser = parse_dtype)]
     pub vae_dtype: DType,
+    /// Decode in overlapping spatial tiles blended linearly, as diffusers' `enable_tiling`:
+    /// less memory, slightly different frames where tiles overlap. Frames no larger than a tile
+    /// are decoded whole.
+    #[arg(long, alias = "enable_tiling")]
+    pub vae_tiling: bool,
+    /// Tile height in pixels (a multiple of the VAE's spatial compression, 8 for Wan).
+    #[arg(long, alias = "tile_sample_min_height", default_value_t = 256, requires = "vae_tiling")]
+    pub tile_sample_min_height: i64,
+    /// Tile width in pixels.
+    #[arg(long, alias = "tile_sample_min_width", default_value_t = 256, requires = "vae_tiling")]
+    pub tile_sample_min_width: i64,
+    /// Pixels between the tops of vertically adjacent tiles (at most the tile height; the rest is blended).
+    #[arg(long, alias = "tile_sample_stride_height", default_value_t = 192, requires = "vae_tiling")]
+    pub tile_sample_stride_height: i64,
+    /// Pixels between the left edges of horizontally adjacent tiles.
+    #[arg(long, alias = "tile_sample_stride_width", default_value_t = 192, requires = "vae_tiling")]
+    pub tile_sample_stride_width: i64,
+}
+
+impl DecodeArgs {
+    /// The tile sizes, when --vae-tiling is on (checked against the VAE by `TileConfig::validate`).
+    pub fn tiling(&self) -> Option<TileConfig> {
+        self.vae_tiling.then_some(TileConfig {
+            tile_sample_min_height: self.tile_sample_min_height,
+            tile_sample_min_width: self.tile_sample_min_width,
+            tile_sample_stride_height: self.tile_sample_stride_height,
+            tile_sample_stride_width: self.tile_sample_stride_width,
+        })
+    }
 }
 
 /// Compute dtype of the stages.

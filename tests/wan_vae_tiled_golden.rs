@@ -75,9 +75,7 @@ fn tiled_decode_matches_diffusers_f32() {
         let (got_v, want_v) = (got.to_f64_vec(), want.to_f64_vec());
         let rel = common::max_rel_err(&got_v, &want_v);
         eprintln!("{name}: {} tiles of shapes {:?}, max rel err vs diffusers' tiled decode {rel:.3e}", plan.len(), plan.tile_shapes());
-        for line in vae.describe_executables() {
-            eprintln!("  {line}");
-        }
+        eprintln!("{name}: {}", vae.describe_executables());
         assert!(rel < 1e-4, "{name}: max rel err {rel:.3e}");
 
         // The untiled decode differs exactly where tiles were blended: the band below each

@@ -8,7 +8,8 @@ use clap::Args;
 use std::path::{Path, PathBuf};
 use vidlower_runtime::stages::generation_config::GenerationConfig;
 use vidlower_runtime::stages::model::WanModel;
-use vidlower_runtime::stages::stage3::{run_stage3, Stage3Outputs, FRAMES_FILE, LATENTS_FILE};
+use vidlower_runtime::stages::stage3::{run_stage3_tiled, Stage3Outputs, FRAMES_FILE, LATENTS_FILE};
+use vidlower_runtime::vae_tiling::TileConfig;
 
 #[derive(Args)]
 pub struct Stage3Args {
@@ -32,6 +33,7 @@ pub fn run(args: Stage3Args) -> Result<()> {
 
 /// Decodes the latents in `dir` and writes the video (and frames).
 pub fn execute(model: &WanModel, session: &Session, d: &DecodeArgs, dir: &Path, config: &mut GenerationConfig) -> Result<()> {
+    let tiling = check(model, d)?;
     let path = dir.join(LATENTS_FILE);
     let mut file = vidlower_runtime::safetensors_io::load(&path).map_err(|e| anyhow!("{e} (run stage 2 first)"))?;
     let latents = file.remove("latents").ok_or_else(|| anyhow!("{}: no tensor named `latents`", path.display()))?;
@@ -41,19 +43,29 @@ pub fn execute(model: &WanModel, session: &Session, d: &DecodeArgs, dir: &Path, 
         anyhow::bail!("--fps must be at least 1");
     }
     let frames_file = d.save_frames.then(|| dir.join(FRAMES_FILE));
-    let (frames, summary) = run_stage3(
+    let (frames, summary) = run_stage3_tiled(
         model,
         &session.client,
         session.cache.as_ref(),
         &latents,
         d.vae_dtype,
+        tiling.as_ref(),
         &Stage3Outputs { video: &video, fps, frames_file: frames_file.as_deref() },
     )
-        .map_err(|e| anyhow!("stage 3: {e}"))?;
+    .map_err(|e| anyhow!("stage 3: {e}"))?;
     config.fps = Some(fps);
     config.output_video = Some(video.clone());
     config.write(dir)?;
     println!("stage 3: {summary}");
     println!("stage 3: wrote {} ({frames} frames at {fps} fps)", video.display());
     Ok(())
+}
+
+/// Checks the decode flags against the model's VAE before any work starts; returns the tiling.
+pub fn check(model: &WanModel, d: &DecodeArgs) -> Result<Option<TileConfig>> {
+    let tiling = d.tiling();
+    if let Some(t) = &tiling {
+        t.validate(model.vae.scale_spatial()).map_err(|e| anyhow!("{e}"))?;
+    }
+    Ok(tiling)
 }

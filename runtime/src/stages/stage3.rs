@@ -85,7 +85,7 @@ pub fn run_stage3_tiled(
     let summary = format!(
         "vae: {}; {}; weights {}; decoded {f} frames in {}; mp4 {}x{} {} frames encoded in {}",
         describe_tiling(decoder.plan(), tiling),
-        decoder.describe_executables().join("; "),
+        decoder.describe_executables(),
         crate::timing::format_duration(decoder.weights_upload),
         crate::timing::format_duration(decode_time),
         stats.width,
@@ -96,17 +96,16 @@ pub fn run_stage3_tiled(
     Ok((f, summary))
 }
 
-/// `untiled`, or `tiled: 15 tiles (256x256 every 192x192, 4 shapes)`.
+/// `untiled`, or `tiled: 15 tiles (256x256 every 192x192)`.
 fn describe_tiling(plan: Option<&TilePlan>, tiling: Option<&TileConfig>) -> String {
     match (plan, tiling) {
         (Some(p), Some(t)) => format!(
-            "tiled: {} tiles ({}x{} every {}x{}, {} shapes)",
+            "tiled: {} tiles ({}x{} every {}x{})",
             p.len(),
             t.tile_sample_min_height,
             t.tile_sample_min_width,
             t.tile_sample_stride_height,
-            t.tile_sample_stride_width,
-            p.tile_shapes().len()
+            t.tile_sample_stride_width
         ),
         (None, Some(_)) => "untiled (the frame fits in one tile)".into(),
         _ => "untiled".into(),
