@@ -5,7 +5,7 @@
 
 use anyhow::{bail, Result};
 use clap::Args;
-use vidlower_passes::pipeline_options::{AttentionLowering, PipelineOptions};
+use vidlower_passes::pipeline_options::{AttentionLowering, Exp2Choice, PipelineOptions};
 
 /// The pipeline flags. Unset values take [`PipelineOptions::default`].
 #[derive(Args, Clone, Debug, Default)]
@@ -14,9 +14,10 @@ pub struct PipelineArgs {
     /// blockwise, or cudnn (cuDNN fused attention on CUDA where it applies, dense elsewhere).
     #[arg(long, value_name = "KIND", value_parser = parse_lowering)]
     pub attention: Option<AttentionLowering>,
-    /// Softmax in base 2 with scale*log2(e) folded into Q: on (default) or off.
-    #[arg(long, alias = "use_exp2", value_name = "on|off", value_parser = parse_switch)]
-    pub exp2_softmax: Option<bool>,
+    /// Softmax in base 2 with scale*log2(e) folded into Q: auto (default: inside blockwise
+    /// attention; dense attention keeps the natural base, faster on CPU in bf16), on, or off.
+    #[arg(long, alias = "use_exp2", value_name = "auto|on|off", value_parser = parse_exp2)]
+    pub exp2_softmax: Option<Exp2Choice>,
     /// K minus its mean over the sequence before attention (exact): on (default) or off.
     #[arg(long, alias = "use_k_smooth", value_name = "on|off", value_parser = parse_switch)]
     pub k_smooth: Option<bool>,
@@ -84,6 +85,10 @@ fn parse_lowering(s: &str) -> Result<AttentionLowering, String> {
     s.parse()
 }
 
+fn parse_exp2(s: &str) -> Result<Exp2Choice, String> {
+    s.parse()
+}
+
 fn parse_switch(s: &str) -> Result<bool, String> {
     match s {
         "on" | "true" | "1" => Ok(true),
@@ -120,6 +125,6 @@ mod tests {
         assert_eq!(zero.options().unwrap_err().to_string(), "--bq must be at least 1 (got 0)");
         let some = PipelineArgs { bkv_compute: Some(128), window_size: Some((8, 8)), ..Default::default() };
         let o = some.options().unwrap();
-        assert_eq!((o.blocks.bkv_compute, o.window, o.exp2_softmax), (128, Some((8, 8)), true));
+        assert_eq!((o.blocks.bkv_compute, o.window, o.exp2_softmax), (128, Some((8, 8)), Exp2Choice::Auto));
     }
 }

@@ -157,8 +157,8 @@ fn pipeline_flags_shape_the_passes_and_keep_the_numbers() {
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
     // The standard pipeline: K smoothing, blockwise for long attention only (32 keys stay
-    // dense), base-2 softmax, then decompose and the cleanups.
-    let all = ok(vidlower(r, &["dump-ir", "--after", "all"]));
+    // dense), then decompose and the cleanups; exp2 on adds the dense base-2 lowering.
+    let all = ok(vidlower(r, &["dump-ir", "--after", "all", "--exp2-softmax", "on"]));
     for pass in ["k_smooth", "blockwise_attention", "exp2_softmax", "decompose", "canonicalize", "cse", "dce"] {
         assert!(all.contains(&format!("IR after {pass} -----")), "missing dump after {pass}");
     }
@@ -183,6 +183,7 @@ fn pipeline_flags_shape_the_passes_and_keep_the_numbers() {
     for (flags, name) in [
         (&["--attention", "blockwise", "--bkv", "8", "--bkv-compute", "4", "--bq", "16"][..], "blockwise.safetensors"),
         (&[][..], "standard.safetensors"),
+        (&["--exp2-softmax", "on"][..], "exp2.safetensors"),
     ] {
         let got = run(flags, name);
         let err = got.iter().zip(&plain).map(|(a, b)| (a - b).abs() / (1.0 + b.abs())).fold(0.0, f64::max);
@@ -192,7 +193,7 @@ fn pipeline_flags_shape_the_passes_and_keep_the_numbers() {
     // compile --explain names the choices; flags that the explicit --passes list would not reach
     // are refused, as are wrong values.
     let explained = ok(vidlower(r, &["compile", "--explain", "--attention", "blockwise"]));
-    assert!(explained.contains("standard pipeline: attention blockwise (bq 3328, bkv 2816, bkv-compute 256), exp2 softmax on, k smoothing on"), "{explained}");
+    assert!(explained.contains("standard pipeline: attention blockwise (bq 3328, bkv 2816, bkv-compute 256), exp2 softmax auto (blockwise only), k smoothing on"), "{explained}");
     for (args, want) in [
         (&["compile", "--passes", "dce", "--attention", "dense"][..], "--attention shapes the standard pipeline"),
         (&["compile", "--attention", "flash"][..], "unknown attention lowering `flash`"),
