@@ -57,3 +57,20 @@ pub fn max_rel_err(a: &[f64], b: &[f64]) -> f64 {
 pub fn ty_of(t: &HostTensor) -> TensorType {
     TensorType::new(t.dtype, t.dims.clone())
 }
+
+/// Compiles `graph` (already lowered; its mesh and shardings set) in the sharding `format`
+/// over the client's devices, as the stages do (`CompileOptions::for_graph`), and binds
+/// weights from `weights`: each device gets its piece.
+pub fn sharded_program(
+    client: &Client,
+    graph: &Graph,
+    format: vidlower_backends::ShardingFormat,
+    weights: &HashMap<String, HostTensor>,
+) -> Program {
+    let module = emit_module(graph, &EmitOptions { sharding: format }).unwrap();
+    let options = CompileOptions::for_graph(graph, format);
+    let exe = client.compile(&module, &options).unwrap_or_else(|e| panic!("{e}\n{module}"));
+    let mut p = Program::new(exe, Signature::of(graph), client).unwrap_or_else(|e| panic!("{e}"));
+    p.upload_weights(&mut |name, _| weights.get(name).cloned()).unwrap_or_else(|e| panic!("{e}"));
+    p
+}
