@@ -1,7 +1,9 @@
 //! `blockwise_attention` on the PJRT CPU plugin: the online-softmax loop gives the dense
 //! (`decompose`) result on random shapes, values, masks and windows, with key counts that are not
-//! a multiple of the block (so padded keys must be masked); and a 32k-token attention runs in a
-//! child process whose peak RSS stays far below what the dense score matrix alone would take.
+//! a multiple of the block (so padded keys must be masked), key blocks cut into slices
+//! (`bkv_compute`), in base e and in base 2 (`exp2`, both checked against dense on every case);
+//! and a 32k-token attention runs in a child process whose peak RSS stays far below what the
+//! dense score matrix alone would take.
 
 mod common;
 
@@ -19,11 +21,11 @@ fn client() -> &'static Client {
     CLIENT.get_or_init(|| common::cpu_client(1))
 }
 
-/// `graph` after blockwise attention with key blocks of `bkv` (if given), then `decompose`.
-fn lower(graph: Graph, blocks: Option<(i64, i64)>) -> Graph {
+/// `graph` after `blockwise` (if given), then `decompose`.
+fn lower(graph: Graph, blockwise: Option<BlockwiseAttention>) -> Graph {
     let mut pm = PassManager::new();
-    if let Some((bq, bkv)) = blocks {
-        pm.add(Box::new(BlockwiseAttention { bq, bkv, ..Default::default() }));
+    if let Some(pass) = blockwise {
+        pm.add(Box::new(pass));
     }
     pm.add(Box::new(Decompose));
     let g = pm.run(graph).unwrap().graph;
@@ -48,6 +50,7 @@ struct Case {
     dv: i64,
     bkv: i64,
     bq: i64,
+    bkv_compute: i64,
     /// 0: none, 1: boolean, 2: float.
     mask: u8,
     /// Which mask dims are full (else 1), as bits over [B, H, Sq, Sk].
@@ -74,6 +77,13 @@ fn attention_graph(c: &Case) -> Graph {
     b.finish().unwrap()
 }
 
+impl Case {
+    /// The pass with this case's block sizes, in base e or base 2.
+    fn pass(&self, exp2: bool) -> Option<BlockwiseAttention> {
+        Some(BlockwiseAttention { bq: self.bq, bkv: self.bkv, bkv_compute: self.bkv_compute, exp2, min_keys: 0 })
+    }
+}
+
 fn inputs_of(g: &Graph, seed: u64) -> HashMap<String, HostTensor> {
     let mut inputs = HashMap::new();
     for (name, _, ty) in &Signature::of(g).params {
@@ -91,9 +101,9 @@ fn inputs_of(g: &Graph, seed: u64) -> HashMap<String, HostTensor> {
 
 fn case() -> impl Strategy<Value = Case> {
     let window = prop_oneof![Just(None), (-1i64..6, -1i64..6).prop_map(Some)];
-    let blocks = (1i64..13, prop_oneof![Just(1 << 20), 1i64..9]);
+    let blocks = (1i64..13, prop_oneof![Just(1 << 20), 1i64..9], prop_oneof![Just(1 << 20), 1i64..6]);
     (1i64..3, 1i64..3, 1i64..20, 1i64..40, 1i64..9, 1i64..9, blocks, 0u8..3, 0u8..16, window, any::<u64>()).prop_map(
-        |(b, h, sq, sk, d, dv, (bkv, bq), mask, mask_full, window, seed)| Case {
+        |(b, h, sq, sk, d, dv, (bkv, bq, bkv_compute), mask, mask_full, window, seed)| Case {
             b,
             h,
             sq,
@@ -102,6 +112,7 @@ fn case() -> impl Strategy<Value = Case> {
             dv,
             bkv,
             bq,
+            bkv_compute,
             mask,
             mask_full,
             window,
@@ -118,9 +129,11 @@ proptest! {
         let g = attention_graph(&c);
         let inputs = inputs_of(&g, c.seed);
         let dense = run(&lower(g.clone(), None), &inputs);
-        let blockwise = run(&lower(g, Some((c.bq, c.bkv))), &inputs);
-        let err = common::max_rel_err(&blockwise, &dense);
-        prop_assert!(err < 2e-5, "{:?}: max relative error {:e}", c, err);
+        for exp2 in [false, true] {
+            let blockwise = run(&lower(g.clone(), c.pass(exp2)), &inputs);
+            let err = common::max_rel_err(&blockwise, &dense);
+            prop_assert!(err < 2e-5, "{:?}, exp2 {}: max relative error {:e}", c, exp2, err);
+        }
     }
 }
 
@@ -128,18 +141,22 @@ proptest! {
 fn bf16_blockwise_matches_dense_loosely() {
     // In bf16 both round the probabilities to bf16 before the product with v (dense after
     // normalising, blockwise before), so they agree to bf16 precision only.
-    for (i, c) in [(2, 3, 9, 21, 8, 5, 4, 2, (1, -1)), (1, 2, 17, 33, 16, 16, 8, 5, (-1, 3))].into_iter().enumerate() {
-        let (b, h, sq, sk, d, dv, bkv, bq, window) = c;
+    let cases = [(2, 3, 9, 21, 8, 5, 4, 2, 3, (1, -1)), (1, 2, 17, 33, 16, 16, 8, 5, 1 << 20, (-1, 3))];
+    for (i, c) in cases.into_iter().enumerate() {
+        let (b, h, sq, sk, d, dv, bkv, bq, bkv_compute, window) = c;
+        let mask = i as u8 + 1;
         let case =
-            Case { b, h, sq, sk, d, dv, bkv, bq, mask: i as u8 + 1, mask_full: 0b1101, window: Some(window), seed: 3 };
+            Case { b, h, sq, sk, d, dv, bkv, bq, bkv_compute, mask, mask_full: 0b1101, window: Some(window), seed: 3 };
         let g = attention_graph(&case);
         let g = bf16_graph(&g);
         let inputs = inputs_of(&g, case.seed);
         let dense = run(&lower(g.clone(), None), &inputs);
-        let blockwise = run(&lower(g, Some((bq, bkv))), &inputs);
-        let err = common::max_rel_err(&blockwise, &dense);
-        eprintln!("bf16 case {i}: max relative error {err:e}");
-        assert!(err < 3e-2, "{case:?}: max relative error {err:e}");
+        for exp2 in [false, true] {
+            let blockwise = run(&lower(g.clone(), case.pass(exp2)), &inputs);
+            let err = common::max_rel_err(&blockwise, &dense);
+            eprintln!("bf16 case {i}, exp2 {exp2}: max relative error {err:e}");
+            assert!(err < 3e-2, "{case:?}, exp2 {exp2}: max relative error {err:e}");
+        }
     }
 }
 
@@ -170,6 +187,7 @@ fn registered_pass_then_the_default_pipeline_matches_dense() {
         dv: 3,
         bkv: 0,
         bq: 0,
+        bkv_compute: 0,
         mask: 1,
         mask_full: 0b1100,
         window: Some((2, 1)),
@@ -198,11 +216,13 @@ fn registered_pass_then_the_default_pipeline_matches_dense() {
 fn padded_keys_are_masked_out() {
     // 5 keys in blocks of at most 4 are 2 blocks of 3: the padded key (k = 0, v = 0) would add
     // exp(0 - m) to the row sums. 3 queries in blocks of 2: one padded query row.
-    let c = Case { b: 1, h: 1, sq: 3, sk: 5, d: 4, dv: 4, bkv: 4, bq: 2, mask: 0, mask_full: 0, window: None, seed: 7 };
+    let (mask, mask_full, window, seed) = (0, 0, None, 7);
+    let c =
+        Case { b: 1, h: 1, sq: 3, sk: 5, d: 4, dv: 4, bkv: 4, bq: 2, bkv_compute: 4, mask, mask_full, window, seed };
     let g = attention_graph(&c);
     let inputs = inputs_of(&g, c.seed);
     let dense = run(&lower(g.clone(), None), &inputs);
-    let blockwise = run(&lower(g, Some((c.bq, c.bkv))), &inputs);
+    let blockwise = run(&lower(g, c.pass(false)), &inputs);
     assert!(common::max_rel_err(&blockwise, &dense) < 1e-5, "{blockwise:?} vs {dense:?}");
 }
 
