@@ -40,7 +40,7 @@ graph @small {
 "#;
 
 /// Shardy: one `sdy.mesh`, `#sdy.sharding` on arguments and results, per-value shardings on
-/// ops (inside the loop too), `sdy.reshard`; 8 partitions from the mesh.
+/// ops (inside the loop too), `sdy.sharding_constraint`; 8 partitions from the mesh.
 #[test]
 fn small_module_snapshot_shardy() {
     let g = parse(SMALL).unwrap();

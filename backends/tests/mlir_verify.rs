@@ -91,7 +91,7 @@ fn every_primitive_op_verifies() {
     assert_verifies(&text);
     // Shardy: the sdy attributes (mesh, argument and per-value shardings, reshard) parse too.
     let (_, text) = every_primitive(ShardingFormat::Shardy);
-    assert!(text.contains("\"sdy.mesh\"") && text.contains("\"sdy.reshard\"") && text.contains("#sdy.sharding<@mesh"));
+    assert!(text.contains("\"sdy.mesh\"") && text.contains("\"sdy.sharding_constraint\"") && text.contains("#sdy.sharding<@mesh"));
     assert_verifies(&text);
 }
 

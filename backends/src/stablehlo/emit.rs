@@ -21,7 +21,8 @@ pub enum EmitError {
 /// (`use_shardy_partitioner` in the runtime's compile options).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ShardingFormat {
-    /// `sdy.mesh` plus `sdy.sharding` / `sdy.reshard`: named axes, what XLA now partitions with.
+    /// `sdy.mesh` plus `sdy.sharding` / `sdy.sharding_constraint`: named axes, what XLA now
+    /// partitions with.
     #[default]
     Shardy,
     /// `mhlo.sharding` tile-assignment strings, for plugins without Shardy.
@@ -49,7 +50,10 @@ pub fn emit_module(graph: &Graph, opts: &EmitOptions) -> Result<String, EmitErro
         "module @{module} attributes {{mhlo.num_partitions = {partitions} : i32, mhlo.num_replicas = 1 : i32}} {{"
     );
     if let (Some(mesh), ShardingFormat::Shardy) = (&graph.mesh, opts.sharding) {
-        let _ = writeln!(e.out, "  \"sdy.mesh\"() {{sym_name = \"{MESH_SYMBOL}\", mesh = {}}} : () -> ()", sdy_mesh(mesh));
+        // Inherent attributes as properties (`<{...}>`): given in the attribute dictionary, the
+        // plugin's parser leaves the symbol unnamed and `sdy.reshard` cannot find the mesh.
+        let mesh = sdy_mesh(mesh);
+        let _ = writeln!(e.out, "  \"sdy.mesh\"() <{{mesh = {mesh}, sym_name = \"{MESH_SYMBOL}\"}}> : () -> ()");
     }
     let mut args = Vec::new();
     let mut arg_names = Vec::new();
@@ -237,14 +241,16 @@ impl Emitter {
         }
     }
 
-    /// `v = reshard(x)`: `sdy.reshard` or GSPMD's `@Sharding` custom call, both of which only
-    /// constrain the layout. Without a mesh there is nothing to move: `x` stands for `v`.
+    /// `v = reshard(x)`: `sdy.sharding_constraint` or GSPMD's `@Sharding` custom call, both of
+    /// which only constrain the layout; the partitioner moves the data. (Shardy's `sdy.reshard`
+    /// is refused by the CPU plugin: "'sdy.reshard' op unknown mesh", whatever the form;
+    /// `sharding_constraint` is also what JAX emits for `with_sharding_constraint`.) Without a mesh there is nothing to move: `x` stands for `v`.
     fn reshard(&mut self, g: &Graph, v: ValueId, x: &str, name: &str, pad: &str) -> String {
         let (Some(s), Some(mesh)) = (&g.node(v).sharding, &self.mesh) else { return x.to_string() };
         let t = ty(g, v);
         let _ = match self.format {
             ShardingFormat::Shardy => {
-                writeln!(self.out, "{pad}{name} = \"sdy.reshard\"({x}) {{sharding = {}}} : ({t}) -> {t}", s.sdy(MESH_SYMBOL))
+                writeln!(self.out, "{pad}{name} = \"sdy.sharding_constraint\"({x}) <{{sharding = {}}}> : ({t}) -> {t}", s.sdy(MESH_SYMBOL))
             }
             ShardingFormat::Gspmd => writeln!(
                 self.out,
