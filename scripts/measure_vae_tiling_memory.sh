@@ -8,8 +8,10 @@
 # by diffusers' default AutoencoderKLWan (the Wan 2.1 VAE config) at its random init, made once
 # with tools/golden/.venv. The latents are randn [1, 16, T, H/8, W/8]. Each mode runs
 # `vidlower stage3` under /usr/bin/time -v with --no-cache (compile included, as a first run)
-# and prints the stage's summary and the process's peak RSS. Per-step buffers do not depend on
-# T; the decoded frames (f32, [1, 3, 1 + 4 (T - 1), H, W]) grow linearly with it.
+# and prints the stage's summary and the process's peak RSS; the RSS is also sampled every 5 s
+# into $WORK/rss_<mode>_<T>x<H>x<W>.log (unix time, kB) to show when the peak is reached.
+# Per-step buffers do not depend on T; the decoded frames (f32, [1, 3, 1 + 4 (T - 1), H, W]) grow
+# linearly with it. TIMEOUT=<seconds> stops a run early (GNU time still reports its peak so far).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -54,11 +56,20 @@ for mode in $MODES; do
     flags=()
     [ "$mode" = tiled ] && flags=(--vae-tiling)
     log="$WORK/stage3_${mode}_${T}x${H}x${W}.log"
-    /usr/bin/time -v "$VIDLOWER" stage3 --model-dir "$WORK/model" --input-dir "$IN" --no-cache "${flags[@]}" >"$log" 2>&1 || {
-        tail -20 "$log" >&2
-        exit 1
-    }
-    echo "== $mode, $T latent frames at ${H}x${W}"
+    limit=()
+    [ -n "${TIMEOUT:-}" ] && limit=(timeout -s INT "$TIMEOUT")
+    "${limit[@]}" /usr/bin/time -v "$VIDLOWER" stage3 --model-dir "$WORK/model" --input-dir "$IN" --no-cache "${flags[@]}" >"$log" 2>&1 &
+    run=$!
+    rss="$WORK/rss_${mode}_${T}x${H}x${W}.log"
+    : >"$rss"
+    while kill -0 "$run" 2>/dev/null; do
+        pid=$(pgrep -n -f "vidlower stage3 --model-dir $WORK/model --input-dir $IN" || true)
+        [ -n "$pid" ] && echo "$(date +%s) $(ps -o rss= -p "$pid" || true)" >>"$rss"
+        sleep 5
+    done
+    status=0
+    wait "$run" || status=$?
+    echo "== $mode, $T latent frames at ${H}x${W} (exit status $status; RSS samples in $rss)"
     grep -E "^stage 3: vae" "$log"
     grep -E "Maximum resident set size|Elapsed \(wall clock\)" "$log"
 done
