@@ -111,3 +111,31 @@ fn frames_within_a_tile_are_not_tiled() {
     let rel = common::max_rel_err(&vae.decode(z).unwrap().to_f64_vec(), &want.to_f64_vec());
     assert!(rel < 1e-4, "max rel err {rel:.3e}");
 }
+
+/// `vidlower stage3`'s tile flags are refused with the flag named before the latents are read
+/// (there are none here), and tile sizes without --vae-tiling are a usage error.
+#[test]
+fn bad_tile_flags_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = r#"{"prompt": "p", "negative_prompt": "", "model_id": "wan2.1-tiny", "max_sequence_length": 16}"#;
+    std::fs::write(tmp.path().join("generation_config.json"), config).unwrap();
+    let stage3 = |flags: &[&str]| -> String {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_vidlower"))
+            .args(["stage3", "--input-dir"])
+            .arg(tmp.path())
+            .args(flags)
+            .env("VIDLOWER_CACHE_DIR", tmp.path().join("cache"))
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{flags:?} was accepted");
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(!err.contains("panicked") && !err.contains("stage2_latents"), "{err}");
+        err
+    };
+    let e = stage3(&["--vae-tiling", "--tile-sample-stride-width", "100"]);
+    assert!(e.contains("--tile-sample-stride-width is 100: expected a positive multiple of the VAE's spatial compression 8"), "{e}");
+    let e = stage3(&["--enable_tiling", "--tile-sample-stride-height", "320"]);
+    assert!(e.contains("--tile-sample-stride-height 320 exceeds --tile-sample-min-height 256"), "{e}");
+    let e = stage3(&["--tile-sample-min-width", "64"]);
+    assert!(e.contains("--vae-tiling"), "{e}");
+}
