@@ -21,6 +21,7 @@ pub mod pipeline_options;
 pub mod registry;
 pub mod rewrite;
 pub mod sliding_window;
+pub mod sharding;
 
 pub use blockwise_attention::BlockwiseAttention;
 pub use canonicalize::Canonicalize;
@@ -33,4 +34,5 @@ pub use exp2_softmax::Exp2Softmax;
 pub use k_smooth::KSmooth;
 pub use manager::{default_pipeline, DumpAfter, PassManager, PassReport, PipelineRun};
 pub use pass::Pass;
+pub use sharding::{AttentionSharding, ShardingPropagation, ShardingReport, ShardingRules};
 pub use registry::{create_pass, known_passes, PassInfo, DEFAULT_PIPELINE, REGISTRY};

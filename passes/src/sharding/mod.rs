@@ -133,6 +133,11 @@ impl ShardingPropagation {
         let layout = p.layout.clone();
         self.keep_annotations(&mut p, &g, &layout, "")?;
         self.seed_inputs(&mut p, &g, &mut report)?;
+        // Rules and inputs first, to a fixpoint: the weights' layout decides every dim it
+        // reaches. The attention strategy then only fills what is left (the sequence dim under
+        // sequence parallelism), so the projections stay tensor-parallel and the residual stream
+        // between blocks is split on the sequence instead of gathering weights.
+        p.propagate();
         self.seed_attention(&mut p, &g, &layout, &Vec::new(), &mut report);
         p.propagate();
         let reshards = p.conflicts();

@@ -23,6 +23,9 @@ pub struct Slot {
     pub dims: DimAxes,
     /// Set by the user, a rule or the batch axis: propagation never changes it.
     pub fixed: bool,
+    /// Computed from constants only (RoPE tables, masks, iotas): it takes its users' layout but
+    /// passes none on, so a table shared by q and k does not carry q's split over to k.
+    pub constant: bool,
 }
 
 /// Where an operand-side tensor is read, i.e. where a reshard would go.
@@ -76,14 +79,22 @@ impl<'m> Problem<'m> {
 
     fn add_graph(&mut self, g: &Graph, path: &GraphPath) -> Layout {
         let mut layout = Layout::default();
+        let mut constant = Vec::with_capacity(g.nodes.len());
         for (i, node) in g.nodes.iter().enumerate() {
+            let c = match node.op {
+                Op::Constant(_) | Op::Iota { .. } => true,
+                Op::Input { .. } | Op::Weight { .. } | Op::While { .. } | Op::CustomCall { .. } | Op::Reshard => false,
+                _ => !node.operands.is_empty() && node.operands.iter().all(|o| constant[o.index()]),
+            };
+            constant.push(c);
             layout.first_slot.push(self.slots.len());
             let elems: Vec<&TensorType> = match &node.ty {
                 Type::Tensor(t) => vec![t],
                 Type::Tuple(ts) => ts.iter().collect(),
             };
             for t in elems {
-                self.slots.push(Slot { shape: t.shape.clone(), dims: vec![Vec::new(); t.rank()], fixed: false });
+                let dims = vec![Vec::new(); t.rank()];
+                self.slots.push(Slot { shape: t.shape.clone(), dims, fixed: false, constant: c });
             }
             if let Op::While { cond, body } = &node.op {
                 let sub = |r: u8| path.iter().copied().chain([(i, r)]).collect::<GraphPath>();
@@ -156,7 +167,8 @@ impl<'m> Problem<'m> {
     }
 
     /// The axes of each factor of `c`: the results' (first result with the factor), else the
-    /// first operand's that is split. With `results_decide`, a result's whole dim counts too.
+    /// first operand's that is split. With `results_decide` (checking, not propagating), a
+    /// result's whole dim counts too, and constant-derived tensors count like any other.
     fn factor_axes(&self, c: &Constraint, results_decide: bool) -> HashMap<usize, Vec<String>> {
         let mut axes: HashMap<usize, Vec<String>> = HashMap::new();
         let results = c.results.iter().map(|(s, f)| (s, f, true));
@@ -164,7 +176,8 @@ impl<'m> Problem<'m> {
             for (d, f) in factors.iter().enumerate() {
                 let Some(f) = f else { continue };
                 let here = &self.slots[slot].dims[d];
-                if !here.is_empty() || (is_result && results_decide) {
+                let source = !self.slots[slot].constant || results_decide;
+                if source && (!here.is_empty() || (is_result && results_decide)) {
                     axes.entry(*f).or_insert_with(|| here.clone());
                 }
             }

@@ -23,20 +23,8 @@ pub enum RulesError {
     Json { file: String, message: String },
     #[error("sharding rules {file}: entry {entry} (pattern `{pattern}`): {message}")]
     Entry { file: String, entry: usize, pattern: String, message: String },
-    #[error(
-        "sharding rules {file}: pattern `{pattern}` puts `{weight}` ({shape:?}) dim {dim} on axes {axes:?} \
-         ({shards} shards), which do not divide {size}"
-    )]
-    Indivisible {
-        file: String,
-        pattern: String,
-        weight: String,
-        shape: Vec<i64>,
-        dim: usize,
-        axes: Vec<String>,
-        shards: u32,
-        size: i64,
-    },
+    #[error("sharding rules {file}: {weight}: {message}")]
+    Indivisible { file: String, weight: String, message: String },
 }
 
 /// Where a rule set came from: decides whether an indivisible dim is an error or a note.
@@ -64,6 +52,9 @@ impl RuleSource {
 /// rank than the rule is left replicated, with a note.
 #[derive(Clone, Debug)]
 pub struct Rule {
+    /// The pattern as written (shown in messages).
+    pub text: String,
+    /// The pattern anchored to whole names.
     pub pattern: Regex,
     pub dims: Vec<Option<String>>,
 }
@@ -173,13 +164,11 @@ impl ShardingRules {
                 if let RuleSource::File(_) = self.source {
                     return Err(RulesError::Indivisible {
                         file: self.source.describe(),
-                        pattern: rule.pattern.as_str().to_string(),
                         weight: name.to_string(),
-                        shape: shape.to_vec(),
-                        dim,
-                        axes: vec![axis.clone()],
-                        shards: size,
-                        size: shape[dim],
+                        message: format!(
+                            "pattern `{}` splits dim {dim} of {shape:?} on {axis}={size}, which does not divide {}",
+                            rule.text, shape[dim]
+                        ),
                     });
                 }
                 notes.push(format!("{name}: dim {dim} ({}) does not divide by {axis}={size}; kept whole", shape[dim]));
@@ -193,14 +182,14 @@ impl ShardingRules {
 
 impl Rule {
     /// A rule from a pattern (anchored to the whole name) and per-dim axes.
-    pub fn new(pattern: &str, dims: Vec<Option<String>>) -> Result<Rule, String> {
-        let pattern = Regex::new(&format!("^(?:{pattern})$")).map_err(|e| format!("bad regex: {e}"))?;
+    pub fn new(text: &str, dims: Vec<Option<String>>) -> Result<Rule, String> {
+        let pattern = Regex::new(&format!("^(?:{text})$")).map_err(|e| format!("bad regex: {e}"))?;
         for axis in dims.iter().flatten() {
             if axis.is_empty() || !axis.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("axis `{axis}` is not a mesh axis name (dp, fsdp, tp, sp, ...)"));
             }
         }
-        Ok(Rule { pattern, dims })
+        Ok(Rule { text: text.to_string(), pattern, dims })
     }
 }
 
@@ -241,7 +230,8 @@ mod tests {
     #[test]
     fn indivisible_dims_are_errors_for_files_and_notes_for_built_ins() {
         let err = rules().weight_sharding(&mesh("tp=4"), "blocks.0.attn1.to_q.weight", &[6, 8]).unwrap_err();
-        assert!(matches!(err, RulesError::Indivisible { dim: 0, size: 6, shards: 4, .. }), "{err}");
+        assert!(matches!(err, RulesError::Indivisible { .. }), "{err}");
+        assert!(err.to_string().contains("dim 0 of [6, 8] on tp=4, which does not divide 6"), "{err}");
         assert!(err.to_string().contains("rules.json") && err.to_string().contains("blocks.0.attn1.to_q.weight"));
 
         let built_in = ShardingRules::new(RuleSource::BuiltIn("test"), [("w", vec![Some("tp"), Some("tp")])]).unwrap();

@@ -168,7 +168,7 @@ fn bad_inputs_are_errors_not_panics() {
     );
     let pass = ShardingPropagation::new(Mesh::parse("tp=3").unwrap(), rules.unwrap());
     let err = pass.run(parse(ATTENTION_BLOCK).unwrap()).unwrap_err();
-    assert!(err.to_string().contains("r.json") && err.to_string().contains("do not divide 16"), "{err}");
+    assert!(err.to_string().contains("r.json") && err.to_string().contains("does not divide 16"), "{err}");
 
     // A batch the axis does not divide: replicated, with a note.
     let pass = ShardingPropagation::new(Mesh::parse("dp=4").unwrap(), ShardingRules::none());

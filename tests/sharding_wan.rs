@@ -1,0 +1,206 @@
+//! The Wan transformer laid out by the sharding pass and run on 8 virtual CPU devices gives the
+//! single-device output: the tiny config with 8 heads (context parallel on `tp`, sequence
+//! parallel on `sp`) and with its own 2 heads (which forces sequence parallel on `tp`), batch 2
+//! (CFG) on `dp`, in both Shardy and GSPMD annotations. Also: the propagated graph has a sharding
+//! on every value and the IR dump shows them, and the built-in rules reach every projection.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Instant;
+use vidlower_backends::{emit_module, EmitOptions, ShardingFormat};
+use vidlower_frontends::wan::config::{Umt5Config, WanTransformerConfig};
+use vidlower_frontends::wan::text_encoder::umt5_encoder;
+use vidlower_frontends::wan::transformer::{transformer, TransformerShape};
+use vidlower_ir::{text, DType, Graph, Mesh, Op};
+use vidlower_passes::sharding::{umt5_encoder as umt5_rules, wan_transformer as wan_rules, AttentionSplit};
+use vidlower_passes::{PassManager, ShardingPropagation, DEFAULT_PIPELINE};
+use vidlower_runtime::pjrt::CompileOptions;
+use vidlower_runtime::program::Program;
+use vidlower_runtime::tensor::HostTensor;
+
+const TINY_TRANSFORMER: &str = include_str!("../frontends/src/wan/tiny/transformer.json");
+const TINY_TEXT_ENCODER: &str = include_str!("../frontends/src/wan/tiny/text_encoder.json");
+
+/// The tiny preset's transformer with `heads` heads of its head dim (12): 8 heads = inner 96.
+fn config(heads: i64) -> WanTransformerConfig {
+    let mut cfg: WanTransformerConfig = serde_json::from_str(TINY_TRANSFORMER).unwrap();
+    cfg.num_attention_heads = heads;
+    cfg
+}
+
+/// Batch 2 (CFG's stacked conditional and unconditional), 2x4x4 patches = 32 tokens, 8 text tokens.
+const SHAPE: TransformerShape = TransformerShape { batch: 2, frames: 2, height: 8, width: 8, text_len: 8 };
+
+fn graph(heads: i64) -> Graph {
+    transformer(&config(heads), &SHAPE, DType::F32).unwrap()
+}
+
+/// `graph` laid out on `mesh` with the Wan rules, then the default pipeline.
+fn sharded_pipeline(mesh: &Mesh) -> PassManager {
+    let mut pm = PassManager::new();
+    pm.add(Box::new(ShardingPropagation::new(mesh.clone(), wan_rules())));
+    for name in DEFAULT_PIPELINE {
+        pm.add(vidlower_passes::create_pass(name).unwrap());
+    }
+    pm
+}
+
+/// The single-device sample for `heads`, with its weights and inputs.
+struct Reference {
+    weights: HashMap<String, HostTensor>,
+    inputs: HashMap<String, HostTensor>,
+    sample: Vec<f64>,
+}
+
+fn reference(heads: i64) -> Reference {
+    let g = graph(heads);
+    let (weights, inputs) = common::random_params(&g, 11);
+    let client = common::cpu_client(1);
+    let single = common::program(&client, g, DEFAULT_PIPELINE, &weights);
+    let sample = single.run(&inputs).unwrap().remove(0).1.to_f64_vec();
+    Reference { weights, inputs, sample }
+}
+
+/// Runs the Wan graph sharded on `mesh` in `format` on 8 CPU devices; the max relative error
+/// against the single-device sample, or why it could not run.
+fn sharded_error(heads: i64, mesh: &str, format: ShardingFormat, r: &Reference) -> Result<f64, String> {
+    let mesh = Mesh::parse(mesh).unwrap();
+    let run = sharded_pipeline(&mesh).run(graph(heads)).unwrap();
+    let module = emit_module(&run.graph, &EmitOptions { sharding: format }).unwrap();
+    let client = common::cpu_client(mesh.device_count());
+    let start = Instant::now();
+    let exe = client.compile(&module, &CompileOptions::for_graph(&run.graph, format)).map_err(|e| e.to_string())?;
+    let compile = start.elapsed();
+    let mut program = Program::new(exe, vidlower_runtime::program::Signature::of(&run.graph), &client).unwrap();
+    program.upload_weights(&mut |name, _| r.weights.get(name).cloned()).unwrap();
+    let out = program.run(&r.inputs).unwrap().remove(0).1;
+    assert_eq!(out.dims, vec![2, 16, 2, 8, 8]);
+    let err = common::max_rel_err(&out.to_f64_vec(), &r.sample);
+    let reshards = run.graph.op_counts().get("reshard").copied().unwrap_or(0);
+    println!(
+        "{heads} heads, mesh {mesh}, {format:?}: max rel err {err:.2e}, {reshards} reshards, compile {compile:.1?}"
+    );
+    Ok(err)
+}
+
+/// f32 sums in another order across devices: a few ulps of the output's scale.
+const TOLERANCE: f64 = 1e-5;
+
+/// Every mesh in both formats; all failures are listed together.
+fn check(heads: i64, meshes: &[&str]) {
+    let r = reference(heads);
+    let mut failures = Vec::new();
+    for mesh in meshes {
+        for format in [ShardingFormat::Shardy, ShardingFormat::Gspmd] {
+            match sharded_error(heads, mesh, format, &r) {
+                Ok(err) if err < TOLERANCE => {}
+                Ok(err) => failures.push(format!("{mesh} ({format:?}): max rel err {err:e}")),
+                Err(e) => failures.push(format!("{mesh} ({format:?}): {e}")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{heads} heads:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn eight_heads_context_and_sequence_parallel_match_one_device() {
+    check(8, &["dp=2,tp=4", "tp=8", "sp=8", "dp=2,sp=4"]);
+}
+
+#[test]
+fn two_heads_force_sequence_parallel_and_match_one_device() {
+    check(2, &["dp=2,tp=4", "tp=8"]);
+}
+
+/// The laid-out (not yet decomposed) graph of `heads` heads on `mesh`, and the pass's report.
+fn propagated(heads: i64, mesh: &str) -> (Graph, vidlower_passes::ShardingReport) {
+    let pass = ShardingPropagation::new(Mesh::parse(mesh).unwrap(), wan_rules());
+    pass.propagate(graph(heads)).unwrap()
+}
+
+#[test]
+fn every_value_has_a_sharding_and_the_dump_shows_it() {
+    let (g, report) = propagated(8, "dp=2,tp=4");
+    vidlower_ir::verify(&g).unwrap();
+    let missing: Vec<String> = g
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.sharding.is_none())
+        .map(|(i, n)| format!("%{i} {}", n.op.name()))
+        .collect();
+    assert!(missing.is_empty(), "values without a sharding: {missing:?}");
+    let dump = text::print(&g);
+    assert!(dump.lines().nth(1).unwrap().trim() == "mesh dp=2,tp=4", "{}", &dump[..200]);
+    let node_lines: Vec<&str> = dump.lines().filter(|l| l.trim_start().starts_with('%')).collect();
+    assert_eq!(node_lines.len(), g.nodes.len());
+    assert!(node_lines.iter().all(|l| l.contains(" sharding=[")), "every node line prints its sharding");
+    // The batch is on dp from the inputs to the sample; every attention is context parallel.
+    assert!(dump.contains(r#"input "hidden_states" : f32[2,16,2,8,8] sharding=[{dp},{},{},{},{}]"#));
+    let out = g.node(g.outputs[0].value).sharding.as_ref().unwrap().to_string();
+    assert!(out.starts_with("[{dp}"), "sample {out}");
+    assert_eq!(report.attention.len(), 2 * 2, "two blocks, self and cross attention");
+    for (at, c) in &report.attention {
+        assert_eq!(c.splits, [("tp".to_string(), AttentionSplit::Heads)], "{at}: {c}");
+    }
+    assert!(report.reshards.is_empty(), "context parallel needs no reshard: {report}");
+}
+
+#[test]
+fn sequence_parallel_gathers_keys_and_values_explicitly() {
+    let (g, report) = propagated(2, "dp=2,tp=4");
+    for (at, c) in &report.attention {
+        assert_eq!(c.splits, [("tp".to_string(), AttentionSplit::Queries)], "{at}: {c}");
+    }
+    for n in g.nodes.iter().filter(|n| matches!(n.op, Op::Attention { .. })) {
+        let s = |k: usize| g.node(n.operands[k]).sharding.as_ref().unwrap().to_string();
+        assert_eq!(
+            (s(0), s(1), s(2)),
+            ("[{dp},{},{tp},{}]".into(), "[{dp},{},{},{}]".into(), "[{dp},{},{},{}]".into())
+        );
+    }
+    // Per attention: q from heads-split features to split rows, k and v gathered, and the
+    // output gathered before the row-parallel to_out (2 heads cannot take tp); nothing else.
+    assert_eq!(g.op_counts()["reshard"], 4 * 4, "{report}");
+    assert!(report.reshards.iter().all(|r| !r.contains("-> [{},{}]")), "no weight is gathered: {report}");
+    println!("{report}");
+}
+
+#[test]
+fn built_in_rules_split_every_projection() {
+    let (g, report) = propagated(8, "dp=2,tp=4");
+    let split = |name: &str| {
+        let v = g.find_input(name).unwrap();
+        !g.node(v).sharding.as_ref().unwrap().is_replicated()
+    };
+    for block in 0..2 {
+        for layer in ["attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "attn2.to_q", "attn2.to_out.0"] {
+            assert!(split(&format!("blocks.{block}.{layer}.weight")), "blocks.{block}.{layer}");
+        }
+        assert!(
+            split(&format!("blocks.{block}.ffn.net.0.proj.weight"))
+                && split(&format!("blocks.{block}.ffn.net.2.weight"))
+        );
+    }
+    assert!(split("condition_embedder.text_embedder.linear_1.weight"));
+    assert!(!split("proj_out.weight") && !split("patch_embedding.weight"));
+    // q/k/v, ffn.0 and linear_1 (weights and biases) + to_out, ffn.2 and linear_2 (weights).
+    assert_eq!(report.weights_split, 2 * (12 + 2 + 3) + 4 + 2, "{report}");
+
+    let cfg: Umt5Config = serde_json::from_str(TINY_TEXT_ENCODER).unwrap();
+    let t5 = umt5_encoder(&cfg, 2, 8, DType::F32).unwrap();
+    let pass = ShardingPropagation::new(Mesh::parse("dp=2,tp=4").unwrap(), umt5_rules());
+    let (t5, report) = pass.propagate(t5).unwrap();
+    let names: Vec<String> = t5
+        .weights()
+        .filter(|(n, _)| {
+            let v = t5.find_input(n).unwrap();
+            !t5.node(v).sharding.as_ref().unwrap().is_replicated()
+        })
+        .map(|(n, _)| n.to_string())
+        .collect();
+    // q, k, v, o, wi_0, wi_1, wo in both layers; the 423-row vocabulary does not divide by 4.
+    assert_eq!(names.len(), 2 * 7, "{names:?}");
+    assert!(report.notes.iter().any(|n| n.contains("shared.weight") && n.contains("423")), "{report}");
+}
