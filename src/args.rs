@@ -135,7 +135,7 @@ impl Selection {
     /// The selected graphs, at the sizes the flags give.
     pub fn graphs(&self) -> Result<Vec<ComponentGraph>> {
         match self {
-            Selection::Graph(graph) => Ok(vec![ComponentGraph { label: graph.name.clone(), graph: graph.clone() }]),
+            Selection::Graph(graph) => Ok(vec![ComponentGraph { label: graph.name.clone(), graph: graph.clone(), folder: None }]),
             Selection::Model(m) => m.graphs(),
         }
     }

@@ -118,6 +118,9 @@ impl Sizes {
 pub struct ComponentGraph {
     pub label: String,
     pub graph: Graph,
+    /// The diffusers folder of its weights (picks the built-in sharding rules); `None` for the
+    /// example graph and IR files.
+    pub folder: Option<&'static str>,
 }
 
 impl ComponentGraph {
@@ -136,7 +139,7 @@ impl ComponentGraph {
 pub fn graphs(model: &WanModel, weights: &WeightStore, c: Component, s: &Sizes, dtype: DType) -> Result<Vec<ComponentGraph>> {
     let vae_shape = VaeDecodeShape { batch: s.batch, height: s.latent_height, width: s.latent_width };
     let step = |first: bool| decoder_step(&model.vae, &vae_shape, dtype, first);
-    let one = |label: &str, graph: Graph| ComponentGraph { label: label.to_string(), graph };
+    let one = |label: &str, graph: Graph| ComponentGraph { label: label.to_string(), graph, folder: Some(c.folder()) };
     let built = match c {
         Component::TextEncoder => {
             let mut graph = umt5_encoder(&model.text_encoder, s.batch, s.text_len, dtype)?;
@@ -332,13 +335,15 @@ impl Runner {
         let mut built = graphs(model, weights, c, s, dtype)?;
         let g = built.pop().expect("one graph for this component");
         let (label, cache_label) = (g.label.clone(), g.cache_label());
-        let lowered = lower(g.graph, pipeline(passes)?, DumpAfter::None, &mut |_, _| {}).with_context(|| label.clone())?;
+        let format = passes.pipeline.format();
+        let lowered =
+            lower(g.graph, pipeline(passes, g.folder)?, format, DumpAfter::None, &mut |_, _| {}).with_context(|| label.clone())?;
         let spinner = crate::commands::spinner("compiling");
         let compiled = compile_cached(
             &session.client,
             session.cache.as_ref(),
             &lowered.module,
-            &CompileOptions::single_device(),
+            &CompileOptions::for_graph(&lowered.graph, format),
             &cache_label,
         );
         spinner.finish_and_clear();

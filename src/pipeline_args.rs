@@ -1,11 +1,16 @@
 //! Flags that shape the standard pass pipeline (see `vidlower_passes::pipeline_options`): how
-//! attention is lowered, base-2 softmax, K smoothing, block sizes and a sliding window. Shared by
+//! attention is lowered, base-2 softmax, K smoothing, block sizes, a sliding window, and the
+//! device mesh with its sharding rules. Shared by
 //! `compile`, `dump-ir`, `exec`, `bench` and the stage commands, so an executable compiled ahead of
 //! time is the one a stage asks the cache for.
 
 use anyhow::{bail, Result};
 use clap::Args;
-use vidlower_passes::pipeline_options::{AttentionLowering, Exp2Choice, PipelineOptions};
+use std::path::PathBuf;
+use vidlower_backends::ShardingFormat;
+use vidlower_ir::Mesh;
+use vidlower_passes::pipeline_options::{AttentionLowering, Exp2Choice, PipelineOptions, ShardingOptions};
+use vidlower_passes::sharding::{AttentionSharding, ShardingRules};
 
 /// The pipeline flags. Unset values take [`PipelineOptions::default`].
 #[derive(Args, Clone, Debug, Default)]
@@ -33,6 +38,21 @@ pub struct PipelineArgs {
     /// Sliding-window self-attention: LEFT,RIGHT keys around each query (-1 = unbounded side).
     #[arg(long, alias = "window_size", value_name = "LEFT,RIGHT", value_parser = parse_window)]
     pub window_size: Option<(i64, i64)>,
+    /// Lay the graph out over a device mesh of named axes (dp, fsdp, tp, sp), e.g. dp=2,tp=4;
+    /// compiles with num_partitions = the mesh's device count.
+    #[arg(long, value_name = "AXIS=N,...", value_parser = parse_mesh)]
+    pub mesh: Option<Mesh>,
+    /// Weight sharding rules (JSON: [{"pattern": REGEX, "dims": ["tp", null]}], first match
+    /// wins) instead of the built-in Wan rules.
+    #[arg(long, value_name = "FILE", requires = "mesh")]
+    pub rules: Option<PathBuf>,
+    /// How attention is split over the mesh: auto (heads on tp when they divide, else query rows;
+    /// query rows on sp), context (heads), sequence (query rows), none.
+    #[arg(long, value_name = "KIND", value_parser = parse_attention_sharding, requires = "mesh")]
+    pub attention_sharding: Option<AttentionSharding>,
+    /// Sharding annotations: shardy (default) or gspmd (mhlo.sharding, for plugins without Shardy).
+    #[arg(long, value_name = "FORMAT", value_parser = parse_format, requires = "mesh")]
+    pub sharding_format: Option<ShardingFormat>,
 }
 
 impl PipelineArgs {
@@ -61,7 +81,26 @@ impl PipelineArgs {
             bail!("--bq, --bkv and --bkv-compute size blockwise attention; they do not apply to --attention {}", o.attention);
         }
         o.window = self.window_size;
+        if let Some(mesh) = &self.mesh {
+            let rules = match &self.rules {
+                Some(path) => Some(ShardingRules::from_file(path)?),
+                None => None,
+            };
+            let attention = self.attention_sharding.unwrap_or_default();
+            let gspmd = self.sharding_format == Some(ShardingFormat::Gspmd);
+            o.sharding = Some(ShardingOptions { mesh: mesh.clone(), rules, attention, gspmd });
+        }
         Ok(o)
+    }
+
+    /// Devices the session needs: the mesh's, else one.
+    pub fn devices(&self) -> u32 {
+        self.mesh.as_ref().map_or(1, Mesh::device_count)
+    }
+
+    /// How shardings are written.
+    pub fn format(&self) -> ShardingFormat {
+        self.sharding_format.unwrap_or_default()
     }
 
     /// The flags that were given, for commands that refuse them next to an explicit `--passes`.
@@ -74,6 +113,7 @@ impl PipelineArgs {
             ("--bkv", self.bkv.is_some()),
             ("--bkv-compute", self.bkv_compute.is_some()),
             ("--window-size", self.window_size.is_some()),
+            ("--mesh", self.mesh.is_some()),
         ]
         .into_iter()
         .find(|(_, g)| *g)
@@ -83,6 +123,28 @@ impl PipelineArgs {
 
 fn parse_lowering(s: &str) -> Result<AttentionLowering, String> {
     s.parse()
+}
+
+fn parse_mesh(s: &str) -> Result<Mesh, String> {
+    Mesh::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_attention_sharding(s: &str) -> Result<AttentionSharding, String> {
+    match s {
+        "auto" => Ok(AttentionSharding::Auto),
+        "context" => Ok(AttentionSharding::Context),
+        "sequence" => Ok(AttentionSharding::Sequence),
+        "none" => Ok(AttentionSharding::None),
+        _ => Err(format!("expected auto, context, sequence or none, got `{s}`")),
+    }
+}
+
+fn parse_format(s: &str) -> Result<ShardingFormat, String> {
+    match s {
+        "shardy" | "sdy" => Ok(ShardingFormat::Shardy),
+        "gspmd" => Ok(ShardingFormat::Gspmd),
+        _ => Err(format!("expected shardy or gspmd, got `{s}`")),
+    }
 }
 
 fn parse_exp2(s: &str) -> Result<Exp2Choice, String> {

@@ -113,3 +113,42 @@ fn bad_flags_are_refused_before_any_work() {
     let e = failure(vidlower(&cache, &with(&["--latents-in", bad.to_str().unwrap()])));
     assert!(e.contains("[1, 16, 3, 8, 12]"), "{e}");
 }
+
+/// `latents` of a stage-2 file as f64.
+fn latents(file: &Path) -> Vec<f64> {
+    vidlower_runtime::safetensors_io::load(file).unwrap().remove("latents").unwrap().to_f64_vec()
+}
+
+#[test]
+fn stages_on_a_device_mesh_give_the_one_device_latents() {
+    // Stage 1 once; stage 2 (f32) on one device, then laid out by the sharding pass over 8
+    // virtual CPU devices: CFG's batch of 2 on dp, the Wan rules on tp (the tiny model's 2 heads
+    // do not divide 4, so its attention goes sequence parallel), in Shardy and in GSPMD form.
+    let tmp = tempfile::tempdir().unwrap();
+    let (cache, out) = (tmp.path().join("exe"), tmp.path().join("run"));
+    let out_s = out.to_str().unwrap();
+    let s1 = ok(vidlower(&cache, &["stage1", "--model", "wan2.1-tiny", "--prompt", "a fox", "--output-dir", out_s, "--mesh", "dp=2"]));
+    assert!(s1.contains("stage 1:"), "{s1}");
+    let file = out.join("stage2_latents.safetensors");
+    let stage2 = |extra: &[&str]| {
+        let mut args = vec!["stage2", "--input-dir", out_s, "--dtype", "f32", "--num-inference-steps", "2"];
+        args.extend_from_slice(extra);
+        let stdout = ok(vidlower(&cache, &args));
+        (stdout, latents(&file))
+    };
+    let (_, want) = stage2(&[]);
+    for extra in [&["--mesh", "dp=2,tp=4"][..], &["--mesh", "dp=2,tp=4", "--sharding-format", "gspmd"][..], &["--mesh", "tp=8"][..]] {
+        let (stdout, got) = stage2(extra);
+        assert!(stdout.contains(&format!("mesh {}", extra[1])), "{stdout}");
+        let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs() / (1.0 + b.abs())).fold(0.0, f64::max);
+        assert!(err < 1e-4, "{extra:?}: max relative error {err:e} against one device");
+    }
+    let e = failure(vidlower(&cache, &["stage2", "--input-dir", out_s, "--mesh", "dp=2,dp=4"]));
+    assert!(e.contains("--mesh") && e.contains("dp"), "{e}");
+    let e = failure(vidlower(&cache, &["stage2", "--input-dir", out_s, "--rules", "r.json"]));
+    assert!(e.contains("--mesh"), "--rules needs a mesh: {e}");
+    let rules = tmp.path().join("rules.json");
+    std::fs::write(&rules, "[{\"pattern\": \"(\", \"dims\": [\"tp\"]}]").unwrap();
+    let e = failure(vidlower(&cache, &["stage2", "--input-dir", out_s, "--mesh", "tp=2", "--rules", rules.to_str().unwrap()]));
+    assert!(e.contains("rules.json"), "a bad rules file is named: {e}");
+}

@@ -6,12 +6,14 @@
 //! executable (and the same cache key).
 //!
 //! Order: `sliding_window` (changes the model, so it comes first and every lowering sees it),
-//! `k_smooth` (before any lowering pads the keys), the attention lowering that was chosen, then
+//! `sharding` (needs the attention ops whole to choose context or sequence parallel), `k_smooth` (before any lowering pads the keys), the attention lowering that was chosen, then
 //! `exp2_softmax` for the attention still dense when asked for, then `decompose` and the cleanups.
 
 use crate::blockwise_attention::BlockwiseAttention;
 use crate::sliding_window::SlidingWindow;
+use crate::sharding::{wan_component_rules, AttentionSharding, RuleSource, ShardingPropagation, ShardingRules};
 use crate::{Canonicalize, Cse, Dce, Decompose, Exp2Softmax, KSmooth, PassManager};
+use vidlower_ir::Mesh;
 use std::fmt;
 
 /// Keys above which `auto` lowers an attention blockwise: the seeds use their splash kernel only
@@ -100,8 +102,20 @@ impl fmt::Display for Exp2Choice {
     }
 }
 
+/// Laying a graph out over a device mesh (the `sharding` pass, first in the pipeline so the
+/// attention strategy still sees attention ops).
+#[derive(Clone, Debug)]
+pub struct ShardingOptions {
+    pub mesh: Mesh,
+    /// Weight rules; `None` takes the built-in rules of the component being lowered.
+    pub rules: Option<ShardingRules>,
+    pub attention: AttentionSharding,
+    /// Emit GSPMD `mhlo.sharding` strings instead of Shardy (for plugins without Shardy).
+    pub gspmd: bool,
+}
+
 /// Everything that shapes the standard pipeline.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct PipelineOptions {
     pub attention: AttentionLowering,
     /// Attention in base 2 (scale * log2 e folded into Q).
@@ -113,6 +127,8 @@ pub struct PipelineOptions {
     pub blocks: BlockwiseAttention,
     /// Sliding window (left, right) for self-attention; negative = unbounded side.
     pub window: Option<(i64, i64)>,
+    /// Lay the graph out over a device mesh; `None` = one device.
+    pub sharding: Option<ShardingOptions>,
 }
 
 impl Default for PipelineOptions {
@@ -123,6 +139,7 @@ impl Default for PipelineOptions {
             k_smooth: true,
             blocks: BlockwiseAttention::default(),
             window: None,
+            sharding: None,
         }
     }
 }
@@ -134,11 +151,21 @@ impl PipelineOptions {
         PipelineOptions { attention: AttentionLowering::Dense, exp2_softmax: Exp2Choice::Off, k_smooth: false, ..Default::default() }
     }
 
-    /// The pipeline these options select.
+    /// The pipeline these options select for a graph without built-in sharding rules.
     pub fn pipeline(&self) -> PassManager {
+        self.pipeline_for(None)
+    }
+
+    /// The pipeline for `component` (a diffusers folder name: `transformer`, `text_encoder`,
+    /// `vae`), whose built-in sharding rules apply when no rules were given.
+    pub fn pipeline_for(&self, component: Option<&str>) -> PassManager {
         let mut pm = PassManager::new();
         if let Some((left, right)) = self.window {
             pm.add(Box::new(SlidingWindow { left, right }));
+        }
+        if let Some(s) = &self.sharding {
+            let rules = s.rules.clone().or_else(|| component.and_then(wan_component_rules)).unwrap_or_else(ShardingRules::none);
+            pm.add(Box::new(ShardingPropagation::new(s.mesh.clone(), rules).with_attention(s.attention)));
         }
         if self.k_smooth {
             pm.add(Box::new(KSmooth));
@@ -174,6 +201,14 @@ impl PipelineOptions {
         s += &format!(", exp2 softmax {}, k smoothing {}", self.exp2_softmax, on(self.k_smooth));
         if let Some((l, r)) = self.window {
             s += &format!(", window ({l}, {r})");
+        }
+        if let Some(sh) = &self.sharding {
+            let rules = match sh.rules.as_ref().map(|r| &r.source) {
+                Some(RuleSource::File(path)) => format!("rules {}", path.display()),
+                _ => "built-in rules".to_string(),
+            };
+            let format = if sh.gspmd { "GSPMD" } else { "Shardy" };
+            s += &format!(", mesh {} ({rules}, {format})", sh.mesh);
         }
         s
     }

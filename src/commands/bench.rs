@@ -55,12 +55,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
 fn bench_graph(graph: Graph, args: &BenchArgs) -> Result<()> {
     let (repeats, runs) = (args.repeats.unwrap_or(5), args.runs.unwrap_or(50));
     let signature = Signature::of(&graph);
-    let lowered = lower(graph, pipeline(&args.passes)?, DumpAfter::None, &mut |_, _| {})?;
-    let session = Session::open(&args.runtime, 1)?;
+    let format = args.passes.pipeline.format();
+    let lowered = lower(graph, pipeline(&args.passes, None)?, format, DumpAfter::None, &mut |_, _| {})?;
+    let session = Session::open(&args.runtime, args.passes.pipeline.devices())?;
     println!("plugin: {}", session.describe_plugin());
     println!("graph @{}: {} ops after passes, StableHLO {} bytes", lowered.graph.name, lowered.graph.op_count(), lowered.module.len());
 
-    let options = CompileOptions::single_device();
+    let options = CompileOptions::for_graph(&lowered.graph, format);
     let bar = indicatif::ProgressBar::new(u64::from(repeats) * 2 + u64::from(runs));
     let mut compiles = Vec::new();
     let mut executable = None;
@@ -78,7 +79,7 @@ fn bench_graph(graph: Graph, args: &BenchArgs) -> Result<()> {
         loads.push(start.elapsed());
         bar.inc(1);
     }
-    let mut program = Program::new(executable.expect("repeats >= 1"), signature.clone(), &session.client)?;
+    let mut program = Program::new(executable.expect("repeats >= 1"), Signature::of(&lowered.graph), &session.client)?;
     program.upload_weights(&mut |name, ty| Some(random_tensor(random_weight(0, name, ty), ty)))?;
     let inputs: HashMap<String, HostTensor> = signature
         .params
@@ -118,7 +119,7 @@ fn bench_component(m: &ModelSelection, args: &BenchArgs) -> Result<()> {
     let sizes = m.sizes(c)?;
     println!("model: {} ({})", m.model.spec.id(), m.model.dir.display());
     println!("{}: {dtype}, {}", c.name(), sizes.describe(&m.model, c));
-    let session = Session::open(&args.runtime, 1)?;
+    let session = Session::open(&args.runtime, args.passes.pipeline.devices())?;
     println!("plugin: {}", session.describe_plugin());
     let mut runner = Runner::prepare(&session, &m.model, &weights, c, &sizes, dtype, &args.passes)?;
     let inputs = random_inputs(&m.model, c, &sizes, dtype, 0)?;

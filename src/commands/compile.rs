@@ -33,7 +33,7 @@ pub fn run(args: CompileArgs) -> Result<()> {
     }
     let mut session = None;
     for g in selection.graphs()? {
-        let (label, cache_label) = (g.label.clone(), g.cache_label());
+        let (label, cache_label, folder) = (g.label.clone(), g.cache_label(), g.folder);
         let graph = g.graph;
         let title = if label == graph.name { String::new() } else { format!("{label} ") };
         println!(
@@ -44,7 +44,9 @@ pub fn run(args: CompileArgs) -> Result<()> {
             graph.op_count()
         );
         let start = Instant::now();
-        let lowered = lower(graph, pipeline(&args.passes)?, DumpAfter::None, &mut |_, _| {}).with_context(|| label.clone())?;
+        let format = args.passes.pipeline.format();
+        let lowered =
+            lower(graph, pipeline(&args.passes, folder)?, format, DumpAfter::None, &mut |_, _| {}).with_context(|| label.clone())?;
         let names: Vec<&str> = lowered.reports.iter().map(|r| r.name).collect();
         println!("passes: {} ({})", names.join(", "), format_duration(start.elapsed() - lowered.emit_time));
         if args.explain && args.passes.passes.is_none() {
@@ -58,14 +60,14 @@ pub fn run(args: CompileArgs) -> Result<()> {
         println!("stablehlo: {} bytes, emitted in {}", lowered.module.len(), format_duration(lowered.emit_time));
 
         if session.is_none() {
-            let s = Session::open(&args.runtime, 1)?;
+            let s = Session::open(&args.runtime, args.passes.pipeline.devices())?;
             println!("plugin: {}", s.describe_plugin());
             session = Some(s);
         }
         let session = session.as_ref().expect("opened above");
         let spinner = crate::commands::spinner("compiling");
         let compiled =
-            compile_cached(&session.client, session.cache.as_ref(), &lowered.module, &CompileOptions::single_device(), &cache_label);
+            compile_cached(&session.client, session.cache.as_ref(), &lowered.module, &CompileOptions::for_graph(&lowered.graph, format), &cache_label);
         spinner.finish_and_clear();
         let compiled = compiled.with_context(|| label.clone())?;
         for w in &compiled.warnings {

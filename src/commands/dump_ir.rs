@@ -39,18 +39,19 @@ pub fn run(args: DumpIrArgs) -> Result<()> {
         if several {
             println!("// ===== {} =====", g.label);
         }
-        let passes = pipeline(&args.passes)?;
+        let passes = pipeline(&args.passes, g.folder)?;
+        let format = args.passes.pipeline.format();
         let graph = g.graph;
         match (args.format, args.after.as_deref()) {
             (Format::Ir, None) => print!("{}", vidlower_ir::text::print(&graph)),
             (Format::Ir, Some(after)) => {
                 let dump = if after == "all" { DumpAfter::All } else { DumpAfter::Pass(after.to_string()) };
-                lower(graph, passes, dump, &mut |pass, text| {
+                lower(graph, passes, format, dump, &mut |pass, text| {
                     println!("// ----- IR after {pass} -----");
                     print!("{text}");
                 })?;
             }
-            (Format::Stablehlo, _) => print!("{}", lower(graph, passes, DumpAfter::None, &mut |_, _| {})?.module),
+            (Format::Stablehlo, _) => print!("{}", lower(graph, passes, format, DumpAfter::None, &mut |_, _| {})?.module),
         }
     }
     Ok(())

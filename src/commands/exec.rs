@@ -64,13 +64,14 @@ pub fn run(args: ExecArgs) -> Result<()> {
 fn run_graph(graph: Graph, args: &ExecArgs) -> Result<()> {
     let seed = args.seed.unwrap_or(0);
     let signature = Signature::of(&graph);
-    let lowered = lower(graph, pipeline(&args.passes)?, DumpAfter::None, &mut |_, _| {})?;
-    let session = Session::open(&args.runtime, 1)?;
+    let format = args.passes.pipeline.format();
+    let lowered = lower(graph, pipeline(&args.passes, None)?, format, DumpAfter::None, &mut |_, _| {})?;
+    let session = Session::open(&args.runtime, args.passes.pipeline.devices())?;
     println!("plugin: {}", session.describe_plugin());
 
     let spinner = crate::commands::spinner("compiling");
     let compiled =
-        compile_cached(&session.client, session.cache.as_ref(), &lowered.module, &CompileOptions::single_device(), &lowered.graph.name)?;
+        compile_cached(&session.client, session.cache.as_ref(), &lowered.module, &CompileOptions::for_graph(&lowered.graph, format), &lowered.graph.name)?;
     spinner.finish_and_clear();
     for w in &compiled.warnings {
         eprintln!("warning: {w}");
@@ -78,7 +79,8 @@ fn run_graph(graph: Graph, args: &ExecArgs) -> Result<()> {
     println!("executable: {}", compiled.describe());
 
     let upload_start = Instant::now();
-    let mut program = Program::new(compiled.executable, signature.clone(), &session.client)?;
+    // The lowered graph's signature carries the shardings a mesh gave the parameters.
+    let mut program = Program::new(compiled.executable, Signature::of(&lowered.graph), &session.client)?;
     let files_weights = match &args.weights {
         Some(p) => Some(safetensors_io::load(p)?),
         None => None,
@@ -138,7 +140,7 @@ fn run_component(m: &ModelSelection, args: &ExecArgs) -> Result<()> {
     if !ignored.is_empty() {
         println!("inputs: ignoring {} (not inputs of the {})", ignored.join(", "), c.name());
     }
-    let session = Session::open(&args.runtime, 1)?;
+    let session = Session::open(&args.runtime, args.passes.pipeline.devices())?;
     println!("plugin: {}", session.describe_plugin());
     let mut runner = Runner::prepare(&session, &m.model, &weights, c, &sizes, dtype, &args.passes)?;
     let outputs = run_timed(args.runs, || runner.run(&inputs).with_context(|| format!("running the {} on {}", c.name(), path.display())))?;

@@ -7,6 +7,7 @@ use crate::pjrt::{Client, CompileOptions};
 use crate::program::{Program, WeightUploadError};
 use crate::weights::WeightStore;
 use std::time::{Duration, Instant};
+use vidlower_backends::{EmitOptions, ShardingFormat};
 use vidlower_ir::Graph;
 use vidlower_passes::pipeline_options::PipelineOptions;
 
@@ -53,6 +54,14 @@ pub enum ComponentError {
     Weights { component: String, source: crate::weights::WeightsError },
 }
 
+/// How the options ask shardings to be written (Shardy unless GSPMD was asked for).
+pub fn sharding_format(options: &PipelineOptions) -> ShardingFormat {
+    match &options.sharding {
+        Some(s) if s.gspmd => ShardingFormat::Gspmd,
+        _ => ShardingFormat::Shardy,
+    }
+}
+
 /// Lowers `graph` with the pipeline `options` select, compiles it (cached) and uploads its
 /// weights from `weights`.
 pub fn prepare(
@@ -65,15 +74,16 @@ pub fn prepare(
 ) -> Result<(Program, ComponentTimes), ComponentError> {
     let c = || component.to_string();
     let start = Instant::now();
-    let run = options.pipeline().run(graph).map_err(|source| ComponentError::Passes { component: c(), source })?;
-    let module = vidlower_backends::emit_module(&run.graph, &Default::default())
+    let run = options.pipeline_for(Some(component)).run(graph).map_err(|source| ComponentError::Passes { component: c(), source })?;
+    let format = sharding_format(options);
+    let module = vidlower_backends::emit_module(&run.graph, &EmitOptions { sharding: format })
         .map_err(|source| ComponentError::Emit { component: c(), source })?;
     let passes = start.elapsed();
     let spinner = indicatif::ProgressBar::new_spinner();
     spinner.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
     spinner.set_message(format!("compiling {component}"));
     spinner.enable_steady_tick(Duration::from_millis(100));
-    let compiled = compile_cached(client, cache, &module, &CompileOptions::single_device(), &format!("{component} ({})", run.graph.name));
+    let compiled = compile_cached(client, cache, &module, &CompileOptions::for_graph(&run.graph, format), &format!("{component} ({})", run.graph.name));
     spinner.finish_and_clear();
     let compiled = compiled.map_err(|source| ComponentError::Pjrt { component: c(), source })?;
     for w in &compiled.warnings {
