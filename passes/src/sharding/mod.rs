@@ -35,6 +35,8 @@ use vidlower_ir::{Graph, Mesh, Op, Sharding, ValueId};
 pub enum ShardingError {
     #[error(transparent)]
     Rules(#[from] RulesError),
+    #[error("the graph to lay out does not verify: {0}")]
+    Invalid(#[source] vidlower_ir::IrError),
     #[error("graph @{graph} is already laid out on mesh {found}; the pass was asked for mesh {wanted}")]
     MeshMismatch { graph: String, found: String, wanted: String },
     #[error("{node} ({op}) has sharding {sharding}, whose axis `{axis}` is not in mesh {mesh}")]
@@ -52,7 +54,8 @@ pub struct ShardingReport {
     pub inputs: Vec<(String, Sharding)>,
     /// Each attention op (by node, `%3/body/%7` inside loops) and how it is split.
     pub attention: Vec<(String, AttentionChoice)>,
-    /// Each inserted reshard: where, and the layout moved to.
+    /// Each inserted reshard: which operand of which node (numbered as in the input graph),
+    /// and the layout moved to.
     pub reshards: Vec<String>,
     /// Layouts that could not be had (indivisible dims, a batch the axis does not divide).
     pub notes: Vec<String>,
@@ -121,6 +124,7 @@ impl ShardingPropagation {
 
     /// Lays `g` out: every tensor value gets a sharding, `g.mesh` is set, reshards are inserted.
     pub fn propagate(&self, g: Graph) -> Result<(Graph, ShardingReport), ShardingError> {
+        vidlower_ir::verify(&g).map_err(ShardingError::Invalid)?;
         if let Some(m) = g.mesh.as_ref().filter(|m| **m != self.mesh) {
             return Err(ShardingError::MeshMismatch {
                 graph: g.name.clone(),
@@ -246,18 +250,21 @@ impl ShardingPropagation {
     }
 }
 
+/// `%3/body/` for the body of loop `%3`; empty at the top level.
+fn region_prefix(path: &GraphPath) -> String {
+    path.iter().map(|(n, r)| format!("%{n}/{}/", if *r == 0 { "cond" } else { "body" })).collect()
+}
+
 /// `%7`, or `%3/body/%7` inside a loop.
 fn where_(path: &GraphPath, node: usize) -> String {
-    let mut s: String = path.iter().map(|(n, r)| format!("%{n}/{}/", if *r == 0 { "cond" } else { "body" })).collect();
-    s.push_str(&format!("%{node}"));
-    s
+    format!("{}%{node}", region_prefix(path))
 }
 
 fn describe(u: &Use, dims: &propagate::DimAxes) -> String {
     let to = Sharding { dims: dims.clone() };
     match u {
         Use::Operand { graph, node, pos } => format!("{} operand {pos} -> {to}", where_(graph, *node)),
-        Use::Output { graph, index } => format!("{}output {index} -> {to}", where_(graph, 0).trim_end_matches("%0")),
+        Use::Output { graph, index } => format!("{}output {index} -> {to}", region_prefix(graph)),
         Use::RegionInput => format!("loop state -> {to}"),
     }
 }
