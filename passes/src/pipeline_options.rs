@@ -12,14 +12,13 @@
 use crate::blockwise_attention::BlockwiseAttention;
 use crate::sliding_window::SlidingWindow;
 use crate::sharding::{wan_component_rules, AttentionSharding, RuleSource, ShardingPropagation, ShardingRules};
-use crate::{Canonicalize, Cse, Dce, Decompose, Exp2Softmax, KSmooth, PassManager};
+use crate::{Canonicalize, CudnnAttention, Cse, Dce, Decompose, Exp2Softmax, KSmooth, PassManager};
 use vidlower_ir::Mesh;
 use std::fmt;
 
-/// Keys above which `auto` lowers an attention blockwise: the seeds use their splash kernel only
-/// for long self-attention (keys > 20000 in Wan); below that the dense S x S scores are small
-/// enough and dense is as fast on every target we measured.
-pub const LONG_ATTENTION_KEYS: i64 = 20_000;
+/// Keys above which `auto` lowers an attention blockwise (the seeds' threshold for their splash
+/// kernel, shared with the sharding pass's attention strategy).
+pub use crate::sharding::attention::LONG_ATTENTION_KEYS;
 
 /// How attention composites are lowered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -180,7 +179,7 @@ impl PipelineOptions {
                 pm.add(Box::new(BlockwiseAttention { min_keys: 0, ..blockwise }));
             }
             AttentionLowering::Cudnn => {
-                pm.add(crate::create_pass("cudnn_attention").expect("cudnn_attention is registered"));
+                pm.add(Box::new(CudnnAttention));
             }
         }
         if self.exp2_softmax == Exp2Choice::On {
