@@ -1,7 +1,7 @@
 //! The key loop of `blockwise_attention`: the online softmax of one block of queries over every
 //! key block, each block processed in slices (see the parent module for the recurrence).
 
-use super::region;
+use super::loops::{counted_loop, rows_at, End, LoopState};
 use crate::decompose::emit::{compute_dtype, Emitter};
 use crate::exp2_softmax::{exp2, to_base2};
 use crate::PassError;
@@ -56,75 +56,75 @@ impl KvLoop {
         let dtype = qt.dtype;
         let cdt = compute_dtype(dtype);
         let (b, h, rows) = (qt.shape[0], qt.shape[1], qt.shape[2]);
-        let (d, dv) = (qt.shape[3], em.ty(vp).shape[3]);
         let blocks = em.ty(kp).shape[2] / self.block;
-        let i32s = TensorType::scalar(DType::I32);
         let range = self.window_range(em, rows, blocks, q0)?;
         let i0 = match range {
             Some((first, _)) => first,
-            None => em.splat(0.0, i32s.clone())?,
+            None => em.splat(0.0, TensorType::scalar(DType::I32))?,
         };
-        let row = TensorType::new(cdt, [b, h, rows]);
-        let acc_t = TensorType::new(cdt, [b, h, rows, dv]);
-        let m0 = em.splat(f64::NEG_INFINITY, row.clone())?;
-        let l0 = em.splat(0.0, row)?;
+        let acc_t = TensorType::new(cdt, [b, h, rows, em.ty(vp).shape[3]]);
+        let m0 = em.splat(f64::NEG_INFINITY, TensorType::new(cdt, [b, h, rows]))?;
+        let l0 = em.splat(0.0, TensorType::new(cdt, [b, h, rows]))?;
         let acc0 = em.splat(0.0, acc_t.clone())?;
-        let mut init = vec![i0, m0, l0, acc0, q, kp, vp];
-        let mut names = vec!["i", "m", "l", "acc", "q", "k", "v"];
-        // Regions see only the loop state, so the mask, the query offset and the end travel in it.
-        let mut carry = |x: Option<ValueId>, name: &'static str| {
-            x.map(|x| {
-                init.push(x);
-                names.push(name);
-                init.len() - 1
-            })
-        };
-        let mask_at = carry(mask, "mask");
-        let q0_at = carry(q0, "q0");
-        let end_at = carry(range.map(|(_, end)| end), "end");
-        let state: Vec<TensorType> = init.iter().map(|&x| em.ty(x)).collect();
-
-        // cond: i < blocks (or the window's last block + 1).
-        let (mut cond, ins) = region("cond", &state, &names);
-        let mut c = Emitter { g: &mut cond };
-        let n = match end_at {
-            Some(at) => ins[at],
-            None => c.splat(blocks as f64, i32s.clone())?,
-        };
-        let lt = c.compare(CompareDir::Lt, ins[0], n)?;
-        cond.add_output("c", lt);
-
-        // body: one block of keys, slice by slice.
-        let (mut body, ins) = region("body", &state, &names);
-        let mut e = Emitter { g: &mut body };
-        let (i, q, kp, vp) = (ins[0], ins[4], ins[5], ins[6]);
-        let mut run = Running { m: ins[1], l: ins[2], acc: ins[3] };
-        let zero = e.splat(0.0, i32s.clone())?;
-        let block_c = e.splat(self.block as f64, i32s.clone())?;
-        let off = e.mul(i, block_c)?;
-        let kb = e.op(Op::DynamicSlice { sizes: vec![b, h, self.block, d] }, &[kp, zero, zero, off, zero])?;
-        let vb = e.op(Op::DynamicSlice { sizes: vec![b, h, self.block, dv] }, &[vp, zero, zero, off, zero])?;
-        for s in 0..self.block / self.slice {
-            let (start, end) = (s * self.slice, (s + 1) * self.slice);
-            let kc = slice_keys(&mut e, kb, start, end)?;
-            let vc = slice_keys(&mut e, vb, start, end)?;
-            let off = if s == 0 { off } else { e.binary_const(BinaryOp::Add, off, start as f64)? };
+        let mut state = LoopState::new("i", i0);
+        for (name, x) in [("m", m0), ("l", l0), ("acc", acc0), ("q", q), ("k", kp), ("v", vp)] {
+            state.push(name, x);
+        }
+        let mask_at = state.push_opt("mask", mask);
+        let q0_at = state.push_opt("q0", q0);
+        // Up to the window's last block + 1, or all blocks.
+        let end = state.push_opt("end", range.map(|(_, end)| end)).map_or(End::Const(blocks), End::State);
+        let lp = counted_loop(em, &state, end, |e, ins| {
+            let off = e.binary_const(BinaryOp::Mul, ins[0], self.block as f64)?;
+            let kb = rows_at(e, ins[5], off, self.block)?;
+            let vb = rows_at(e, ins[6], off, self.block)?;
+            let run = Running { m: ins[1], l: ins[2], acc: ins[3] };
             let at = SliceIn { off, mask: mask_at.map(|a| ins[a]), q0: q0_at.map(|a| ins[a]) };
-            run = self.update(&mut e, run, q, kc, vc, &at)?;
-        }
-        let i_next = e.binary_const(BinaryOp::Add, i, 1.0)?;
-        let mut outs = vec![i_next, run.m, run.l, run.acc];
-        outs.extend_from_slice(&ins[4..]);
-        for (o, n) in outs.into_iter().zip(&names) {
-            body.add_output(*n, o);
-        }
-
-        let lp = em.op(Op::While { cond: Box::new(cond), body: Box::new(body) }, &init)?;
+            let run = self.block_update(e, run, ins[4], kb, vb, at)?;
+            Ok(vec![run.m, run.l, run.acc])
+        })?;
         let l = em.op(Op::GetTuple { index: 2 }, &[lp])?;
         let acc = em.op(Op::GetTuple { index: 3 }, &[lp])?;
         let l = em.broadcast(l, &acc_t.shape, &[0, 1, 2])?;
         let out = em.div(acc, l)?;
         em.convert(out, dtype)
+    }
+
+    /// One key block `kb`, `vb` (from key `at.off`) folded into the running state: at once when
+    /// it is one slice, else by a loop over its slices, so only one slice of scores is live.
+    fn block_update(
+        &self,
+        e: &mut Emitter,
+        run: Running,
+        q: ValueId,
+        kb: ValueId,
+        vb: ValueId,
+        at: SliceIn,
+    ) -> Result<Running, PassError> {
+        let slices = self.block / self.slice;
+        if slices == 1 {
+            return self.update(e, run, q, kb, vb, &at);
+        }
+        let s0 = e.splat(0.0, TensorType::scalar(DType::I32))?;
+        let mut state = LoopState::new("s", s0);
+        for (name, x) in [("m", run.m), ("l", run.l), ("acc", run.acc), ("q", q), ("k", kb), ("v", vb), ("off", at.off)]
+        {
+            state.push(name, x);
+        }
+        let mask_at = state.push_opt("mask", at.mask);
+        let q0_at = state.push_opt("q0", at.q0);
+        let lp = counted_loop(e, &state, End::Const(slices), |e, ins| {
+            let start = e.binary_const(BinaryOp::Mul, ins[0], self.slice as f64)?;
+            let kc = rows_at(e, ins[5], start, self.slice)?;
+            let vc = rows_at(e, ins[6], start, self.slice)?;
+            let off = e.add(ins[7], start)?;
+            let run = Running { m: ins[1], l: ins[2], acc: ins[3] };
+            let at = SliceIn { off, mask: mask_at.map(|a| ins[a]), q0: q0_at.map(|a| ins[a]) };
+            let run = self.update(e, run, ins[4], kc, vc, &at)?;
+            Ok(vec![run.m, run.l, run.acc])
+        })?;
+        let mut get = |index| e.op(Op::GetTuple { index }, &[lp]);
+        Ok(Running { m: get(1)?, l: get(2)?, acc: get(3)? })
     }
 
     /// With a window, the key blocks some row of this query block may see: keys from
@@ -303,15 +303,4 @@ impl KvLoop {
         let neg_inf = e.splat_like(f64::NEG_INFINITY, s)?;
         e.select(allowed, s, neg_inf)
     }
-}
-
-/// Keys `start .. end` of a block [B, H, n, D] (the block itself when that is all of it).
-fn slice_keys(e: &mut Emitter, x: ValueId, start: i64, end: i64) -> Result<ValueId, PassError> {
-    let t = e.ty(x);
-    if start == 0 && end == t.shape[2] {
-        return Ok(x);
-    }
-    let (mut lo, mut hi) = (vec![0; 4], t.shape.clone());
-    (lo[2], hi[2]) = (start, end);
-    e.op(Op::Slice { start: lo, limit: hi, strides: vec![1; 4] }, &[x])
 }
