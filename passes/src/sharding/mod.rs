@@ -39,8 +39,6 @@ pub enum ShardingError {
     Invalid(#[source] vidlower_ir::IrError),
     #[error("graph @{graph} is already laid out on mesh {found}; the pass was asked for mesh {wanted}")]
     MeshMismatch { graph: String, found: String, wanted: String },
-    #[error("{node} ({op}) has sharding {sharding}, whose axis `{axis}` is not in mesh {mesh}")]
-    UnknownAxis { node: String, op: String, sharding: String, axis: String, mesh: String },
 }
 
 /// What the pass decided, for `--explain`-style output and tests.
@@ -135,7 +133,7 @@ impl ShardingPropagation {
         let mut report = ShardingReport { mesh: self.mesh.to_string(), ..Default::default() };
         let mut p = Problem::new(&self.mesh, &g);
         let layout = p.layout.clone();
-        self.keep_annotations(&mut p, &g, &layout, "")?;
+        keep_annotations(&mut p, &g, &layout);
         self.seed_inputs(&mut p, &g, &mut report)?;
         // Rules and inputs first, to a fixpoint: the weights' layout decides every dim it
         // reaches. The attention strategy then only fills what is left (the sequence dim under
@@ -152,32 +150,6 @@ impl ShardingPropagation {
         let mut out = annotate.graph(&g, &Vec::new(), &layout);
         out.mesh = Some(self.mesh.clone());
         Ok((out, report))
-    }
-
-    /// Shardings already on the graph (a user's, an earlier run's reshards) are kept as they are.
-    fn keep_annotations(&self, p: &mut Problem, g: &Graph, layout: &Layout, at: &str) -> Result<(), ShardingError> {
-        for (i, node) in g.nodes.iter().enumerate() {
-            if let (Op::While { cond, body }, Some([lc, lb])) = (&node.op, layout.regions.get(&i)) {
-                self.keep_annotations(p, cond, lc, &format!("{at}%{i}/cond/"))?;
-                self.keep_annotations(p, body, lb, &format!("{at}%{i}/body/"))?;
-            }
-            let Some(s) = &node.sharding else { continue };
-            if let Some(axis) = s.axes().find(|a| self.mesh.axis_size(a).is_none()) {
-                return Err(ShardingError::UnknownAxis {
-                    node: format!("{at}%{i}"),
-                    op: node.op.name().to_string(),
-                    sharding: s.to_string(),
-                    axis: axis.to_string(),
-                    mesh: self.mesh.to_string(),
-                });
-            }
-            let slot = &mut p.slots[layout.first_slot[i]];
-            if slot.dims.len() == s.dims.len() {
-                slot.dims = s.dims.clone();
-                slot.fixed = true;
-            }
-        }
-        Ok(())
     }
 
     /// Weights from the rules, plain inputs' batch dim on the batch axis; both fixed.
@@ -246,6 +218,23 @@ impl ShardingPropagation {
                 }
             }
             report.attention.push((where_(path, i), choice));
+        }
+    }
+}
+
+/// Shardings already on the graph (a user's, an earlier run's reshards) are kept as they are
+/// (the verifier has checked them against the graph's mesh, which is the pass's).
+fn keep_annotations(p: &mut Problem, g: &Graph, layout: &Layout) {
+    for (i, node) in g.nodes.iter().enumerate() {
+        if let (Op::While { cond, body }, Some([lc, lb])) = (&node.op, layout.regions.get(&i)) {
+            keep_annotations(p, cond, lc);
+            keep_annotations(p, body, lb);
+        }
+        let Some(s) = &node.sharding else { continue };
+        let slot = &mut p.slots[layout.first_slot[i]];
+        if slot.dims.len() == s.dims.len() {
+            slot.dims = s.dims.clone();
+            slot.fixed = true;
         }
     }
 }

@@ -160,7 +160,7 @@ fn bad_inputs_are_errors_not_panics() {
     let mut g = parse(ATTENTION_BLOCK).unwrap();
     g.nodes[0].sharding = Some(Sharding::split(3, 0, "dp"));
     let err = pass.propagate(g).unwrap_err();
-    assert!(err.to_string().contains("axis `dp` is not in mesh tp=4"), "{err}");
+    assert!(matches!(err, ShardingError::Invalid(_)) && err.to_string().contains("axis `dp`"), "{err}");
 
     let rules = ShardingRules::parse(
         std::path::Path::new("r.json"),
