@@ -301,7 +301,7 @@ pub fn random_inputs(model: &WanModel, c: Component, s: &Sizes, dtype: DType, se
 
 /// A component compiled (or loaded from the cache) with its weights on the device.
 pub enum Runner {
-    Program(Program),
+    Program(Box<Program>),
     /// The VAE decoder: both step graphs, run frame by frame over the latents.
     Vae(Box<VaeDecoder>),
 }
@@ -356,7 +356,7 @@ impl Runner {
         let mut program = Program::new(compiled.executable, Signature::of(&lowered.graph), &session.client)?;
         program.upload_weights_from(weights).map_err(|e| anyhow!("{label}: {e}"))?;
         println!("weights: uploaded in {}", vidlower_runtime::timing::format_duration(start.elapsed()));
-        Ok(Runner::Program(program))
+        Ok(Runner::Program(Box::new(program)))
     }
 
     /// One forward: the outputs by name (`last_hidden_state` or `sample`).

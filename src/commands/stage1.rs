@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use vidlower_passes::pipeline_options::PipelineOptions;
 use vidlower_runtime::stages::generation_config::GenerationConfig;
 use vidlower_runtime::stages::model::WanModel;
-use vidlower_runtime::stages::stage1::{run_stage1, save_embeddings, EMBEDDINGS_FILE};
+use vidlower_runtime::stages::stage1::{run_stage1, save_embeddings, Stage1Settings, EMBEDDINGS_FILE};
 
 #[derive(Args)]
 pub struct Stage1Args {
@@ -50,9 +50,15 @@ pub fn execute(
     if max_len == 0 {
         anyhow::bail!("--max-sequence-length must be at least 1");
     }
+    let settings = Stage1Settings {
+        prompt: &p.prompt,
+        negative_prompt: &p.negative_prompt,
+        max_sequence_length: max_len,
+        dtype: dtype.dtype,
+        pipeline,
+    };
     let (prompt, negative, summary) =
-        run_stage1(model, &session.client, session.cache.as_ref(), &p.prompt, &p.negative_prompt, max_len, dtype.dtype, pipeline)
-            .map_err(|e| anyhow!("stage 1: {e}"))?;
+        run_stage1(model, &session.client, session.cache.as_ref(), &settings).map_err(|e| anyhow!("stage 1: {e}"))?;
     save_embeddings(dir, &prompt, &negative)?;
     let config = GenerationConfig {
         prompt: p.prompt.clone(),

@@ -13,18 +13,24 @@ use vidlower_passes::pipeline_options::PipelineOptions;
 
 pub const EMBEDDINGS_FILE: &str = "stage1_embeddings.safetensors";
 
-/// Encodes `prompt` and `negative_prompt` (batched as one call); returns (prompt_embeds,
+/// What stage 1 encodes, and how.
+pub struct Stage1Settings<'a> {
+    pub prompt: &'a str,
+    pub negative_prompt: &'a str,
+    pub max_sequence_length: usize,
+    pub dtype: DType,
+    pub pipeline: &'a PipelineOptions,
+}
+
+/// Encodes the prompt and the negative prompt (batched as one call); returns (prompt_embeds,
 /// negative_prompt_embeds), each [1, max_sequence_length, d_model], and a timing summary.
 pub fn run_stage1(
     model: &WanModel,
     client: &Client,
     cache: Option<&ExecutableCache>,
-    prompt: &str,
-    negative_prompt: &str,
-    max_sequence_length: usize,
-    dtype: DType,
-    pipeline: &PipelineOptions,
+    s: &Stage1Settings,
 ) -> Result<(HostTensor, HostTensor, String), Box<dyn std::error::Error + Send + Sync>> {
+    let (max_sequence_length, dtype, pipeline) = (s.max_sequence_length, s.dtype, s.pipeline);
     let encoder = TextEncoder::open(
         &model.component_dir("tokenizer"),
         &model.component_dir("text_encoder"),
@@ -37,7 +43,7 @@ pub fn run_stage1(
         pipeline,
     )?;
     let start = std::time::Instant::now();
-    let embeds = encoder.encode_prompts(&[prompt, negative_prompt], max_sequence_length)?;
+    let embeds = encoder.encode_prompts(&[s.prompt, s.negative_prompt], max_sequence_length)?;
     let run = start.elapsed();
     let (p, n) = split_batch(&embeds);
     Ok((p, n, format!("text encoder: {}; encoded in {}", encoder.times().describe(), crate::timing::format_duration(run))))
