@@ -6,55 +6,13 @@
 //! what it looked for and passes: the GPU machine is lent to a few tasks only (DESIGN.md).
 
 mod common;
+#[path = "common/cuda.rs"]
+mod cuda;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use vidlower_runtime::plugin::{self, Discovery, PluginKind};
+use cuda::{cuda_plugin, exec_on};
+use std::path::Path;
 use vidlower_runtime::safetensors_io;
 use vidlower_runtime::tensor::HostTensor;
-
-const NVIDIA_DEVICE: &str = "/dev/nvidiactl";
-
-/// The CUDA plugin to test, or a line saying what was checked and not found.
-fn cuda_plugin() -> Result<PathBuf, String> {
-    let found = plugin::discover();
-    let cuda = found.iter().find(|c| c.kind == Some(PluginKind::Cuda));
-    let device = Path::new(NVIDIA_DEVICE).exists();
-    match (cuda, device) {
-        (Some(c), true) => Ok(c.path.clone()),
-        (cuda, device) => {
-            let searched: Vec<String> = Discovery::from_system().searched().iter().map(|p| p.display().to_string()).collect();
-            let plugin = match cuda {
-                Some(c) => format!("found at {}", c.path.display()),
-                None => format!(
-                    "not found (plugins found: {}; looked in ${}, {})",
-                    found.len(),
-                    plugin::PLUGIN_ENV,
-                    if searched.is_empty() { "no site or cache dirs".to_string() } else { searched.join(", ") }
-                ),
-            };
-            let device = if device { "present" } else { "absent" };
-            Err(format!("no CUDA plugin/device, CUDA checks skipped: CUDA plugin {plugin}; {NVIDIA_DEVICE} {device}"))
-        }
-    }
-}
-
-/// `vidlower exec ARGS --plugin PLUGIN --output FILE` (cache in `root`); the output tensor `name`.
-fn exec_on(plugin: &str, root: &Path, args: &[&str], name: &str) -> HostTensor {
-    let out = root.join(format!("{}.safetensors", plugin.replace(['/', '.'], "_")));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vidlower"));
-    cmd.arg("exec").args(args).arg("--plugin").arg(plugin).arg("--output").arg(&out);
-    cmd.arg("--cache-dir").arg(root.join("executables"));
-    if plugin != "cpu" {
-        cmd.args(["--gpu-preallocate", "false"]);
-    }
-    let o = cmd.output().expect("vidlower runs");
-    let log = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    assert!(o.status.success(), "vidlower exec on {plugin} failed:\n{log}");
-    let label = if plugin == "cpu" { "cpu" } else { "cuda" };
-    eprintln!("{label}: {}", log.lines().filter(|l| l.starts_with("plugin:") || l.starts_with("run:")).collect::<Vec<_>>().join("; "));
-    safetensors_io::load(&out).unwrap().remove(name).unwrap_or_else(|| panic!("no `{name}` in the output:\n{log}"))
-}
 
 fn rel_err(a: &HostTensor, b: &HostTensor) -> f64 {
     assert_eq!((a.dtype, &a.dims), (b.dtype, &b.dims));
@@ -91,12 +49,24 @@ fn cuda_matches_cpu_on_the_example_block_and_the_wan_transformer() {
     let want = safetensors_io::load(&io).unwrap().remove("sample").unwrap();
     let model = golden.join("model");
     for (dtype, bound) in [("f32", 1e-2), ("bf16", 6e-2)] {
-        let args = ["--model-dir", model.to_str().unwrap(), "--component", "transformer", "--inputs", io.to_str().unwrap(), "--dtype", dtype];
+        let args = [
+            "--model-dir",
+            model.to_str().unwrap(),
+            "--component",
+            "transformer",
+            "--inputs",
+            io.to_str().unwrap(),
+            "--dtype",
+            dtype,
+        ];
         let (gpu, cpu) = both(cuda, &args, "sample");
         let (vs_cpu, vs_diffusers) = (rel_err(&gpu, &cpu), rel_err(&gpu.convert(want.dtype), &want));
         println!("wan transformer {dtype}: CUDA vs CPU max rel err {vs_cpu:e}, CUDA vs diffusers f32 {vs_diffusers:e}");
         // bf16: the CPU test's bound (tests/wan_transformer_golden.rs: rounding noise of 8
         // mantissa bits through 2 blocks, measured 2.3e-2 on CPU, diffusers' own bf16 2.0e-2).
-        assert!(vs_cpu < bound && vs_diffusers < bound, "{dtype}: CUDA vs CPU {vs_cpu:e}, vs diffusers {vs_diffusers:e}, bound {bound:e}");
+        assert!(
+            vs_cpu < bound && vs_diffusers < bound,
+            "{dtype}: CUDA vs CPU {vs_cpu:e}, vs diffusers {vs_diffusers:e}, bound {bound:e}"
+        );
     }
 }
