@@ -95,8 +95,9 @@ fn emitted_module_snapshot() {
 fn cpu_plugin_refuses_the_cudnn_custom_call() {
     // The custom call exists only in XLA's CUDA backend; the CPU plugin names it when compiling.
     let (_, module) = common::lower(parse(&CASES[0].ir()).unwrap(), CUDNN);
-    let err =
-        common::cpu_client(1).compile(&module, &CompileOptions::single_device()).err().expect("CPU compile fails");
+    let Err(err) = common::cpu_client(1).compile(&module, &CompileOptions::single_device()) else {
+        panic!("the CPU plugin compiled a cuDNN custom call")
+    };
     println!("CPU plugin: {err}");
     let msg = err.to_string();
     assert!(msg.contains("__cudnn$fmhaSoftmax") && msg.contains("custom call"), "{msg}");
