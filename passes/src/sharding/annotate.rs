@@ -2,7 +2,7 @@
 //! tensor node carries its sharding and every conflicting read goes through an explicit `reshard`
 //! node. One reshard per (value, layout) serves all its readers in a graph.
 
-use super::propagate::{DimAxes, GraphPath, Layout, Slot, Use};
+use super::propagate::{region_path, DimAxes, GraphPath, Layout, Slot, Use};
 use crate::rewrite::Rewriter;
 use std::collections::HashMap;
 use vidlower_ir::{Graph, Op, Sharding, ValueId};
@@ -22,10 +22,9 @@ impl Annotate<'_> {
             let op = match &node.op {
                 Op::While { cond, body } => {
                     let [lc, lb] = &layout.regions[&i];
-                    let sub = |r: u8| path.iter().copied().chain([(i, r)]).collect::<GraphPath>();
                     Op::While {
-                        cond: Box::new(self.graph(cond, &sub(0), lc)),
-                        body: Box::new(self.graph(body, &sub(1), lb)),
+                        cond: Box::new(self.graph(cond, &region_path(path, i, 0), lc)),
+                        body: Box::new(self.graph(body, &region_path(path, i, 1), lb)),
                     }
                 }
                 op => op.clone(),

@@ -24,7 +24,7 @@ pub use wan_rules::{umt5_encoder, wan_component_rules, wan_transformer};
 
 use crate::{Pass, PassError};
 use annotate::Annotate;
-use propagate::{GraphPath, Layout, Problem, Use};
+use propagate::{region_path, GraphPath, Layout, Problem, Use};
 use std::fmt;
 use std::sync::Mutex;
 use thiserror::Error;
@@ -198,9 +198,8 @@ impl ShardingPropagation {
     ) {
         for (i, node) in g.nodes.iter().enumerate() {
             if let (Op::While { cond, body }, Some([lc, lb])) = (&node.op, layout.regions.get(&i)) {
-                let sub = |r: u8| path.iter().copied().chain([(i, r)]).collect::<GraphPath>();
-                self.seed_attention(p, cond, lc, &sub(0), report);
-                self.seed_attention(p, body, lb, &sub(1), report);
+                self.seed_attention(p, cond, lc, &region_path(path, i, 0), report);
+                self.seed_attention(p, body, lb, &region_path(path, i, 1), report);
             }
             if !matches!(node.op, Op::Attention { .. }) {
                 continue;

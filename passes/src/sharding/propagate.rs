@@ -16,6 +16,11 @@ pub type DimAxes = Vec<Vec<String>>;
 /// Which `while` regions lead to a graph: (while node index, 0 = cond / 1 = body) from the top.
 pub type GraphPath = Vec<(usize, u8)>;
 
+/// The path of region `region` (0 = cond, 1 = body) of the loop at node `node` of the graph at `path`.
+pub fn region_path(path: &GraphPath, node: usize, region: u8) -> GraphPath {
+    path.iter().copied().chain([(node, region)]).collect()
+}
+
 /// One tensor: a node's result (or one element of a tuple result).
 #[derive(Clone, Debug)]
 pub struct Slot {
@@ -97,8 +102,8 @@ impl<'m> Problem<'m> {
                 self.slots.push(Slot { shape: t.shape.clone(), dims, fixed: false, constant: c });
             }
             if let Op::While { cond, body } = &node.op {
-                let sub = |r: u8| path.iter().copied().chain([(i, r)]).collect::<GraphPath>();
-                let regions = [self.add_graph(cond, &sub(0)), self.add_graph(body, &sub(1))];
+                let regions =
+                    [self.add_graph(cond, &region_path(path, i, 0)), self.add_graph(body, &region_path(path, i, 1))];
                 layout.regions.insert(i, regions);
             }
         }
@@ -129,7 +134,7 @@ impl<'m> Problem<'m> {
     /// body's output e are one tensor.
     fn tie_loop(&mut self, layout: &Layout, path: &GraphPath, i: usize, init: &[ValueId], cond: &Graph, body: &Graph) {
         let [lc, lb] = &layout.regions[&i];
-        let body_path: GraphPath = path.iter().copied().chain([(i, 1)]).collect();
+        let body_path = region_path(path, i, 1);
         for (e, &v) in init.iter().enumerate() {
             let all: DimFactors = (0..self.slots[layout.slot(v)].shape.len()).map(Some).collect();
             let f = || all.clone();
