@@ -253,10 +253,12 @@ fn exec_peak_rss_kib(s: i64, passes: &str) -> u64 {
 #[test]
 fn long_attention_peak_memory() {
     // Dense at S = 32768 needs the f32 score matrix, S^2 * 4 B = 4 GiB, before its exponentials;
-    // blockwise (the registered defaults: 10 query blocks of 3277 under bq 3328, 12 key blocks of
-    // 2731 under bkv 2816) holds one [3277, 2731] score block. Measured by hand on 2 idle cores
-    // with bkv 1024: ~255 MiB peak, ~2.5 s run (+0.6 s compile); with a (1024, 1024) window the
-    // blocks outside it are skipped (~0.5 s).
+    // blockwise (the registered defaults: 10 query blocks of 3277 under bq 3328, 12 key blocks
+    // of 2739 under bkv 2816, each 11 slices of 249 under bkv_compute 256) holds one [3277, 249]
+    // score slice. Measured with `vidlower exec --attention blockwise --k-smooth off
+    // --exp2-softmax off` on 2 shared cores: peak 300 MiB with the slices, 377 MiB with
+    // --bkv-compute 1048576 (one [3277, 2739] block), 142 MiB for an 8-token attention; run
+    // ~6-7 s either way. With a (1024, 1024) window the blocks outside it are skipped.
     let s = 32768;
     let kib = exec_peak_rss_kib(s, "blockwise_attention,decompose,canonicalize,cse,dce");
     let dense_scores_kib = (s * s * 4 / 1024) as u64;
