@@ -332,30 +332,13 @@ mod tests {
 
     #[test]
     fn while_and_get_tie_tuple_elements() {
-        let g = parse(
-            r#"graph @g {
-  %0 = input "x" : f32[4]
-  %1 = while(%0) regions {
-    graph @cond {
-      %0 = input "s" : f32[4]
-      %1 = constant() {value=1} : i1[]
-      output "c" = %1
-    }
-    graph @body {
-      %0 = input "s" : f32[4]
-      output "s" = %0
-    }
-  } : (f32[4])
-  %2 = get(%1) {index=0} : f32[4]
-  output "y" = %2
-}"#,
-        )
-        .unwrap();
-        let n = &g.nodes[1];
+        let g = parse(crate::sharding::tests::LOOP).unwrap();
+        let n = &g.nodes[3];
         let ops: Vec<&Type> = n.operands.iter().map(|&o| g.ty(o)).collect();
         let m = op_factors(&n.op, &ops, &n.ty);
-        assert_eq!(m.results, vec![m.operands[0].1.clone()]);
-        let get = op_factors(&g.nodes[2].op, &[&n.ty], &g.nodes[2].ty);
-        assert_eq!(get.operands[0].0, 0);
+        let operands: Vec<DimFactors> = m.operands.iter().map(|(_, d)| d.clone()).collect();
+        assert_eq!(m.results, operands, "state element i is operand i");
+        let get = op_factors(&g.nodes[4].op, &[&n.ty], &g.nodes[4].ty);
+        assert_eq!(get.operands[0].0, 1, "`get` reads tuple element 1");
     }
 }

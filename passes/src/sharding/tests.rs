@@ -5,6 +5,8 @@ use super::*;
 use vidlower_ir::text::{parse, print};
 
 const ATTENTION_BLOCK: &str = include_str!("../testdata/sharding_attention_block.ir");
+/// A counted loop whose state feeds a dot with a column-split weight `w`.
+pub(super) const LOOP: &str = include_str!("../testdata/sharding_loop.ir");
 
 /// Column-parallel q/k/v and row-parallel out, the seeds' pattern on the fixture's names.
 fn block_rules() -> ShardingRules {
@@ -98,35 +100,9 @@ fn example_block_on_dp_tp() {
 
 #[test]
 fn loops_carry_the_state_layout_into_their_regions() {
-    let text = r#"graph @loop {
-  %0 = input "i" : i32[]
-  %1 = input "x" : f32[4,8]
-  %2 = weight "w" : f32[8,8]
-  %3 = while(%0, %1) regions {
-    graph @cond {
-      %0 = input "i" : i32[]
-      %1 = input "x" : f32[4,8]
-      %2 = constant() {value=3.0} : i32[]
-      %3 = compare(%0, %2) {dir=LT} : i1[]
-      output "c" = %3
-    }
-    graph @body {
-      %0 = input "i" : i32[]
-      %1 = input "x" : f32[4,8]
-      %2 = constant() {value=1.0} : i32[]
-      %3 = add(%0, %2) : i32[]
-      %4 = tanh(%1) : f32[4,8]
-      output "i" = %3
-      output "x" = %4
-    }
-  } : (i32[], f32[4,8])
-  %4 = get(%3) {index=1} : f32[4,8]
-  %5 = dot_general(%4, %2) {lhs_batch=[], rhs_batch=[], lhs_contract=[1], rhs_contract=[1]} : f32[4,8]
-  output "y" = %5
-}"#;
     let rules = ShardingRules::new(RuleSource::BuiltIn("test"), [("w", vec![Some("tp"), None])]).unwrap();
     let pass = ShardingPropagation::new(Mesh::parse("dp=2,tp=4").unwrap(), rules);
-    let (g, _) = pass.propagate(parse(text).unwrap()).unwrap();
+    let (g, _) = pass.propagate(parse(LOOP).unwrap()).unwrap();
     vidlower_ir::verify(&g).unwrap();
     assert_all_sharded(&g);
     let Op::While { body, .. } = &g.nodes[3].op else { panic!("the loop moved") };
