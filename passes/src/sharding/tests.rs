@@ -162,3 +162,19 @@ fn runs_in_a_pass_manager_before_decompose() {
     let out = run.graph.outputs[0].value;
     assert_eq!(run.graph.node(out).sharding.as_ref().unwrap().to_string(), "[{dp},{},{}]");
 }
+
+#[test]
+fn attention_that_divides_nowhere_is_left_whole_with_a_note() {
+    // 2 heads and 8 queries on tp=3: neither splits; the projections cannot split 16 features
+    // either, so the whole block stays replicated and says why.
+    let (g, report) = run(ATTENTION_BLOCK, "tp=3");
+    assert_all_sharded(&g);
+    let choice = &report.attention[0].1;
+    assert!(choice.splits.is_empty());
+    assert_eq!(choice.notes, ["neither 2 heads nor 8 queries divide by tp=3; replicated on tp"]);
+    assert!(
+        report.notes.iter().any(|n| n.contains("attn.to_q.weight: dim 0 (16) does not divide by tp=3")),
+        "{report}"
+    );
+    assert!(g.nodes.iter().all(|n| n.sharding.as_ref().is_none_or(|s| s.is_replicated())));
+}
