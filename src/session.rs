@@ -2,6 +2,7 @@
 //! the requested device count, and the executable cache.
 
 use crate::args::RuntimeArgs;
+use crate::pipeline_args::PipelineArgs;
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::sync::Arc;
@@ -17,9 +18,16 @@ pub struct Session {
 }
 
 impl Session {
-    /// Opens the plugin `args` selects (installing the CPU plugin if none is found) with
-    /// `devices` devices (virtual devices on CPU).
-    pub fn open(args: &RuntimeArgs, devices: u32) -> Result<Session> {
+    /// Opens the plugin `args` selects (installing the CPU plugin if none is found) with the
+    /// devices `pipeline`'s mesh needs (virtual devices on CPU), and refuses pipeline flags the
+    /// plugin cannot run before anything is compiled.
+    pub fn open(args: &RuntimeArgs, pipeline: &PipelineArgs) -> Result<Session> {
+        let session = Self::open_devices(args, pipeline.devices())?;
+        vidlower_runtime::stages::compiled::check_target(&pipeline.options()?, &session.client).map_err(anyhow::Error::msg)?;
+        Ok(session)
+    }
+
+    fn open_devices(args: &RuntimeArgs, devices: u32) -> Result<Session> {
         let spec: PluginSpec = match &args.plugin {
             Some(s) => s.parse().with_context(|| format!("--plugin {s}"))?,
             None => PluginSpec::Default,
@@ -44,7 +52,7 @@ impl Session {
             .with_context(|| format!("creating a client on the PJRT plugin {}", candidate.path.display()))?;
         let available = client.addressable_devices()?.len();
         if available < devices as usize {
-            anyhow::bail!("--devices {devices}: the {} plugin has only {available} device(s)", client.platform_name()?);
+            anyhow::bail!("the mesh needs {devices} devices; the {} plugin has only {available}", client.platform_name()?);
         }
         let cache = if args.no_cache { None } else { Some(open_cache(args.cache_dir.as_deref())?) };
         Ok(Session { candidate, plugin, client, cache })

@@ -200,6 +200,7 @@ fn pipeline_flags_shape_the_passes_and_keep_the_numbers() {
         (&["compile", "--attention", "dense", "--bkv", "64"][..], "do not apply to --attention dense"),
         (&["compile", "--window-size", "4,x"][..], "LEFT,RIGHT"),
         (&["compile", "--k-smooth", "maybe"][..], "expected on or off"),
+        (&["exec", "--plugin", "cpu", "--attention", "cudnn"][..], "--attention cudnn needs the CUDA plugin"),
     ] {
         let o = vidlower(r, args);
         let e = stderr(&o);

@@ -57,7 +57,7 @@ fn bench_graph(graph: Graph, args: &BenchArgs) -> Result<()> {
     let signature = Signature::of(&graph);
     let format = args.passes.pipeline.format();
     let lowered = lower(graph, pipeline(&args.passes, None)?, format, DumpAfter::None, &mut |_, _| {})?;
-    let session = Session::open(&args.runtime, args.passes.pipeline.devices())?;
+    let session = Session::open(&args.runtime, &args.passes.pipeline)?;
     println!("plugin: {}", session.describe_plugin());
     println!("graph @{}: {} ops after passes, StableHLO {} bytes", lowered.graph.name, lowered.graph.op_count(), lowered.module.len());
 
@@ -119,7 +119,7 @@ fn bench_component(m: &ModelSelection, args: &BenchArgs) -> Result<()> {
     let sizes = m.sizes(c)?;
     println!("model: {} ({})", m.model.spec.id(), m.model.dir.display());
     println!("{}: {dtype}, {}", c.name(), sizes.describe(&m.model, c));
-    let session = Session::open(&args.runtime, args.passes.pipeline.devices())?;
+    let session = Session::open(&args.runtime, &args.passes.pipeline)?;
     println!("plugin: {}", session.describe_plugin());
     let mut runner = Runner::prepare(&session, &m.model, &weights, c, &sizes, dtype, &args.passes)?;
     let inputs = random_inputs(&m.model, c, &sizes, dtype, 0)?;

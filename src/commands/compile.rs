@@ -60,7 +60,7 @@ pub fn run(args: CompileArgs) -> Result<()> {
         println!("stablehlo: {} bytes, emitted in {}", lowered.module.len(), format_duration(lowered.emit_time));
 
         if session.is_none() {
-            let s = Session::open(&args.runtime, args.passes.pipeline.devices())?;
+            let s = Session::open(&args.runtime, &args.passes.pipeline)?;
             println!("plugin: {}", s.describe_plugin());
             session = Some(s);
         }

@@ -66,7 +66,7 @@ fn run_graph(graph: Graph, args: &ExecArgs) -> Result<()> {
     let signature = Signature::of(&graph);
     let format = args.passes.pipeline.format();
     let lowered = lower(graph, pipeline(&args.passes, None)?, format, DumpAfter::None, &mut |_, _| {})?;
-    let session = Session::open(&args.runtime, args.passes.pipeline.devices())?;
+    let session = Session::open(&args.runtime, &args.passes.pipeline)?;
     println!("plugin: {}", session.describe_plugin());
 
     let spinner = crate::commands::spinner("compiling");
@@ -140,7 +140,7 @@ fn run_component(m: &ModelSelection, args: &ExecArgs) -> Result<()> {
     if !ignored.is_empty() {
         println!("inputs: ignoring {} (not inputs of the {})", ignored.join(", "), c.name());
     }
-    let session = Session::open(&args.runtime, args.passes.pipeline.devices())?;
+    let session = Session::open(&args.runtime, &args.passes.pipeline)?;
     println!("plugin: {}", session.describe_plugin());
     let mut runner = Runner::prepare(&session, &m.model, &weights, c, &sizes, dtype, &args.passes)?;
     let outputs = run_timed(args.runs, || runner.run(&inputs).with_context(|| format!("running the {} on {}", c.name(), path.display())))?;

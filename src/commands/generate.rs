@@ -36,7 +36,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let model = WanModel::open(&args.model.spec(None)?)?;
     // Every flag is checked before any work starts.
     let settings = super::stage2::settings(&model, &args.denoise, &args.dtype, &args.pipeline)?;
-    let session = Session::open(&args.runtime, args.pipeline.devices())?;
+    let session = Session::open(&args.runtime, &args.pipeline)?;
     println!("model: {} ({})", model.spec.id(), model.dir.display());
     println!("plugin: {}", session.describe_plugin());
     let mut config = super::stage1::execute(&model, &session, &args.prompt, &args.dtype, &settings.pipeline, &args.output_dir)?;

@@ -32,7 +32,7 @@ pub struct Stage1Args {
 pub fn run(args: Stage1Args) -> Result<()> {
     let model = WanModel::open(&args.model.spec(None)?)?;
     let pipeline = args.pipeline.options()?;
-    let session = Session::open(&args.runtime, args.pipeline.devices())?;
+    let session = Session::open(&args.runtime, &args.pipeline)?;
     execute(&model, &session, &args.prompt, &args.dtype, &pipeline, &args.output_dir)?;
     Ok(())
 }

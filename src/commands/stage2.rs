@@ -34,7 +34,7 @@ pub fn run(args: Stage2Args) -> Result<()> {
     let mut config = GenerationConfig::read(&args.input_dir)?;
     let model = WanModel::open(&args.model.spec(Some(&config.model_id))?)?;
     let settings = settings(&model, &args.denoise, &args.dtype, &args.pipeline)?;
-    let session = Session::open(&args.runtime, args.pipeline.devices())?;
+    let session = Session::open(&args.runtime, &args.pipeline)?;
     execute(&model, &session, &settings, &args.input_dir, &mut config)
 }
 

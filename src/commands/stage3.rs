@@ -27,7 +27,7 @@ pub struct Stage3Args {
 pub fn run(args: Stage3Args) -> Result<()> {
     let mut config = GenerationConfig::read(&args.input_dir)?;
     let model = WanModel::open(&args.model.spec(Some(&config.model_id))?)?;
-    let session = Session::open(&args.runtime, 1)?;
+    let session = Session::open(&args.runtime, &crate::pipeline_args::PipelineArgs::default())?;
     execute(&model, &session, &args.decode, &args.input_dir, &mut config)
 }
 

@@ -9,7 +9,7 @@ use crate::weights::WeightStore;
 use std::time::{Duration, Instant};
 use vidlower_backends::{EmitOptions, ShardingFormat};
 use vidlower_ir::Graph;
-use vidlower_passes::pipeline_options::PipelineOptions;
+use vidlower_passes::pipeline_options::{AttentionLowering, PipelineOptions};
 
 /// Timings of getting a component ready, for the stage summaries.
 #[derive(Clone, Debug)]
@@ -52,6 +52,18 @@ pub enum ComponentError {
     Program { component: String, source: crate::program::ProgramError },
     #[error("{component}: {source}")]
     Weights { component: String, source: crate::weights::WeightsError },
+    #[error("{component}: {message}")]
+    Target { component: String, message: String },
+}
+
+/// Refuses options the target cannot run: cuDNN attention is a CUDA custom call, which every
+/// other plugin rejects at compile time with a message that does not name the flag.
+pub fn check_target(options: &PipelineOptions, client: &Client) -> Result<(), String> {
+    let platform = client.platform_name().map_err(|e| e.to_string())?;
+    if options.attention == AttentionLowering::Cudnn && !platform.eq_ignore_ascii_case("cuda") {
+        return Err(format!("--attention cudnn needs the CUDA plugin; this is the {platform} plugin (use auto, dense or blockwise)"));
+    }
+    Ok(())
 }
 
 /// How the options ask shardings to be written (Shardy unless GSPMD was asked for).
@@ -73,6 +85,7 @@ pub fn prepare(
     weights: &WeightStore,
 ) -> Result<(Program, ComponentTimes), ComponentError> {
     let c = || component.to_string();
+    check_target(options, client).map_err(|message| ComponentError::Target { component: c(), message })?;
     let start = Instant::now();
     let run = options.pipeline_for(Some(component)).run(graph).map_err(|source| ComponentError::Passes { component: c(), source })?;
     let format = sharding_format(options);
