@@ -20,7 +20,7 @@ use vidlower_runtime::pjrt::CompileOptions;
 use vidlower_runtime::program::{Program, Signature};
 use vidlower_runtime::stages::model::WanModel;
 use vidlower_runtime::stages::text_encode::use_stored_names;
-use vidlower_runtime::stages::vae_decode::VaeDecoder;
+use vidlower_runtime::stages::vae_decode::{VaeDecodeSettings, VaeDecoder};
 use vidlower_runtime::tensor::HostTensor;
 use vidlower_runtime::weights::WeightStore;
 
@@ -320,13 +320,12 @@ impl Runner {
     ) -> Result<Runner> {
         if c == Component::VaeDecoder {
             if passes.passes.is_some() {
-                bail!("--passes: the vae_decoder runs with the stages' default pipeline (compile and dump-ir take --passes)");
+                bail!("--passes: the vae_decoder runs with the stages' pipeline, shaped by the pipeline flags (compile and dump-ir take --passes)");
             }
             let shape = VaeDecodeShape { batch: s.batch, height: s.latent_height, width: s.latent_width };
-            let spinner = crate::commands::spinner("compiling");
-            let vae = VaeDecoder::new(&session.client, session.cache.as_ref(), &model.vae, shape, dtype, weights);
-            spinner.finish_and_clear();
-            let vae = vae.map_err(|e| anyhow!("{e}"))?;
+            let settings = VaeDecodeSettings { dtype, tiling: None, pipeline: passes.pipeline.options()? };
+            let vae = VaeDecoder::new(&session.client, session.cache.as_ref(), &model.vae, shape, weights, &settings)
+                .map_err(|e| anyhow!("{e}"))?;
             println!("executable: vae_decoder (first step) {}", vae.times_first.describe());
             println!("executable: vae_decoder (later steps) {}", vae.times_next.describe());
             println!("weights: uploaded in {}", vidlower_runtime::timing::format_duration(vae.weights_upload));

@@ -11,6 +11,7 @@ use vidlower_runtime::safetensors_io;
 use vidlower_runtime::stages::model::{ModelSpec, WanModel};
 use vidlower_runtime::stages::stage2::{run_stage2, Stage2Settings};
 use vidlower_runtime::stages::stage3::{run_stage3, unscale_latents, Stage3Outputs};
+use vidlower_runtime::stages::vae_decode::VaeDecodeSettings;
 use vidlower_runtime::tensor::HostTensor;
 use vidlower_runtime::video::VideoFrames;
 
@@ -81,7 +82,7 @@ fn stage3_matches_the_diffusers_decode_and_video() {
         &client,
         None,
         &t["latents_out"],
-        DType::F32,
+        &VaeDecodeSettings::untiled(DType::F32),
         &Stage3Outputs { video: &video, fps: 16, frames_file: Some(&frames) },
     ).unwrap();
     assert_eq!(n, 9);

@@ -1,4 +1,4 @@
-//! The tiled Wan VAE decode (`VaeDecoder::with_tiling`: one executable pair per tile shape,
+//! The tiled Wan VAE decode (`VaeDecoder::new` with a tiling: one executable pair per tile shape,
 //! caches reset per tile, tiles blended and cropped by `vidlower_runtime::vae_tiling`) against
 //! diffusers 0.42.1's `AutoencoderKLWan.tiled_decode` of the tiny golden VAE
 //! (tests/golden/wan/vae_tiled_decode_io.safetensors, made by
@@ -12,7 +12,7 @@ use vidlower_frontends::wan::vae::VaeDecodeShape;
 use vidlower_ir::DType;
 use vidlower_runtime::pjrt::Client;
 use vidlower_runtime::safetensors_io;
-use vidlower_runtime::stages::vae_decode::VaeDecoder;
+use vidlower_runtime::stages::vae_decode::{VaeDecodeSettings, VaeDecoder};
 use vidlower_runtime::tensor::HostTensor;
 use vidlower_runtime::vae_tiling::TileConfig;
 use vidlower_runtime::weights::WeightStore;
@@ -25,7 +25,8 @@ fn decoder(client: &Client, z: &HostTensor, tiling: Option<&TileConfig>) -> VaeD
     let cfg: WanVaeConfig = read_json(&golden().join("model/vae/config.json")).unwrap();
     let weights = WeightStore::open(&golden().join("model/vae")).unwrap();
     let shape = VaeDecodeShape { batch: z.dims[0], height: z.dims[3], width: z.dims[4] };
-    VaeDecoder::with_tiling(client, None, &cfg, shape, DType::F32, &weights, tiling).unwrap()
+    let settings = VaeDecodeSettings { tiling: tiling.cloned(), ..VaeDecodeSettings::untiled(DType::F32) };
+    VaeDecoder::new(client, None, &cfg, shape, &weights, &settings).unwrap()
 }
 
 /// Max |a - b| over the sample rows `rows` and columns `cols` of [B, C, F, H, W] videos.

@@ -36,12 +36,13 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let model = WanModel::open(&args.model.spec(None)?)?;
     // Every flag is checked before any work starts.
     let settings = super::stage2::settings(&model, &args.denoise, &args.dtype, &args.pipeline)?;
+    let decode = super::stage3::check(&model, &args.decode, &settings.pipeline)?;
     let session = Session::open(&args.runtime, &args.pipeline)?;
     println!("model: {} ({})", model.spec.id(), model.dir.display());
     println!("plugin: {}", session.describe_plugin());
     let mut config = super::stage1::execute(&model, &session, &args.prompt, &args.dtype, &settings.pipeline, &args.output_dir)?;
     super::stage2::execute(&model, &session, &settings, &args.output_dir, &mut config)?;
-    super::stage3::execute(&model, &session, &args.decode, &args.output_dir, &mut config)?;
+    super::stage3::execute(&model, &session, &args.decode, &decode, &args.output_dir, &mut config)?;
     println!("generate: done in {}", vidlower_runtime::timing::format_duration(start.elapsed()));
     Ok(())
 }

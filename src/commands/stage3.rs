@@ -1,6 +1,7 @@
 //! `vidlower stage3`: stage2_latents.safetensors -> VAE decode -> output_video.mp4.
 
 use crate::args::RuntimeArgs;
+use crate::pipeline_args::PipelineArgs;
 use crate::session::Session;
 use crate::stage_args::{DecodeArgs, ModelArgs};
 use anyhow::{anyhow, Result};
@@ -8,8 +9,9 @@ use clap::Args;
 use std::path::{Path, PathBuf};
 use vidlower_runtime::stages::generation_config::GenerationConfig;
 use vidlower_runtime::stages::model::WanModel;
-use vidlower_runtime::stages::stage3::{run_stage3_tiled, Stage3Outputs, FRAMES_FILE, LATENTS_FILE};
-use vidlower_runtime::vae_tiling::TileConfig;
+use vidlower_passes::pipeline_options::PipelineOptions;
+use vidlower_runtime::stages::stage3::{run_stage3, Stage3Outputs, FRAMES_FILE, LATENTS_FILE};
+use vidlower_runtime::stages::vae_decode::VaeDecodeSettings;
 
 #[derive(Args)]
 pub struct Stage3Args {
@@ -17,6 +19,8 @@ pub struct Stage3Args {
     model: ModelArgs,
     #[command(flatten)]
     decode: DecodeArgs,
+    #[command(flatten)]
+    pipeline: PipelineArgs,
     #[command(flatten)]
     runtime: RuntimeArgs,
     /// The directory stage 2 wrote.
@@ -27,13 +31,23 @@ pub struct Stage3Args {
 pub fn run(args: Stage3Args) -> Result<()> {
     let mut config = GenerationConfig::read(&args.input_dir)?;
     let model = WanModel::open(&args.model.spec(Some(&config.model_id))?)?;
-    let session = Session::open(&args.runtime, &crate::pipeline_args::PipelineArgs::default())?;
-    execute(&model, &session, &args.decode, &args.input_dir, &mut config)
+    if args.pipeline.mesh.is_some() {
+        anyhow::bail!("--mesh does not apply to stage 3: the VAE runs on one device (its weights replicated, as the seeds run it)");
+    }
+    let settings = check(&model, &args.decode, &args.pipeline.options()?)?;
+    let session = Session::open(&args.runtime, &args.pipeline)?;
+    execute(&model, &session, &args.decode, &settings, &args.input_dir, &mut config)
 }
 
 /// Decodes the latents in `dir` and writes the video (and frames).
-pub fn execute(model: &WanModel, session: &Session, d: &DecodeArgs, dir: &Path, config: &mut GenerationConfig) -> Result<()> {
-    let tiling = check(model, d)?;
+pub fn execute(
+    model: &WanModel,
+    session: &Session,
+    d: &DecodeArgs,
+    settings: &VaeDecodeSettings,
+    dir: &Path,
+    config: &mut GenerationConfig,
+) -> Result<()> {
     let path = dir.join(LATENTS_FILE);
     let mut file = vidlower_runtime::safetensors_io::load(&path).map_err(|e| anyhow!("{e} (run stage 2 first)"))?;
     let latents = file.remove("latents").ok_or_else(|| anyhow!("{}: no tensor named `latents`", path.display()))?;
@@ -43,13 +57,12 @@ pub fn execute(model: &WanModel, session: &Session, d: &DecodeArgs, dir: &Path, 
         anyhow::bail!("--fps must be at least 1");
     }
     let frames_file = d.save_frames.then(|| dir.join(FRAMES_FILE));
-    let (frames, summary) = run_stage3_tiled(
+    let (frames, summary) = run_stage3(
         model,
         &session.client,
         session.cache.as_ref(),
         &latents,
-        d.vae_dtype,
-        tiling.as_ref(),
+        settings,
         &Stage3Outputs { video: &video, fps, frames_file: frames_file.as_deref() },
     )
     .map_err(|e| anyhow!("stage 3: {e}"))?;
@@ -61,11 +74,12 @@ pub fn execute(model: &WanModel, session: &Session, d: &DecodeArgs, dir: &Path, 
     Ok(())
 }
 
-/// Checks the decode flags against the model's VAE before any work starts; returns the tiling.
-pub fn check(model: &WanModel, d: &DecodeArgs) -> Result<Option<TileConfig>> {
+/// Checks the decode flags against the model's VAE before any work starts; returns how the
+/// VAE is to be built (lowered with `pipeline`, which stage 3 and generate share).
+pub fn check(model: &WanModel, d: &DecodeArgs, pipeline: &PipelineOptions) -> Result<VaeDecodeSettings> {
     let tiling = d.tiling();
     if let Some(t) = &tiling {
         t.validate(model.vae.scale_spatial()).map_err(|e| anyhow!("{e}"))?;
     }
-    Ok(tiling)
+    Ok(VaeDecodeSettings { dtype: d.vae_dtype, tiling, pipeline: pipeline.clone() })
 }

@@ -85,6 +85,27 @@ pub fn prepare(
     weights: &WeightStore,
 ) -> Result<(Program, ComponentTimes), ComponentError> {
     let c = || component.to_string();
+    let (mut program, mut times) = compile_component(component, graph, options, client, cache)?;
+    let start = Instant::now();
+    program.upload_weights_from(weights).map_err(|e| match e {
+        WeightUploadError::Weights(source) => ComponentError::Weights { component: c(), source },
+        WeightUploadError::Program(source) => ComponentError::Program { component: c(), source },
+    })?;
+    times.weights = start.elapsed();
+    Ok((program, times))
+}
+
+/// Lowers and compiles `graph` (cached) into a program without its weights, for components that
+/// share one weight upload between several executables (the VAE's steps and tiles).
+/// `component` names the built-in sharding rules (`transformer`, `text_encoder`) and the errors.
+pub fn compile_component(
+    component: &str,
+    graph: Graph,
+    options: &PipelineOptions,
+    client: &Client,
+    cache: Option<&ExecutableCache>,
+) -> Result<(Program, ComponentTimes), ComponentError> {
+    let c = || component.to_string();
     check_target(options, client).map_err(|message| ComponentError::Target { component: c(), message })?;
     let start = Instant::now();
     let run = options.pipeline_for(Some(component)).run(graph).map_err(|source| ComponentError::Passes { component: c(), source })?;
@@ -103,13 +124,8 @@ pub fn prepare(
         eprintln!("warning: {component}: {w}");
     }
     let signature = crate::program::Signature::of(&run.graph);
-    let mut program =
+    let program =
         Program::new(compiled.executable, signature, client).map_err(|source| ComponentError::Program { component: c(), source })?;
-    let start = Instant::now();
-    program.upload_weights_from(weights).map_err(|e| match e {
-        WeightUploadError::Weights(source) => ComponentError::Weights { component: c(), source },
-        WeightUploadError::Program(source) => ComponentError::Program { component: c(), source },
-    })?;
-    let times = ComponentTimes { passes, compile: compiled.duration, source: compiled.source, weights: start.elapsed() };
+    let times = ComponentTimes { passes, compile: compiled.duration, source: compiled.source, weights: Duration::ZERO };
     Ok((program, times))
 }

@@ -4,7 +4,7 @@
 //! frames mapped to bytes once (the seeds' CogVideoX stage 3 scaled them twice).
 
 use super::model::WanModel;
-use super::vae_decode::VaeDecoder;
+use super::vae_decode::{VaeDecodeSettings, VaeDecoder};
 use crate::cache::ExecutableCache;
 use crate::pjrt::Client;
 use crate::tensor::HostTensor;
@@ -12,7 +12,6 @@ use crate::vae_tiling::{TileConfig, TilePlan};
 use crate::video::{write_mp4, VideoFrames};
 use std::path::Path;
 use vidlower_frontends::wan::vae::VaeDecodeShape;
-use vidlower_ir::DType;
 
 pub const LATENTS_FILE: &str = "stage2_latents.safetensors";
 pub const FRAMES_FILE: &str = "stage3_frames.safetensors";
@@ -45,33 +44,21 @@ pub struct Stage3Outputs<'a> {
     pub frames_file: Option<&'a Path>,
 }
 
-/// Decodes `latents` untiled and writes the video (and frames); returns (frames written, summary).
+/// Decodes `latents` as `settings` say (dtype, tiling, passes) and writes the video (and
+/// frames); returns (frames written, summary).
 pub fn run_stage3(
     model: &WanModel,
     client: &Client,
     cache: Option<&ExecutableCache>,
     latents: &HostTensor,
-    dtype: DType,
-    out: &Stage3Outputs,
-) -> Result<(usize, String), Box<dyn std::error::Error + Send + Sync>> {
-    run_stage3_tiled(model, client, cache, latents, dtype, None, out)
-}
-
-/// [`run_stage3`], the VAE tiled by `tiling` when given and the frame is larger than a tile.
-pub fn run_stage3_tiled(
-    model: &WanModel,
-    client: &Client,
-    cache: Option<&ExecutableCache>,
-    latents: &HostTensor,
-    dtype: DType,
-    tiling: Option<&TileConfig>,
+    settings: &VaeDecodeSettings,
     out: &Stage3Outputs,
 ) -> Result<(usize, String), Box<dyn std::error::Error + Send + Sync>> {
     let (output_video, fps, frames_file) = (out.video, out.fps, out.frames_file);
     let z = unscale_latents(model, latents)?;
     let shape = VaeDecodeShape { batch: 1, height: z.dims[3], width: z.dims[4] };
     let weights = model.weights("vae")?;
-    let mut decoder = VaeDecoder::with_tiling(client, cache, &model.vae, shape, dtype, &weights, tiling)?;
+    let mut decoder = VaeDecoder::new(client, cache, &model.vae, shape, &weights, settings)?;
     let start = std::time::Instant::now();
     let video = decoder.decode(&z)?; // [1, 3, F, H, W] in [-1, 1]
     let decode_time = start.elapsed();
@@ -84,7 +71,7 @@ pub fn run_stage3_tiled(
     let stats = write_mp4(output_video, &VideoFrames::from_unit_range(&channels_last, f, h, w)?, fps)?;
     let summary = format!(
         "vae: {}; {}; weights {}; decoded {f} frames in {}; mp4 {}x{} {} frames encoded in {}",
-        describe_tiling(decoder.plan(), tiling),
+        describe_tiling(decoder.plan(), settings.tiling.as_ref()),
         decoder.describe_executables(),
         crate::timing::format_duration(decoder.weights_upload),
         crate::timing::format_duration(decode_time),

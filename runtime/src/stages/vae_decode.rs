@@ -8,11 +8,11 @@
 //! (through the executable cache), all of them sharing the one upload of the weights, and each
 //! tile runs all its frames with fresh caches, as `tiled_decode` does.
 
-use super::compiled::{ComponentError, ComponentTimes};
+use super::compiled::{compile_component, ComponentError, ComponentTimes};
 use crate::cache::ExecutableCache;
-use crate::compile::{compile_cached, CompileSource};
-use crate::pjrt::{Buffer, Client, CompileOptions, PjrtError};
-use crate::program::{ParamKind, Program, ProgramError, Signature};
+use crate::compile::CompileSource;
+use crate::pjrt::{Buffer, Client, PjrtError};
+use crate::program::{ParamKind, Program, ProgramError};
 use crate::tensor::HostTensor;
 use crate::vae_tiling::{decode_tiled, TileConfig, TilePlan, TilingError};
 use crate::weights::{WeightStore, WeightsError};
@@ -20,7 +20,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 use vidlower_frontends::wan::config::WanVaeConfig;
 use vidlower_frontends::wan::vae::{decoder_step, decoder_tile_step, frames_per_step, VaeDecodeShape};
-use vidlower_ir::{DType, Graph};
+use vidlower_ir::DType;
+use vidlower_passes::pipeline_options::PipelineOptions;
 
 const COMPONENT: &str = "vae decoder";
 
@@ -80,30 +81,39 @@ pub struct VaeDecoder {
     frame_times: Vec<Duration>,
 }
 
+/// How a VAE decoder is built: its dtype, its tiling and the pipeline it is lowered with.
+#[derive(Clone, Debug)]
+pub struct VaeDecodeSettings {
+    pub dtype: DType,
+    /// Spatial tiles (diffusers' `enable_tiling`); `None` decodes whole frames.
+    pub tiling: Option<TileConfig>,
+    /// The passes; a mesh in it is ignored: the VAE runs on one device (as the seeds run it,
+    /// replicated), so its frame loop keeps its caches on that device.
+    pub pipeline: PipelineOptions,
+}
+
+impl VaeDecodeSettings {
+    /// Untiled, in `dtype`, with the standard pipeline.
+    pub fn untiled(dtype: DType) -> Self {
+        VaeDecodeSettings { dtype, tiling: None, pipeline: PipelineOptions::default() }
+    }
+}
+
 impl VaeDecoder {
-    /// Builds, compiles (through `cache`) and uploads the untiled decoder for latents of `shape`.
+    /// Builds, compiles (through `cache`) and uploads the decoder for latents of `shape`, tiled
+    /// when the settings ask for tiles and the frame is larger than one tile (diffusers decodes a
+    /// frame that fits in a tile whole, tiling enabled or not).
     pub fn new(
         client: &Client,
         cache: Option<&ExecutableCache>,
         cfg: &WanVaeConfig,
         shape: VaeDecodeShape,
-        dtype: DType,
         weights: &WeightStore,
+        settings: &VaeDecodeSettings,
     ) -> Result<Self, VaeDecodeError> {
-        Self::with_tiling(client, cache, cfg, shape, dtype, weights, None)
-    }
-
-    /// [`new`](Self::new), tiled by `tiling` when it is given and the frame is larger than one
-    /// tile (diffusers decodes a frame that fits in a tile whole, tiling enabled or not).
-    pub fn with_tiling(
-        client: &Client,
-        cache: Option<&ExecutableCache>,
-        cfg: &WanVaeConfig,
-        shape: VaeDecodeShape,
-        dtype: DType,
-        weights: &WeightStore,
-        tiling: Option<&TileConfig>,
-    ) -> Result<Self, VaeDecodeError> {
+        let (dtype, tiling) = (settings.dtype, settings.tiling.as_ref());
+        let options = PipelineOptions { sharding: None, ..settings.pipeline.clone() };
+        let compile = |graph| compile_component(COMPONENT, graph, &options, client, cache);
         let plan = match tiling {
             Some(t) => TilePlan::new(t, cfg.scale_spatial(), shape.height, shape.width)?,
             None => None,
@@ -114,8 +124,8 @@ impl VaeDecoder {
             let s = VaeDecodeShape { batch: shape.batch, height, width };
             let step = if plan.is_some() { decoder_tile_step } else { decoder_step };
             let graph = |first| step(cfg, &s, dtype, first).map_err(|source| ComponentError::Graph { component: COMPONENT.into(), source });
-            let (first, times_first) = compile(graph(true)?, client, cache)?;
-            let (next, times_next) = compile(graph(false)?, client, cache)?;
+            let (first, times_first) = compile(graph(true)?)?;
+            let (next, times_next) = compile(graph(false)?)?;
             steps.insert((height, width), Steps { first, next, times_first, times_next });
         }
 
@@ -272,25 +282,6 @@ impl VaeDecoder {
     }
 }
 
-/// Default passes, StableHLO, cached compile; no weights (they are shared, see [`VaeDecoder`]).
-fn compile(graph: Graph, client: &Client, cache: Option<&ExecutableCache>) -> Result<(Program, ComponentTimes), ComponentError> {
-    let c = || COMPONENT.to_string();
-    let start = Instant::now();
-    let run = vidlower_passes::default_pipeline().run(graph).map_err(|source| ComponentError::Passes { component: c(), source })?;
-    let module = vidlower_backends::emit_module(&run.graph, &Default::default())
-        .map_err(|source| ComponentError::Emit { component: c(), source })?;
-    let passes = start.elapsed();
-    let label = format!("{COMPONENT} ({})", run.graph.name);
-    let compiled = compile_cached(client, cache, &module, &CompileOptions::single_device(), &label)
-        .map_err(|source| ComponentError::Pjrt { component: c(), source })?;
-    for w in &compiled.warnings {
-        eprintln!("warning: {COMPONENT}: {w}");
-    }
-    let program = Program::new(compiled.executable, Signature::of(&run.graph), client)
-        .map_err(|source| ComponentError::Program { component: c(), source })?;
-    let times = ComponentTimes { passes, compile: compiled.duration, source: compiled.source, weights: Duration::ZERO };
-    Ok((program, times))
-}
 
 /// Frame `t` of `z` [B, C, T, H, W] as [B, C, 1, H, W].
 fn frame(z: &HostTensor, t: i64) -> HostTensor {
