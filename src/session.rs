@@ -23,7 +23,8 @@ impl Session {
     /// plugin cannot run before anything is compiled.
     pub fn open(args: &RuntimeArgs, pipeline: &PipelineArgs) -> Result<Session> {
         let session = Self::open_devices(args, pipeline.devices())?;
-        vidlower_runtime::stages::compiled::check_target(&pipeline.options()?, &session.client).map_err(anyhow::Error::msg)?;
+        let attention = pipeline.attention.unwrap_or_default();
+        vidlower_runtime::stages::compiled::check_target(attention, &session.client).map_err(anyhow::Error::msg)?;
         Ok(session)
     }
 

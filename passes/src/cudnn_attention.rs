@@ -185,13 +185,7 @@ mod tests {
     use vidlower_ir::text::{parse, print};
 
     fn run(text: &str) -> Graph {
-        let input = parse(text).unwrap();
-        let out = CudnnAttention.run(input.clone()).unwrap();
-        vidlower_ir::verify(&out).unwrap();
-        for (a, b) in input.outputs.iter().zip(&out.outputs) {
-            assert_eq!((&a.name, input.ty(a.value)), (&b.name, out.ty(b.value)));
-        }
-        out
+        crate::test_support::run_pass(CudnnAttention, text)
     }
 
     fn config_of(g: &Graph) -> serde_json::Value {

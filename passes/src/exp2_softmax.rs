@@ -18,11 +18,11 @@
 //! helper is reused); a query row with every key masked gives NaN, as there. The pass runs
 //! before `decompose` and leaves no attention composite behind, so a second run changes nothing.
 
-use crate::decompose::attention::window_mask;
+use crate::decompose::attention::mask_scores;
 use crate::decompose::emit::{compute_dtype, Emitter};
 use crate::rewrite::replace_nodes;
 use crate::{Pass, PassError};
-use vidlower_ir::{BinaryOp, DType, DotDims, Graph, Op, ReduceKind, UnaryOp, ValueId};
+use vidlower_ir::{BinaryOp, DotDims, Graph, Op, ReduceKind, UnaryOp, ValueId};
 
 /// The `exp2_softmax` pass.
 pub struct Exp2Softmax;
@@ -64,25 +64,10 @@ fn attention_base2(
     let q2 = fold_scale_base2(em, q, scale)?;
     let qk = DotDims { lhs_batch: vec![0, 1], rhs_batch: vec![0, 1], lhs_contract: vec![3], rhs_contract: vec![3] };
     let scores = em.op(Op::DotGeneral(qk), &[q2, k])?;
-    let mut s = em.convert(scores, cdt)?;
+    let s = em.convert(scores, cdt)?;
     let shape = em.ty(s).shape;
-    if mask {
-        let m = args[3];
-        let bool_mask = em.ty(m).dtype == DType::I1;
-        let m = if bool_mask { m } else { em.convert(m, cdt)? };
-        // A float mask is a natural-log bias: into base 2 at its own (often broadcast) size.
-        let m = if bool_mask { m } else { to_base2(em, m)? };
-        let m = if em.ty(m).shape == shape { m } else { em.broadcast(m, &shape, &[0, 1, 2, 3])? };
-        s = if bool_mask {
-            let neg_inf = em.splat_like(f64::NEG_INFINITY, s)?;
-            em.select(m, s, neg_inf)?
-        } else {
-            em.add(s, m)?
-        };
-    }
-    if let Some((left, right)) = window {
-        s = window_mask(em, s, left, right)?;
-    }
+    // A float mask is a natural-log bias: into base 2 at its own (often broadcast) size.
+    let s = mask_scores(em, s, mask.then(|| args[3]), window, &mut |em, m| to_base2(em, m))?;
     let mx = em.reduce(ReduceKind::Max, s, &[3])?;
     let mx = em.unreduce(mx, &shape, &[3])?;
     let shifted = em.sub(s, mx)?;
@@ -124,13 +109,8 @@ mod tests {
     use vidlower_ir::text::{parse, print};
 
     fn run(text: &str) -> Graph {
-        let input = parse(text).unwrap();
-        let out = Exp2Softmax.run(input.clone()).unwrap();
-        vidlower_ir::verify(&out).unwrap();
+        let out = crate::test_support::run_pass(Exp2Softmax, text);
         assert!(!out.op_counts().contains_key("attention"));
-        for (a, b) in input.outputs.iter().zip(&out.outputs) {
-            assert_eq!((&a.name, input.ty(a.value)), (&b.name, out.ty(b.value)));
-        }
         out
     }
 

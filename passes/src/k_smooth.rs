@@ -95,13 +95,7 @@ mod tests {
     use vidlower_ir::text::{parse, print};
 
     fn run(text: &str) -> Graph {
-        let input = parse(text).unwrap();
-        let out = KSmooth.run(input.clone()).unwrap();
-        vidlower_ir::verify(&out).unwrap();
-        for (a, b) in input.outputs.iter().zip(&out.outputs) {
-            assert_eq!((&a.name, input.ty(a.value)), (&b.name, out.ty(b.value)));
-        }
-        out
+        crate::test_support::run_pass(KSmooth, text)
     }
 
     const BF16_MASK_WINDOW: &str = include_str!("testdata/attention_bf16_mask_window.ir");

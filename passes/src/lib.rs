@@ -21,6 +21,8 @@ pub mod pipeline_options;
 pub mod registry;
 pub mod rewrite;
 pub mod sliding_window;
+#[cfg(test)]
+mod test_support;
 pub mod sharding;
 
 pub use blockwise_attention::BlockwiseAttention;

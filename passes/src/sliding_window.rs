@@ -61,7 +61,7 @@ fn narrower(a: i64, b: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vidlower_ir::text::{parse, print};
+    use vidlower_ir::text::print;
 
     const SELF_AND_CROSS: &str = r#"
 graph @block {
@@ -75,8 +75,7 @@ graph @block {
 
     #[test]
     fn windows_self_attention_only_and_keeps_the_narrower_side() {
-        let out = SlidingWindow { left: 2, right: 2 }.run(parse(SELF_AND_CROSS).unwrap()).unwrap();
-        vidlower_ir::verify(&out).unwrap();
+        let out = crate::test_support::run_pass(SlidingWindow { left: 2, right: 2 }, SELF_AND_CROSS);
         insta::assert_snapshot!(print(&out));
         let windows: Vec<_> = out
             .nodes
@@ -92,7 +91,7 @@ graph @block {
     #[test]
     fn a_negative_side_is_unbounded() {
         assert_eq!((narrower(-1, 3), narrower(3, -1), narrower(-1, -1), narrower(2, 5)), (3, 3, -1, 2));
-        let out = SlidingWindow { left: -1, right: 0 }.run(parse(SELF_AND_CROSS).unwrap()).unwrap();
+        let out = crate::test_support::run_pass(SlidingWindow { left: -1, right: 0 }, SELF_AND_CROSS);
         let last = out.nodes.iter().rev().find(|n| n.op.name() == "attention").unwrap();
         assert_eq!(last.op, Op::Attention { scale: 0.5, has_mask: false, window: Some((1, 0)) });
     }

@@ -48,13 +48,35 @@ pub fn attention(
     if scale != 1.0 {
         s = em.binary_const(BinaryOp::Mul, s, scale)?;
     }
-    let shape = em.ty(s).shape;
-    if mask {
-        let m = args[3];
+    let s = mask_scores(em, s, mask.then(|| args[3]), window, &mut |_, m| Ok(m))?;
+    let p = softmax(em, s, 3)?;
+    let p = em.convert(p, dtype)?;
+    let pv = DotDims { lhs_batch: vec![0, 1], rhs_batch: vec![0, 1], lhs_contract: vec![3], rhs_contract: vec![2] };
+    em.op(vidlower_ir::Op::DotGeneral(pv), &[p, v])
+}
+
+/// Scores `s` [B, H, Sq, Sk] (in the compute dtype) with the op's mask and window applied: a
+/// boolean mask puts -inf where a query may not attend, a float mask is converted to the
+/// scores' dtype, passed through `bias` (exp2_softmax turns it into base 2 there, at the mask's
+/// own, often broadcast, size) and added; size-1 mask dims broadcast over batch, heads, queries
+/// or keys. (pub(crate): exp2_softmax masks its base-2 scores with it.)
+pub(crate) fn mask_scores(
+    em: &mut Emitter,
+    mut s: ValueId,
+    mask: Option<ValueId>,
+    window: Option<(i64, i64)>,
+    bias: &mut dyn FnMut(&mut Emitter, ValueId) -> Result<ValueId, PassError>,
+) -> Result<ValueId, PassError> {
+    let t = em.ty(s);
+    if let Some(m) = mask {
         let bool_mask = em.ty(m).dtype == DType::I1;
-        let m = if bool_mask { m } else { em.convert(m, cdt)? };
-        // Size-1 mask dims broadcast over batch, heads, queries or keys.
-        let m = if em.ty(m).shape == shape { m } else { em.broadcast(m, &shape, &[0, 1, 2, 3])? };
+        let m = if bool_mask {
+            m
+        } else {
+            let m = em.convert(m, t.dtype)?;
+            bias(em, m)?
+        };
+        let m = if em.ty(m).shape == t.shape { m } else { em.broadcast(m, &t.shape, &[0, 1, 2, 3])? };
         s = if bool_mask {
             let neg_inf = em.splat_like(f64::NEG_INFINITY, s)?;
             em.select(m, s, neg_inf)?
@@ -62,13 +84,10 @@ pub fn attention(
             em.add(s, m)?
         };
     }
-    if let Some((left, right)) = window {
-        s = window_mask(em, s, left, right)?;
+    match window {
+        Some((left, right)) => window_mask(em, s, left, right),
+        None => Ok(s),
     }
-    let p = softmax(em, s, 3)?;
-    let p = em.convert(p, dtype)?;
-    let pv = DotDims { lhs_batch: vec![0, 1], rhs_batch: vec![0, 1], lhs_contract: vec![3], rhs_contract: vec![2] };
-    em.op(vidlower_ir::Op::DotGeneral(pv), &[p, v])
 }
 
 /// Scores `s` [B, H, Sq, Sk] with -inf outside the window. The predicate is built once at

@@ -58,9 +58,9 @@ pub enum ComponentError {
 
 /// Refuses options the target cannot run: cuDNN attention is a CUDA custom call, which every
 /// other plugin rejects at compile time with a message that does not name the flag.
-pub fn check_target(options: &PipelineOptions, client: &Client) -> Result<(), String> {
+pub fn check_target(attention: AttentionLowering, client: &Client) -> Result<(), String> {
     let platform = client.platform_name().map_err(|e| e.to_string())?;
-    if options.attention == AttentionLowering::Cudnn && !platform.eq_ignore_ascii_case("cuda") {
+    if attention == AttentionLowering::Cudnn && !platform.eq_ignore_ascii_case("cuda") {
         return Err(format!("--attention cudnn needs the CUDA plugin; this is the {platform} plugin (use auto, dense or blockwise)"));
     }
     Ok(())
@@ -106,7 +106,7 @@ pub fn compile_component(
     cache: Option<&ExecutableCache>,
 ) -> Result<(Program, ComponentTimes), ComponentError> {
     let c = || component.to_string();
-    check_target(options, client).map_err(|message| ComponentError::Target { component: c(), message })?;
+    check_target(options.attention, client).map_err(|message| ComponentError::Target { component: c(), message })?;
     let start = Instant::now();
     let run = options.pipeline_for(Some(component)).run(graph).map_err(|source| ComponentError::Passes { component: c(), source })?;
     let format = sharding_format(options);
