@@ -1,13 +1,14 @@
 //! Flags shared by several commands: which graph, which passes, which plugin and cache.
 
-use crate::components::{Component, ComponentGraph, Sizes};
-use crate::stage_args::{check_shape, ModelArgs};
+use crate::components::{ComponentArg, ComponentGraph, Sizes};
+use crate::stage_args::ModelArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 use vidlower_frontends::example::{example_block, ExampleConfig};
 use vidlower_ir::{DType, Graph};
-use vidlower_runtime::stages::model::WanModel;
+use vidlower_frontends::family::{Component, VideoSize};
+use vidlower_runtime::stages::model::OpenedModel;
 use vidlower_runtime::weights::WeightStore;
 
 /// The name `--model` gives the built-in example graph.
@@ -23,7 +24,7 @@ pub struct GraphArgs {
     /// Which part of the model (exec and bench need one; compile and dump-ir without it take
     /// text_encoder, transformer and vae_decoder).
     #[arg(long, value_enum)]
-    pub component: Option<Component>,
+    pub component: Option<ComponentArg>,
     /// A graph in the IR text form (as `dump-ir` prints it) instead of a built-in one.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["model", "model_dir", "component"])]
     pub ir: Option<PathBuf>,
@@ -72,8 +73,8 @@ pub enum Selection {
 
 /// Components of a model, with the flags that size them.
 pub struct ModelSelection {
-    pub model: WanModel,
-    pub components: Vec<Component>,
+    pub model: OpenedModel,
+    pub components: Vec<ComponentArg>,
     dtype: Option<DType>,
     shape: ShapeArgs,
 }
@@ -104,22 +105,32 @@ impl GraphArgs {
             return Ok(Selection::Graph(example_block(&cfg)?));
         }
         self.refuse(&[("--seq", s.seq.is_some())], "to a model (it is the example graph's; use --max-sequence-length)")?;
-        if self.component == Some(Component::TextEncoder) {
+        if self.component.is_some_and(|c| matches!(c.component(), Component::TextEncoder | Component::TextEncoder2)) {
             let pixels = [("--height", s.height.is_some()), ("--width", s.width.is_some()), ("--frames", s.frames.is_some())];
             self.refuse(&pixels, "to the text encoder (it takes --batch and --max-sequence-length)")?;
         }
-        // The given sizes, checked now; unset ones come from the model and are valid.
-        check_shape(s.height.unwrap_or(16), s.width.unwrap_or(16), s.frames.unwrap_or(1))?;
         for (flag, v) in [("--batch", s.batch), ("--max-sequence-length", s.max_sequence_length)] {
             if v.is_some_and(|v| v < 1) {
                 bail!("{flag} must be at least 1 (got {})", v.unwrap_or_default());
             }
         }
-        let model = WanModel::open(&self.model.spec(None)?)?;
+        // Only the components asked for are opened (a directory with just `transformer/` can
+        // run the transformer).
+        let spec = self.model.spec(None)?;
+        let model = match self.component {
+            Some(c) => OpenedModel::open(&spec, &[c.component()])?,
+            None => OpenedModel::open_all(&spec)?,
+        };
         let components = match self.component {
             Some(c) => vec![c],
-            None => Component::ALL.to_vec(),
+            None => model.components().into_iter().map(component_arg).collect(),
         };
+        // The given sizes, checked now against the model's rules.
+        if c_needs_video(self.component) && (s.height.is_some() || s.width.is_some() || s.frames.is_some()) {
+            let d = &model.defaults;
+            let v = VideoSize { height: s.height.unwrap_or(d.height), width: s.width.unwrap_or(d.width), frames: s.frames.unwrap_or(d.frames) };
+            model.check_video(&v)?;
+        }
         Ok(Selection::Model(Box::new(ModelSelection { model, components, dtype: self.dtype, shape: s.clone() })))
     }
 
@@ -135,7 +146,7 @@ impl Selection {
     /// The selected graphs, at the sizes the flags give.
     pub fn graphs(&self) -> Result<Vec<ComponentGraph>> {
         match self {
-            Selection::Graph(graph) => Ok(vec![ComponentGraph { label: graph.name.clone(), graph: graph.clone(), folder: None }]),
+            Selection::Graph(graph) => Ok(vec![ComponentGraph { label: graph.name.clone(), graph: graph.clone(), rules: None }]),
             Selection::Model(m) => m.graphs(),
         }
     }
@@ -143,10 +154,10 @@ impl Selection {
     /// For a model: one line naming it, and one per component with its dtype and sizes.
     pub fn describe(&self) -> Result<Vec<String>> {
         let Selection::Model(m) = self else { return Ok(Vec::new()) };
-        let mut lines = vec![format!("model: {} ({})", m.model.spec.id(), m.model.dir.display())];
+        let mut lines = vec![format!("model: {} ({}, {})", m.model.spec.id(), m.model.family().name(), m.model.dir().display())];
         for &c in &m.components {
             let weights = m.weights(c)?;
-            lines.push(format!("{}: {}, {}", c.name(), m.dtype(&weights), m.sizes(c)?.describe(&m.model, c)));
+            lines.push(format!("{}: {}, {}", c.name(), m.dtype(&weights), m.model.describe_sizes(c.component(), &m.sizes(c)?)));
         }
         Ok(lines)
     }
@@ -168,15 +179,18 @@ impl ShapeArgs {
 
 impl ModelSelection {
     /// The one component a command that runs a component needs.
-    pub fn single(&self, command: &str) -> Result<Component> {
+    pub fn single(&self, command: &str) -> Result<ComponentArg> {
         match self.components[..] {
             [c] => Ok(c),
-            _ => bail!("{command} needs --component: text_encoder, transformer or vae_decoder"),
+            _ => {
+                let names: Vec<&str> = self.model.components().iter().map(|c| c.name()).collect();
+                bail!("{command} needs --component: {}", names.join(", "))
+            }
         }
     }
 
-    pub fn weights(&self, c: Component) -> Result<WeightStore> {
-        Ok(self.model.weights(c.folder())?)
+    pub fn weights(&self, c: ComponentArg) -> Result<WeightStore> {
+        Ok(self.model.weights(c.component())?)
     }
 
     /// `--dtype`, else the dtype `weights` are stored in.
@@ -190,13 +204,13 @@ impl ModelSelection {
     }
 
     /// The sizes of component `c` from the flags and the model's defaults.
-    pub fn sizes(&self, c: Component) -> Result<Sizes> {
+    pub fn sizes(&self, c: ComponentArg) -> Result<Sizes> {
         let (s, d) = (&self.shape, &self.model.defaults);
-        let (height, width, frames) = (s.height.unwrap_or(d.height), s.width.unwrap_or(d.width), s.frames.unwrap_or(d.frames));
-        check_shape(height, width, frames)?;
-        let batch = s.batch.unwrap_or(c.default_batch());
+        let v = VideoSize { height: s.height.unwrap_or(d.height), width: s.width.unwrap_or(d.width), frames: s.frames.unwrap_or(d.frames) };
+        self.model.check_video(&v)?;
+        let batch = s.batch.unwrap_or(self.model.default_batch(c.component()));
         let text_len = s.max_sequence_length.unwrap_or(d.max_sequence_length as i64);
-        Ok(Sizes::from_pixels(&self.model, batch, height, width, frames, text_len))
+        Ok(self.model.sizes(c.component(), &v, batch, text_len))
     }
 
     /// Every selected component's graphs.
@@ -249,4 +263,19 @@ fn parse_fraction(s: &str) -> Result<f32, String> {
 
 pub fn parse_dtype(s: &str) -> Result<DType, String> {
     s.parse()
+}
+
+/// The `--component` value of a family component.
+fn component_arg(c: Component) -> ComponentArg {
+    match c {
+        Component::TextEncoder => ComponentArg::TextEncoder,
+        Component::TextEncoder2 => ComponentArg::TextEncoder2,
+        Component::Transformer => ComponentArg::Transformer,
+        Component::VaeDecoder => ComponentArg::VaeDecoder,
+    }
+}
+
+/// Whether the selected component is sized by a video (not a text encoder alone).
+fn c_needs_video(c: Option<ComponentArg>) -> bool {
+    !c.is_some_and(|c| matches!(c.component(), Component::TextEncoder | Component::TextEncoder2))
 }

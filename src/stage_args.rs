@@ -63,6 +63,10 @@ pub struct DenoiseArgs {
     pub frames: Option<i64>,
     #[arg(long, alias = "guidance_scale")]
     pub guidance_scale: Option<f64>,
+    /// CogVideoX's guidance schedule: the scale rises from 1 with a cosine over the steps (the
+    /// pipeline's `use_dynamic_cfg`).
+    #[arg(long, alias = "use_dynamic_cfg")]
+    pub use_dynamic_cfg: bool,
     /// Seed of the initial noise.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -130,7 +134,3 @@ pub struct DtypeArg {
     pub dtype: DType,
 }
 
-/// Checks the shape flags before any work starts.
-pub fn check_shape(height: i64, width: i64, frames: i64) -> Result<()> {
-    vidlower_runtime::stages::stage2::validate_shape(height, width, frames).map_err(anyhow::Error::msg)
-}

@@ -8,9 +8,10 @@ use vidlower_passes::pipeline_options::PipelineOptions;
 use std::path::{Path, PathBuf};
 use vidlower_ir::DType;
 use vidlower_runtime::safetensors_io;
-use vidlower_runtime::stages::model::{ModelSpec, WanModel};
+use vidlower_frontends::family::{DenoiseKnobs, Embeddings, VideoSize};
+use vidlower_runtime::stages::model::{ModelSpec, OpenedModel};
 use vidlower_runtime::stages::stage2::{run_stage2, Stage2Settings};
-use vidlower_runtime::stages::stage3::{run_stage3, unscale_latents, Stage3Outputs};
+use vidlower_runtime::stages::stage3::{run_stage3, Stage3Outputs};
 use vidlower_runtime::stages::vae_decode::VaeDecodeSettings;
 use vidlower_runtime::tensor::HostTensor;
 use vidlower_runtime::video::VideoFrames;
@@ -19,9 +20,11 @@ fn golden() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/wan")
 }
 
-fn model() -> WanModel {
-    WanModel::open(&ModelSpec::Dir(golden().join("model"))).unwrap()
+fn model() -> OpenedModel {
+    OpenedModel::open_all(&ModelSpec::Dir(golden().join("model"))).unwrap()
 }
+
+const VIDEO: VideoSize = VideoSize { height: 32, width: 48, frames: 9 };
 
 fn tensors() -> std::collections::BTreeMap<String, HostTensor> {
     safetensors_io::load(&golden().join("pipeline_3step.safetensors")).unwrap()
@@ -32,10 +35,8 @@ fn settings(guidance_scale: f64, latents_in: PathBuf) -> Stage2Settings {
         steps: 3,
         guidance_scale,
         seed: 0,
-        height: 32,
-        width: 48,
-        frames: 9,
-        flow_shift: 3.0,
+        video: VIDEO,
+        knobs: DenoiseKnobs { flow_shift: Some(3.0), dynamic_cfg: false },
         dtype: DType::F32,
         warmup_steps: 0,
         latents_in: Some(latents_in),
@@ -52,9 +53,9 @@ fn stage2_matches_the_diffusers_pipeline_with_and_without_cfg() {
     safetensors_io::save(&noise, &[("latents".into(), t["latents"].clone())]).unwrap();
     let client = common::cpu_client(1);
     let model = model();
+    let embeddings: Embeddings = ["prompt_embeds", "negative_prompt_embeds"].iter().map(|k| (k.to_string(), t[*k].clone())).collect();
     for (g, key) in [(5.0, "latents_out"), (1.0, "latents_out_guidance1")] {
-        let (latents, report) =
-            run_stage2(&model, &client, None, &t["prompt_embeds"], &t["negative_prompt_embeds"], &settings(g, noise.clone())).unwrap();
+        let (latents, report) = run_stage2(&model, &client, None, &embeddings, &settings(g, noise.clone())).unwrap();
         assert_eq!(latents.dims, vec![1, 16, 3, 4, 6]);
         assert_eq!(report.steps.len(), 3);
         let err = common::max_rel_err(&latents.to_f64_vec(), &t[key].to_f64_vec());
@@ -70,7 +71,7 @@ fn stage2_matches_the_diffusers_pipeline_with_and_without_cfg() {
 fn stage3_matches_the_diffusers_decode_and_video() {
     let t = tensors();
     let model = model();
-    let z = unscale_latents(&model, &t["latents_out"]).unwrap();
+    let z = model.vae_input(&t["latents_out"], &VIDEO).unwrap();
     let err = common::max_rel_err(&z.to_f64_vec(), &t["vae_input"].to_f64_vec());
     assert!(err < 1e-6, "unscaled latents: {err:e}");
 
@@ -82,6 +83,7 @@ fn stage3_matches_the_diffusers_decode_and_video() {
         &client,
         None,
         &t["latents_out"],
+        &VIDEO,
         &VaeDecodeSettings::untiled(DType::F32),
         &Stage3Outputs { video: &video, fps: 16, frames_file: Some(&frames) },
     ).unwrap();

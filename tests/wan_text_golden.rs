@@ -15,7 +15,9 @@ use vidlower_frontends::wan::text_encoder::umt5_encoder;
 use vidlower_frontends::wan::tokenizer::{prompt_clean, Tokenizer};
 use vidlower_ir::{DType, LiteralData, Op};
 use vidlower_runtime::program::{ParamKind, Signature};
-use vidlower_runtime::stages::text_encode::TextEncoder;
+use vidlower_frontends::family::Component;
+use vidlower_runtime::stages::model::{ModelSpec, OpenedModel};
+use vidlower_runtime::stages::stage1::{run_stage1, Stage1Settings};
 use vidlower_runtime::tensor::HostTensor;
 use vidlower_runtime::weights::WeightStore;
 
@@ -124,51 +126,43 @@ fn encode_prompt_matches_diffusers() {
     let client = common::cpu_client(1);
     let cache = tempfile::tempdir().unwrap();
     let cache = vidlower_runtime::cache::ExecutableCache::open(cache.path()).unwrap();
-    let encoder = TextEncoder::open(
-        &golden().join("model/tokenizer"),
-        &golden().join("model/text_encoder"),
-        &config(),
-        &client,
-        Some(&cache),
-        2,
-        l,
-        DType::F32,
-        &PipelineOptions::default(),
-    )
-    .unwrap();
     let (prompt, negative) = (meta["prompt"].as_str().unwrap(), meta["negative_prompt"].as_str().unwrap());
 
     // The token ids diffusers fed the encoder.
-    let (ids, _) = encoder.tokenizer().encode(&[prompt, negative], l).unwrap();
+    let tokenizer = vidlower_frontends::wan::tokenizer::Tokenizer::from_dir(&golden().join("model/tokenizer")).unwrap();
+    let (ids, _) = tokenizer.encode(&[prompt, negative], l).unwrap();
     assert_eq!(ids[0], i64s(&meta["prompt_input_ids"]));
     assert_eq!(ids[1], i64s(&meta["negative_prompt_input_ids"]));
 
-    let embeds = encoder.encode_prompts(&[prompt, negative], l).unwrap();
-    let d = embeds.dims[2] as usize;
-    assert_eq!((embeds.dtype, embeds.dims.clone()), (DType::F32, vec![2, l as i64, d as i64]));
-    let values = embeds.to_f64_vec();
-    for (row, (key, len_key)) in [("prompt_embeds", "prompt_seq_len"), ("negative_prompt_embeds", "negative_prompt_seq_len")].iter().enumerate() {
-        let want = io[*key].to_f64_vec();
-        let ours = &values[row * l * d..(row + 1) * l * d];
+    // Stage 1 through the family seam: WanPipeline's encode_prompt for both prompts.
+    let model = OpenedModel::open(&ModelSpec::Dir(golden().join("model")), &[Component::TextEncoder]).unwrap();
+    let options = PipelineOptions::default();
+    let settings = Stage1Settings { prompt, negative_prompt: negative, max_sequence_length: l, dtype: DType::F32, pipeline: &options };
+    let (embeds, _) = run_stage1(&model, &client, Some(&cache), &settings).unwrap();
+    assert_eq!(embeds.keys().collect::<Vec<_>>(), ["negative_prompt_embeds", "prompt_embeds"]);
+    for (key, len_key) in [("prompt_embeds", "prompt_seq_len"), ("negative_prompt_embeds", "negative_prompt_seq_len")] {
+        let t = &embeds[key];
+        let d = t.dims[2] as usize;
+        assert_eq!((t.dtype, t.dims.clone()), (DType::F32, vec![1, l as i64, d as i64]));
+        let ours = t.to_f64_vec();
+        let want = io[key].to_f64_vec();
         let seq_len = meta[len_key].as_f64().unwrap() as usize;
         assert!(seq_len < l, "{key}: the golden prompt should leave padding to check");
         // Padding: exactly +0.0 after the real tokens, on both sides.
         assert!(ours[seq_len * d..].iter().all(|v| v.to_bits() == 0), "{key}: padding is not exactly zero");
         assert!(want[seq_len * d..].iter().all(|&v| v == 0.0), "{key}: golden padding is not zero");
         assert!(ours[..seq_len * d].iter().all(|&v| v != 0.0), "{key}: a real token's embedding has a zero");
-        let err = common::max_rel_err(ours, &want);
+        let err = common::max_rel_err(&ours, &want);
         eprintln!("{key}: max rel err {err:.3e}, {seq_len} real tokens of {l}");
         assert!(err < F32_TOL, "{key}: max rel err {err:.3e}");
     }
 
-    // Three prompts through the batch-2 program: two batches, the last filled; same rows.
-    let three = encoder.encode_prompts(&[negative, prompt, negative], l).unwrap();
-    assert_eq!(three.dims, vec![3, l as i64, d as i64]);
-    let t = three.to_f64_vec();
-    assert_eq!(&t[l * d..2 * l * d], &values[..l * d]);
-    assert_eq!(&t[..l * d], &t[2 * l * d..]);
-    let e = encoder.encode_prompts(&[prompt], l + 1).err().unwrap().to_string();
-    assert!(e.contains("max_sequence_length"), "{e}");
+    // The swapped pair gives the same rows swapped (the batch rows do not mix), from the cache.
+    let swapped = Stage1Settings { prompt: negative, negative_prompt: prompt, ..settings };
+    let (again, summary) = run_stage1(&model, &client, Some(&cache), &swapped).unwrap();
+    assert!(summary.contains("cache hit"), "{summary}");
+    assert_eq!(again["prompt_embeds"], embeds["negative_prompt_embeds"]);
+    assert_eq!(again["negative_prompt_embeds"], embeds["prompt_embeds"]);
 }
 
 /// UMT5-XXL (`google/umt5-xxl`, Wan's text encoder) at the pipeline's 512 tokens: the graph

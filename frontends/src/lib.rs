@@ -1,7 +1,10 @@
 //! vidlower's model frontends: model definitions written in the IR builder API, one folder per
-//! family (`wan/`), shared layers in `nn/`, and the built-in `example` graph.
+//! family (`wan/`), shared layers in `nn/`, the family seam (`family`) and registry, and the
+//! built-in `example` graph.
 
+pub mod config;
 pub mod example;
+pub mod family;
 pub mod nn;
 pub mod random_weights;
 pub mod registry;

@@ -11,7 +11,7 @@
 
 use crate::blockwise_attention::BlockwiseAttention;
 use crate::sliding_window::SlidingWindow;
-use crate::sharding::{wan_component_rules, AttentionSharding, RuleSource, ShardingPropagation, ShardingRules};
+use crate::sharding::{AttentionSharding, RuleSource, ShardingPropagation, ShardingRules};
 use crate::{Canonicalize, CudnnAttention, Cse, Dce, Decompose, Exp2Softmax, KSmooth, PassManager};
 use vidlower_ir::Mesh;
 use std::fmt;
@@ -155,15 +155,15 @@ impl PipelineOptions {
         self.pipeline_for(None)
     }
 
-    /// The pipeline for `component` (a diffusers folder name: `transformer`, `text_encoder`,
-    /// `vae`), whose built-in sharding rules apply when no rules were given.
-    pub fn pipeline_for(&self, component: Option<&str>) -> PassManager {
+    /// The pipeline for a component whose built-in sharding rules are `built_in` (from its
+    /// family); they apply when no `--rules` were given.
+    pub fn pipeline_for(&self, built_in: Option<ShardingRules>) -> PassManager {
         let mut pm = PassManager::new();
         if let Some((left, right)) = self.window {
             pm.add(Box::new(SlidingWindow { left, right }));
         }
         if let Some(s) = &self.sharding {
-            let rules = s.rules.clone().or_else(|| component.and_then(wan_component_rules)).unwrap_or_else(ShardingRules::none);
+            let rules = s.rules.clone().or(built_in).unwrap_or_else(ShardingRules::none);
             pm.add(Box::new(ShardingPropagation::new(s.mesh.clone(), rules).with_attention(s.attention)));
         }
         if self.k_smooth {

@@ -4,7 +4,7 @@
 //! and seeded inputs at the sizes the flags give, timed as the median of `--runs` after warm-up.
 
 use crate::args::{GraphArgs, ModelSelection, PassArgs, RuntimeArgs, Selection};
-use crate::components::{random_inputs, Runner};
+use crate::components::Runner;
 use crate::lowering::{lower, pipeline};
 use crate::session::Session;
 use super::exec::random_tensor;
@@ -117,12 +117,12 @@ fn bench_component(m: &ModelSelection, args: &BenchArgs) -> Result<()> {
     let weights = m.weights(c)?;
     let dtype = m.dtype(&weights);
     let sizes = m.sizes(c)?;
-    println!("model: {} ({})", m.model.spec.id(), m.model.dir.display());
-    println!("{}: {dtype}, {}", c.name(), sizes.describe(&m.model, c));
+    println!("model: {} ({}, {})", m.model.spec.id(), m.model.family().name(), m.model.dir().display());
+    println!("{}: {dtype}, {}", c.name(), m.model.describe_sizes(c.component(), &sizes));
     let session = Session::open(&args.runtime, &args.passes.pipeline)?;
     println!("plugin: {}", session.describe_plugin());
     let mut runner = Runner::prepare(&session, &m.model, &weights, c, &sizes, dtype, &args.passes)?;
-    let inputs = random_inputs(&m.model, c, &sizes, dtype, 0)?;
+    let inputs = m.model.random_inputs(c.component(), &sizes, dtype, 0)?;
     let bar = indicatif::ProgressBar::new(u64::from(args.warmup + runs));
     let mut warmup = Vec::new();
     for _ in 0..args.warmup {

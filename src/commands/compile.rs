@@ -33,7 +33,7 @@ pub fn run(args: CompileArgs) -> Result<()> {
     }
     let mut session = None;
     for g in selection.graphs()? {
-        let (label, cache_label, folder) = (g.label.clone(), g.cache_label(), g.folder);
+        let (label, cache_label, rules) = (g.label.clone(), g.cache_label(), g.rules);
         let graph = g.graph;
         let title = if label == graph.name { String::new() } else { format!("{label} ") };
         println!(
@@ -46,7 +46,7 @@ pub fn run(args: CompileArgs) -> Result<()> {
         let start = Instant::now();
         let format = args.passes.pipeline.format();
         let lowered =
-            lower(graph, pipeline(&args.passes, folder)?, format, DumpAfter::None, &mut |_, _| {}).with_context(|| label.clone())?;
+            lower(graph, pipeline(&args.passes, rules)?, format, DumpAfter::None, &mut |_, _| {}).with_context(|| label.clone())?;
         let names: Vec<&str> = lowered.reports.iter().map(|r| r.name).collect();
         println!("passes: {} ({})", names.join(", "), format_duration(start.elapsed() - lowered.emit_time));
         if args.explain && args.passes.passes.is_none() {

@@ -39,7 +39,7 @@ pub fn run(args: DumpIrArgs) -> Result<()> {
         if several {
             println!("// ===== {} =====", g.label);
         }
-        let passes = pipeline(&args.passes, g.folder)?;
+        let passes = pipeline(&args.passes, g.rules)?;
         let format = args.passes.pipeline.format();
         let graph = g.graph;
         match (args.format, args.after.as_deref()) {

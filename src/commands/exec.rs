@@ -4,7 +4,8 @@
 //! diffusers forward() arguments, from `--inputs`; the graph is built for their shapes.
 
 use crate::args::{GraphArgs, ModelSelection, PassArgs, RuntimeArgs, Selection};
-use crate::components::{checked_inputs, Runner};
+use crate::components::ComponentArg;
+use crate::components::Runner;
 use crate::lowering::{lower, pipeline};
 use crate::session::Session;
 use anyhow::{bail, Context, Result};
@@ -126,7 +127,7 @@ fn run_component(m: &ModelSelection, args: &ExecArgs) -> Result<()> {
         bail!("{flag} does not apply to exec of a model component: the graph is built for the shapes in --inputs");
     }
     if args.weights.is_some() || args.seed.is_some() {
-        bail!("--weights and --seed apply to the example graph; a model component's weights come from {}", m.model.dir.display());
+        bail!("--weights and --seed apply to the example graph; a model component's weights come from {}", m.model.dir().display());
     }
     let Some(path) = &args.inputs else {
         bail!("exec of a model component needs --inputs FILE (tensors named as diffusers' forward() arguments; see --help)")
@@ -134,9 +135,12 @@ fn run_component(m: &ModelSelection, args: &ExecArgs) -> Result<()> {
     let weights = m.weights(c)?;
     let dtype = m.dtype(&weights);
     let file = safetensors_io::load(path)?;
-    let (sizes, inputs, ignored) = checked_inputs(&m.model, c, file, dtype, &path.display().to_string())?;
-    println!("model: {} ({})", m.model.spec.id(), m.model.dir.display());
-    println!("{}: {dtype}, {}", c.name(), sizes.describe(&m.model, c));
+    if matches!(c, ComponentArg::VaeDecoderFirst | ComponentArg::VaeDecoderNext) {
+        bail!("exec runs the whole decoder (every latent frame): use --component vae_decoder");
+    }
+    let (sizes, inputs, ignored) = m.model.checked_inputs(c.component(), file, dtype, &path.display().to_string())?;
+    println!("model: {} ({}, {})", m.model.spec.id(), m.model.family().name(), m.model.dir().display());
+    println!("{}: {dtype}, {}", c.name(), m.model.describe_sizes(c.component(), &sizes));
     if !ignored.is_empty() {
         println!("inputs: ignoring {} (not inputs of the {})", ignored.join(", "), c.name());
     }

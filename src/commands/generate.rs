@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Instant;
-use vidlower_runtime::stages::model::WanModel;
+use vidlower_runtime::stages::model::OpenedModel;
 
 #[derive(Args)]
 pub struct GenerateArgs {
@@ -33,12 +33,12 @@ pub struct GenerateArgs {
 
 pub fn run(args: GenerateArgs) -> Result<()> {
     let start = Instant::now();
-    let model = WanModel::open(&args.model.spec(None)?)?;
+    let model = OpenedModel::open_all(&args.model.spec(None)?)?;
     // Every flag is checked before any work starts.
     let settings = super::stage2::settings(&model, &args.denoise, &args.dtype, &args.pipeline)?;
     let decode = super::stage3::check(&model, &args.decode, &settings.pipeline)?;
     let session = Session::open(&args.runtime, &args.pipeline)?;
-    println!("model: {} ({})", model.spec.id(), model.dir.display());
+    println!("model: {} ({}, {})", model.spec.id(), model.family().name(), model.dir().display());
     println!("plugin: {}", session.describe_plugin());
     let mut config = super::stage1::execute(&model, &session, &args.prompt, &args.dtype, &settings.pipeline, &args.output_dir)?;
     super::stage2::execute(&model, &session, &settings, &args.output_dir, &mut config)?;

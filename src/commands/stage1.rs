@@ -7,9 +7,10 @@ use crate::stage_args::{DtypeArg, ModelArgs, PromptArgs};
 use anyhow::{anyhow, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
+use vidlower_frontends::family::Component;
 use vidlower_passes::pipeline_options::PipelineOptions;
 use vidlower_runtime::stages::generation_config::GenerationConfig;
-use vidlower_runtime::stages::model::WanModel;
+use vidlower_runtime::stages::model::OpenedModel;
 use vidlower_runtime::stages::stage1::{run_stage1, save_embeddings, Stage1Settings, EMBEDDINGS_FILE};
 
 #[derive(Args)]
@@ -30,7 +31,7 @@ pub struct Stage1Args {
 }
 
 pub fn run(args: Stage1Args) -> Result<()> {
-    let model = WanModel::open(&args.model.spec(None)?)?;
+    let model = OpenedModel::open(&args.model.spec(None)?, &[Component::TextEncoder, Component::TextEncoder2])?;
     let pipeline = args.pipeline.options()?;
     let session = Session::open(&args.runtime, &args.pipeline)?;
     execute(&model, &session, &args.prompt, &args.dtype, &pipeline, &args.output_dir)?;
@@ -39,7 +40,7 @@ pub fn run(args: Stage1Args) -> Result<()> {
 
 /// Runs stage 1 and writes its files; returns the generation config it started.
 pub fn execute(
-    model: &WanModel,
+    model: &OpenedModel,
     session: &Session,
     p: &PromptArgs,
     dtype: &DtypeArg,
@@ -57,9 +58,9 @@ pub fn execute(
         dtype: dtype.dtype,
         pipeline,
     };
-    let (prompt, negative, summary) =
+    let (embeddings, summary) =
         run_stage1(model, &session.client, session.cache.as_ref(), &settings).map_err(|e| anyhow!("stage 1: {e}"))?;
-    save_embeddings(dir, &prompt, &negative)?;
+    save_embeddings(dir, &embeddings)?;
     let config = GenerationConfig {
         prompt: p.prompt.clone(),
         negative_prompt: p.negative_prompt.clone(),

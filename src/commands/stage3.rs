@@ -8,7 +8,8 @@ use anyhow::{anyhow, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use vidlower_runtime::stages::generation_config::GenerationConfig;
-use vidlower_runtime::stages::model::WanModel;
+use vidlower_runtime::stages::model::OpenedModel;
+use vidlower_frontends::family::{Component, VideoSize};
 use vidlower_passes::pipeline_options::PipelineOptions;
 use vidlower_runtime::stages::stage3::{run_stage3, Stage3Outputs, FRAMES_FILE, LATENTS_FILE};
 use vidlower_runtime::stages::vae_decode::VaeDecodeSettings;
@@ -30,7 +31,7 @@ pub struct Stage3Args {
 
 pub fn run(args: Stage3Args) -> Result<()> {
     let mut config = GenerationConfig::read(&args.input_dir)?;
-    let model = WanModel::open(&args.model.spec(Some(&config.model_id))?)?;
+    let model = OpenedModel::open(&args.model.spec(Some(&config.model_id))?, &[Component::VaeDecoder])?;
     if args.pipeline.mesh.is_some() {
         anyhow::bail!("--mesh does not apply to stage 3: the VAE runs on one device (its weights replicated, as the seeds run it)");
     }
@@ -41,7 +42,7 @@ pub fn run(args: Stage3Args) -> Result<()> {
 
 /// Decodes the latents in `dir` and writes the video (and frames).
 pub fn execute(
-    model: &WanModel,
+    model: &OpenedModel,
     session: &Session,
     d: &DecodeArgs,
     settings: &VaeDecodeSettings,
@@ -57,11 +58,18 @@ pub fn execute(
         anyhow::bail!("--fps must be at least 1");
     }
     let frames_file = d.save_frames.then(|| dir.join(FRAMES_FILE));
+    let d = &model.defaults;
+    let request = VideoSize {
+        height: config.height.unwrap_or(d.height),
+        width: config.width.unwrap_or(d.width),
+        frames: config.frames.unwrap_or(d.frames),
+    };
     let (frames, summary) = run_stage3(
         model,
         &session.client,
         session.cache.as_ref(),
         &latents,
+        &request,
         settings,
         &Stage3Outputs { video: &video, fps, frames_file: frames_file.as_deref() },
     )
@@ -76,10 +84,11 @@ pub fn execute(
 
 /// Checks the decode flags against the model's VAE before any work starts; returns how the
 /// VAE is to be built (lowered with `pipeline`, which stage 3 and generate share).
-pub fn check(model: &WanModel, d: &DecodeArgs, pipeline: &PipelineOptions) -> Result<VaeDecodeSettings> {
+pub fn check(model: &OpenedModel, d: &DecodeArgs, pipeline: &PipelineOptions) -> Result<VaeDecodeSettings> {
     let tiling = d.tiling();
     if let Some(t) = &tiling {
-        t.validate(model.vae.scale_spatial()).map_err(|e| anyhow!("{e}"))?;
+        let wan = model.as_any().downcast_ref::<vidlower_frontends::wan::family::WanModel>().ok_or_else(|| anyhow!("only Wan's VAE tiles yet"))?;
+        t.validate(wan.vae_config()?.scale_spatial()).map_err(|e| anyhow!("{e}"))?;
     }
     Ok(VaeDecodeSettings { dtype: d.vae_dtype, tiling, pipeline: pipeline.clone() })
 }

@@ -2,14 +2,15 @@
 //! as the golden tests' tiny model), with deterministic random weights, so `generate` runs on a
 //! fresh machine with nothing downloaded.
 
-use crate::registry::{Defaults, Family, Preset};
+use crate::family::Defaults;
+use crate::registry::Preset;
 
 pub const NAME: &str = "wan2.1-tiny";
 
 pub fn preset() -> Preset {
     Preset {
         name: NAME,
-        family: Family::Wan,
+        family: "wan",
         description: "Wan 2.1 at toy size (2 layers, 2 heads x 12; VAE base dim 8; UMT5 d_model 32), random weights: a noise video, fast",
         defaults: Defaults {
             height: 64,
@@ -18,19 +19,19 @@ pub fn preset() -> Preset {
             steps: 4,
             guidance_scale: 5.0,
             fps: 16,
-            flow_shift: 3.0,
+            flow_shift: Some(3.0),
             max_sequence_length: 512,
             seed: 42,
         },
-        configs: &[
-            ("model_index.json", include_str!("tiny/model_index.json")),
-            ("transformer/config.json", include_str!("tiny/transformer.json")),
-            ("vae/config.json", include_str!("tiny/vae.json")),
-            ("text_encoder/config.json", include_str!("tiny/text_encoder.json")),
-            ("scheduler/scheduler_config.json", include_str!("tiny/scheduler.json")),
-            ("tokenizer/tokenizer_config.json", include_str!("tiny/tokenizer_config.json")),
+        files: &[
+            ("model_index.json", include_bytes!("tiny/model_index.json")),
+            ("transformer/config.json", include_bytes!("tiny/transformer.json")),
+            ("vae/config.json", include_bytes!("tiny/vae.json")),
+            ("text_encoder/config.json", include_bytes!("tiny/text_encoder.json")),
+            ("scheduler/scheduler_config.json", include_bytes!("tiny/scheduler.json")),
+            ("tokenizer/tokenizer_config.json", include_bytes!("tiny/tokenizer_config.json")),
+            ("tokenizer/tokenizer.json", include_bytes!("tiny/tokenizer.json")),
         ],
-        tokenizer_json: include_str!("tiny/tokenizer.json"),
         weight_seed: 2025,
     }
 }

@@ -20,7 +20,7 @@ pub mod wan_rules;
 
 pub use attention::{AttentionChoice, AttentionSharding, AttentionSplit};
 pub use rules::{RuleSource, RulesError, ShardingRules};
-pub use wan_rules::{umt5_encoder, wan_component_rules, wan_transformer};
+pub use wan_rules::{built_in, umt5_encoder, wan_component_rules, wan_transformer};
 
 use crate::{Pass, PassError};
 use annotate::Annotate;

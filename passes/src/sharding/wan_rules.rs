@@ -48,7 +48,8 @@ pub fn wan_component_rules(component: &str) -> Option<ShardingRules> {
     }
 }
 
-fn built_in(name: &'static str, rules: &[(&'static str, [Option<&'static str>; 2])]) -> ShardingRules {
+/// Rules from a family's table of (pattern, dims); a bad built-in regex is a programming error.
+pub fn built_in(name: &'static str, rules: &[(&'static str, [Option<&'static str>; 2])]) -> ShardingRules {
     ShardingRules::new(RuleSource::BuiltIn(name), rules.iter().map(|(p, d)| (*p, d.to_vec())))
         .expect("the built-in rules are valid regexes over mesh axis names")
 }

@@ -1,5 +1,5 @@
-//! Graph -> the standard passes (as the options shape them) -> StableHLO -> executable (through the cache) -> `Program` with its
-//! weights uploaded: the one path every stage takes to get a runnable component.
+//! Graph -> passes -> StableHLO -> executable (through the cache) -> `Program` with its weights
+//! uploaded: the one path every command and every stage takes to get a runnable component.
 
 use crate::cache::ExecutableCache;
 use crate::compile::{compile_cached, CompileSource};
@@ -7,9 +7,11 @@ use crate::pjrt::{Client, CompileOptions};
 use crate::program::{Program, WeightUploadError};
 use crate::weights::WeightStore;
 use std::time::{Duration, Instant};
-use vidlower_backends::{EmitOptions, ShardingFormat};
+use vidlower_backends::ShardingFormat;
+use vidlower_frontends::family::{Component, Model};
 use vidlower_ir::Graph;
 use vidlower_passes::pipeline_options::{AttentionLowering, PipelineOptions};
+use vidlower_passes::{DumpAfter, PassManager};
 
 /// Timings of getting a component ready, for the stage summaries.
 #[derive(Clone, Debug)]
@@ -42,10 +44,8 @@ impl ComponentTimes {
 pub enum ComponentError {
     #[error("{component}: building the graph: {source}")]
     Graph { component: String, source: vidlower_ir::IrError },
-    #[error("{component}: passes: {source}")]
-    Passes { component: String, source: vidlower_passes::PassError },
-    #[error("{component}: emitting StableHLO: {source}")]
-    Emit { component: String, source: vidlower_backends::EmitError },
+    #[error("{component}: {source}")]
+    Lower { component: String, source: crate::lowering::LowerError },
     #[error("{component}: {source}")]
     Pjrt { component: String, source: crate::pjrt::PjrtError },
     #[error("{component}: {source}")]
@@ -74,18 +74,31 @@ pub fn sharding_format(options: &PipelineOptions) -> ShardingFormat {
     }
 }
 
-/// Lowers `graph` with the pipeline `options` select, compiles it (cached) and uploads its
-/// weights from `weights`.
+/// The passes `options` select for component `c` of `model`: its family's built-in sharding
+/// rules apply when no `--rules` were given.
+pub fn passes_for(options: &PipelineOptions, model: &dyn Model, c: Component) -> PassManager {
+    let name = match c {
+        Component::TextEncoder => "built-in text_encoder rules",
+        Component::TextEncoder2 => "built-in text_encoder_2 rules",
+        Component::Transformer => "built-in transformer rules",
+        Component::VaeDecoder => "built-in vae rules",
+    };
+    let built_in = model.sharding_rules(c).map(|t| vidlower_passes::sharding::built_in(name, t));
+    options.pipeline_for(built_in)
+}
+
+/// Lowers `graph` through `passes`, compiles it (cached) and uploads its weights from `weights`.
 pub fn prepare(
-    component: &str,
+    label: &str,
     graph: Graph,
-    options: &PipelineOptions,
+    passes: PassManager,
+    format: ShardingFormat,
     client: &Client,
     cache: Option<&ExecutableCache>,
     weights: &WeightStore,
 ) -> Result<(Program, ComponentTimes), ComponentError> {
-    let c = || component.to_string();
-    let (mut program, mut times) = compile_component(component, graph, options, client, cache)?;
+    let c = || label.to_string();
+    let (mut program, mut times) = compile_component(label, graph, passes, format, client, cache)?;
     let start = Instant::now();
     program.upload_weights_from(weights).map_err(|e| match e {
         WeightUploadError::Weights(source) => ComponentError::Weights { component: c(), source },
@@ -95,37 +108,52 @@ pub fn prepare(
     Ok((program, times))
 }
 
-/// Lowers and compiles `graph` (cached) into a program without its weights, for components that
-/// share one weight upload between several executables (the VAE's steps and tiles).
-/// `component` names the built-in sharding rules (`transformer`, `text_encoder`) and the errors.
+/// Lowers (the one [`crate::lowering::lower`]) and compiles `graph` (cached) into a program
+/// without its weights, for components that share one weight upload between several
+/// executables (the VAE's steps and tiles). `label` names the cache entry and the errors.
 pub fn compile_component(
-    component: &str,
+    label: &str,
     graph: Graph,
-    options: &PipelineOptions,
+    passes: PassManager,
+    format: ShardingFormat,
     client: &Client,
     cache: Option<&ExecutableCache>,
 ) -> Result<(Program, ComponentTimes), ComponentError> {
-    let c = || component.to_string();
-    check_target(options.attention, client).map_err(|message| ComponentError::Target { component: c(), message })?;
+    let c = || label.to_string();
     let start = Instant::now();
-    let run = options.pipeline_for(Some(component)).run(graph).map_err(|source| ComponentError::Passes { component: c(), source })?;
-    let format = sharding_format(options);
-    let module = vidlower_backends::emit_module(&run.graph, &EmitOptions { sharding: format })
-        .map_err(|source| ComponentError::Emit { component: c(), source })?;
+    let name = graph.name.clone();
+    let lowered = crate::lowering::lower(graph, passes, format, DumpAfter::None, &mut |_, _| {})
+        .map_err(|source| ComponentError::Lower { component: c(), source })?;
     let passes = start.elapsed();
     let spinner = indicatif::ProgressBar::new_spinner();
     spinner.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
-    spinner.set_message(format!("compiling {component}"));
+    spinner.set_message(format!("compiling {label}"));
     spinner.enable_steady_tick(Duration::from_millis(100));
-    let compiled = compile_cached(client, cache, &module, &CompileOptions::for_graph(&run.graph, format), &format!("{component} ({})", run.graph.name));
+    let cache_label = if label == name { name.clone() } else { format!("{label} ({name})") };
+    let compiled = compile_cached(client, cache, &lowered.module, &CompileOptions::for_graph(&lowered.graph, format), &cache_label);
     spinner.finish_and_clear();
     let compiled = compiled.map_err(|source| ComponentError::Pjrt { component: c(), source })?;
     for w in &compiled.warnings {
-        eprintln!("warning: {component}: {w}");
+        eprintln!("warning: {label}: {w}");
     }
-    let signature = crate::program::Signature::of(&run.graph);
+    let signature = crate::program::Signature::of(&lowered.graph);
     let program =
         Program::new(compiled.executable, signature, client).map_err(|source| ComponentError::Program { component: c(), source })?;
     let times = ComponentTimes { passes, compile: compiled.duration, source: compiled.source, weights: Duration::ZERO };
     Ok((program, times))
+}
+
+/// Renames graph weights a checkpoint stores under another name (`aliases` gives the
+/// candidates: a tied embedding), so they load by the name the file has.
+pub fn use_stored_names(graph: &mut Graph, weights: &WeightStore, aliases: &dyn Fn(&str) -> &'static [&'static str]) {
+    let inputs = graph.inputs.clone();
+    for v in inputs {
+        if let vidlower_ir::Op::Weight { name } = &mut graph.nodes[v.index()].op {
+            if !weights.contains(name) {
+                if let Some(alias) = aliases(name).iter().find(|a| weights.contains(a)) {
+                    *name = alias.to_string();
+                }
+            }
+        }
+    }
 }

@@ -27,6 +27,8 @@ pub struct GenerationConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow_shift: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_dynamic_cfg: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dtype: Option<String>,
     /// Where the initial noise came from: `seed` or a `--latents-in` file.
     #[serde(default, skip_serializing_if = "Option::is_none")]

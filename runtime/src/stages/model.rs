@@ -1,11 +1,11 @@
-//! Which model a stage runs: a diffusers-format directory (`--model-dir`) or a built-in preset
+//! Which model a command runs: a diffusers-format directory (`--model-dir`) or a built-in preset
 //! (`--model NAME`, materialised once into vidlower's cache dir as a model directory, so both
-//! paths read the same files).
+//! paths read the same files), opened through its family.
 
 use crate::weights::{WeightStore, WeightsError};
-use std::path::{Path, PathBuf};
-use vidlower_frontends::registry::{self, Defaults, Family};
-use vidlower_frontends::wan::config::{read_json, ConfigError, Umt5Config, UniPcConfig, WanTransformerConfig, WanVaeConfig};
+use std::path::PathBuf;
+use vidlower_frontends::family::{Component, Defaults, FamilyError, Model};
+use vidlower_frontends::registry;
 
 /// What the user named.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,75 +42,59 @@ pub enum ModelError {
     #[error(transparent)]
     Registry(#[from] registry::RegistryError),
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Family(#[from] FamilyError),
     #[error(transparent)]
     Weights(#[from] WeightsError),
     #[error("materialising preset `{name}` into {}: {message}", dir.display())]
     Preset { name: String, dir: PathBuf, message: String },
 }
 
-/// A Wan model: its directory, configs and the defaults for generation.
-#[derive(Clone, Debug)]
-pub struct WanModel {
+/// A model opened through its family, with the defaults generation uses (a preset's own).
+pub struct OpenedModel {
     pub spec: ModelSpec,
-    pub dir: PathBuf,
+    pub model: Box<dyn Model>,
     pub defaults: Defaults,
-    pub transformer: WanTransformerConfig,
-    pub vae: WanVaeConfig,
-    pub text_encoder: Umt5Config,
-    pub scheduler: UniPcConfig,
 }
 
-impl WanModel {
-    /// Opens the model `spec` names (materialising a preset on first use).
-    pub fn open(spec: &ModelSpec) -> Result<Self, ModelError> {
-        let (dir, defaults) = match spec {
+impl std::ops::Deref for OpenedModel {
+    type Target = dyn Model;
+    fn deref(&self) -> &(dyn Model + 'static) {
+        self.model.as_ref()
+    }
+}
+
+impl OpenedModel {
+    /// Opens the model `spec` names for `components` (materialising a preset on first use);
+    /// only those components' files are read.
+    pub fn open(spec: &ModelSpec, components: &[Component]) -> Result<Self, ModelError> {
+        let (dir, preset_defaults) = match spec {
             ModelSpec::Preset(name) => {
                 let preset = registry::preset(name).ok_or_else(|| ModelError::UnknownPreset {
                     name: name.clone(),
                     known: registry::presets().iter().map(|p| p.name).collect::<Vec<_>>().join(", "),
                 })?;
-                (super::preset::materialise(&preset)?, preset.defaults.clone())
+                (super::preset::materialise(&preset)?, Some(preset.defaults.clone()))
             }
             ModelSpec::Dir(dir) => {
                 if !dir.is_dir() {
                     return Err(ModelError::NotADir { path: dir.clone() });
                 }
-                let family = registry::detect(dir)?;
-                (dir.clone(), family.defaults())
+                (dir.clone(), None)
             }
         };
-        debug_assert_eq!(registry::detect(&dir).ok(), Some(Family::Wan));
-        Ok(WanModel {
-            spec: spec.clone(),
-            transformer: read_json(&dir.join("transformer/config.json"))?,
-            vae: read_json(&dir.join("vae/config.json"))?,
-            text_encoder: read_json(&dir.join("text_encoder/config.json"))?,
-            scheduler: read_json(&dir.join("scheduler/scheduler_config.json"))?,
-            dir,
-            defaults,
-        })
+        let family = registry::detect(&dir)?;
+        let model = family.open(&dir, components)?;
+        let defaults = preset_defaults.unwrap_or_else(|| model.defaults());
+        Ok(OpenedModel { spec: spec.clone(), model, defaults })
     }
 
-    pub fn component_dir(&self, component: &str) -> PathBuf {
-        self.dir.join(component)
+    /// Opens it for everything a generation runs.
+    pub fn open_all(spec: &ModelSpec) -> Result<Self, ModelError> {
+        Self::open(spec, &[Component::TextEncoder, Component::TextEncoder2, Component::Transformer, Component::VaeDecoder])
     }
 
-    pub fn weights(&self, component: &str) -> Result<WeightStore, ModelError> {
-        Ok(WeightStore::open(&self.component_dir(component))?)
+    /// The weights of component `c` (its diffusers folder).
+    pub fn weights(&self, c: Component) -> Result<WeightStore, ModelError> {
+        Ok(WeightStore::open(&self.model.dir().join(c.folder()))?)
     }
-
-    pub fn tokenizer_path(&self) -> PathBuf {
-        self.dir.join("tokenizer/tokenizer.json")
-    }
-}
-
-/// The directory a preset is materialised into.
-pub fn preset_dir(name: &str) -> Option<PathBuf> {
-    crate::cache::cache_root().map(|r| r.join("presets").join(name))
-}
-
-/// Whether `dir` holds a model directory (it has a model_index.json).
-pub fn is_model_dir(dir: &Path) -> bool {
-    dir.join("model_index.json").is_file()
 }

@@ -1,18 +1,19 @@
-//! Stage 2: prompt embeddings + noise -> the denoising loop -> latents, exactly as
-//! `WanPipeline(..., output_type="latent")`: the transformer runs compiled (cond and uncond batched
-//! as one call of batch 2 for classifier-free guidance), the UniPC scheduler host-side.
+//! Stage 2: prompt embeddings + noise -> the denoising loop -> latents, as the family's pipeline
+//! with `output_type="latent"`: the transformer runs compiled (cond and uncond batched as one call
+//! of batch 2 for classifier-free guidance, in the order the family's pipeline batches them), the
+//! scheduler host-side. The family decides the transformer's inputs and the guidance; the loop,
+//! the noise and the progress are the same for every family.
 
-use super::compiled::{prepare, ComponentError, ComponentTimes};
-use super::model::WanModel;
+use super::compiled::{passes_for, prepare, sharding_format, ComponentError, ComponentTimes};
+use super::model::OpenedModel;
 use crate::cache::ExecutableCache;
 use crate::pjrt::Client;
 use crate::program::ProgramError;
 use crate::scheduler::unipc::UniPcScheduler;
 use crate::tensor::HostTensor;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use vidlower_frontends::wan::transformer::{transformer, TransformerShape};
+use vidlower_frontends::family::{Component, DenoiseKnobs, Embeddings, FamilyError, GuidanceAt, VideoSize};
 use vidlower_ir::DType;
 use vidlower_passes::pipeline_options::PipelineOptions;
 
@@ -22,14 +23,13 @@ pub struct Stage2Settings {
     pub steps: usize,
     pub guidance_scale: f64,
     pub seed: u64,
-    pub height: i64,
-    pub width: i64,
-    pub frames: i64,
-    pub flow_shift: f64,
+    pub video: VideoSize,
+    /// Family knobs: the flow shift, dynamic CFG.
+    pub knobs: DenoiseKnobs,
     pub dtype: DType,
     pub warmup_steps: usize,
     pub latents_in: Option<PathBuf>,
-    /// How the transformer is lowered (attention, exp2, K smoothing, blocks, window).
+    /// How the transformer is lowered (attention, exp2, K smoothing, blocks, window, mesh).
     pub pipeline: PipelineOptions,
 }
 
@@ -37,6 +37,8 @@ pub struct Stage2Settings {
 pub enum Stage2Error {
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Family(#[from] FamilyError),
     #[error(transparent)]
     Component(Box<ComponentError>),
     #[error("transformer: {0}")]
@@ -62,6 +64,7 @@ impl From<ComponentError> for Stage2Error {
 /// Timings for the stage summary.
 pub struct Stage2Report {
     pub transformer: ComponentTimes,
+    pub scheduler: String,
     pub first_step: Duration,
     pub steps: Vec<Duration>,
     pub warmup: Vec<Duration>,
@@ -77,8 +80,9 @@ impl Stage2Report {
             String::new()
         };
         format!(
-            "transformer: {}; {} steps in {} (first {}{later})",
+            "transformer: {}; {}; {} steps in {} (first {}{later})",
             self.transformer.describe(),
+            self.scheduler,
             self.steps.len(),
             f(total),
             f(self.first_step)
@@ -86,105 +90,59 @@ impl Stage2Report {
     }
 }
 
-/// Frames must be 4n+1 and sizes divisible by 16 (the VAE's 8x and the 2x2 patches).
-pub fn validate_shape(height: i64, width: i64, frames: i64) -> Result<(), String> {
-    if frames < 1 || (frames - 1) % 4 != 0 {
-        return Err(format!("--frames {frames}: must be 4n+1 (1, 5, 9, ..., 81)"));
-    }
-    for (flag, v) in [("--height", height), ("--width", width)] {
-        if v < 16 || v % 16 != 0 {
-            return Err(format!("{flag} {v}: must be a positive multiple of 16"));
-        }
+/// Checks the settings against the model before any work: the size, the steps, the knobs.
+pub fn check(model: &OpenedModel, s: &Stage2Settings) -> Result<(), Stage2Error> {
+    model.check_video(&s.video)?;
+    model.check_denoise(&s.knobs)?;
+    if s.steps == 0 {
+        return Err(Stage2Error::Invalid("--num-inference-steps must be at least 1".into()));
     }
     Ok(())
 }
 
-/// The latent shape [1, C, T, H/8, W/8] of a generation.
-pub fn latent_shape(model: &WanModel, s: &Stage2Settings) -> Vec<i64> {
-    let (st, ss) = (model.vae.scale_temporal(), model.vae.scale_spatial());
-    vec![1, model.transformer.in_channels, (s.frames - 1) / st + 1, s.height / ss, s.width / ss]
-}
-
-/// Runs the denoising loop; `negative` is used when guidance_scale > 1 (as diffusers does).
+/// Runs the denoising loop on the stage-1 `embeddings`; the negative ones are used when
+/// guidance_scale > 1 (as diffusers does).
 pub fn run_stage2(
-    model: &WanModel,
+    model: &OpenedModel,
     client: &Client,
     cache: Option<&ExecutableCache>,
-    prompt_embeds: &HostTensor,
-    negative_embeds: &HostTensor,
+    embeddings: &Embeddings,
     s: &Stage2Settings,
 ) -> Result<(HostTensor, Stage2Report), Stage2Error> {
-    validate_shape(s.height, s.width, s.frames).map_err(Stage2Error::Invalid)?;
-    if s.steps == 0 {
-        return Err(Stage2Error::Invalid("--num-inference-steps must be at least 1".into()));
-    }
-    let shape = latent_shape(model, s);
+    check(model, s)?;
+    let shape = model.latent_shape(&s.video);
     let cfg = s.guidance_scale > 1.0;
-    let text_dim = model.transformer.text_dim;
-    for (name, e) in [("prompt_embeds", prompt_embeds), ("negative_prompt_embeds", negative_embeds)] {
-        if e.dims.len() != 3 || e.dims[0] != 1 || e.dims[2] != text_dim {
-            return Err(Stage2Error::Invalid(format!("{name}: expected [1, L, {text_dim}], got {:?}", e.dims)));
-        }
-    }
-    if cfg && prompt_embeds.dims != negative_embeds.dims {
-        return Err(Stage2Error::Invalid(format!(
-            "prompt_embeds {:?} and negative_prompt_embeds {:?} must have the same shape",
-            prompt_embeds.dims, negative_embeds.dims
-        )));
-    }
+
+    let mut scheduler = open_scheduler(model)?;
+    scheduler.set_timesteps(s.steps, s.knobs.flow_shift);
+    let timesteps: Vec<f64> = scheduler.timesteps().to_vec();
+    let scheduler_summary = "UniPCMultistepScheduler".to_string();
 
     let mut latents = match &s.latents_in {
-        Some(path) => {
-            let mut file = crate::safetensors_io::load(path)?;
-            let t = file.remove("latents").ok_or_else(|| {
-                Stage2Error::Invalid(format!("{}: no tensor named `latents`", path.display()))
-            })?;
-            if t.dims != shape {
-                return Err(Stage2Error::Invalid(format!(
-                    "{}: `latents` is {:?}, expected {shape:?} for {}x{}x{} frames",
-                    path.display(),
-                    t.dims,
-                    s.height,
-                    s.width,
-                    s.frames
-                )));
-            }
-            t.to_f32_vec()
-        }
+        Some(path) => read_latents(path, &shape, &s.video)?,
         None => super::noise::gaussian(s.seed, shape.iter().product::<i64>() as usize),
     };
 
     let batch = if cfg { 2 } else { 1 };
-    let tshape = TransformerShape { batch, frames: shape[2], height: shape[3], width: shape[4], text_len: prompt_embeds.dims[1] };
-    let graph = transformer(&model.transformer, &tshape, s.dtype)
-        .map_err(|source| ComponentError::Graph { component: "transformer".into(), source })?;
-    let weights = model.weights("transformer").map_err(|e| Stage2Error::Invalid(e.to_string()))?;
-    let (program, times) = prepare("transformer", graph, &s.pipeline, client, cache, &weights)?;
+    let c = Component::Transformer;
+    let sizes = model.transformer_sizes(&shape, embeddings, batch)?;
+    let graph = model.graphs(c, &sizes, s.dtype)?.remove(0).graph;
+    let weights = model.weights(c).map_err(|e| Stage2Error::Invalid(e.to_string()))?;
+    let passes = passes_for(&s.pipeline, model.model.as_ref(), c);
+    let (program, times) = prepare(c.name(), graph, passes, sharding_format(&s.pipeline), client, cache, &weights)?;
 
-    let text = if cfg { concat_batch(&[prompt_embeds, negative_embeds]) } else { prompt_embeds.clone() };
-    let mut inputs = HashMap::from([("encoder_hidden_states".to_string(), text.convert(s.dtype))]);
-    let mut scheduler = UniPcScheduler::new(&model.scheduler).map_err(|e| Stage2Error::Scheduler(e.to_string()))?;
-    scheduler.set_timesteps(s.steps, Some(s.flow_shift));
-    let timesteps: Vec<f64> = scheduler.timesteps().to_vec();
-
-    let run = |latents: &[f32], t: f64, inputs: &mut HashMap<String, HostTensor>| -> Result<Vec<f32>, Stage2Error> {
+    let run = |latents: &[f32], t: f64, step: usize| -> Result<Vec<f32>, Stage2Error> {
         let one = HostTensor::from_f32(shape.clone(), latents).expect("latent sizes match");
-        let hidden = if cfg { concat_batch(&[&one, &one]) } else { one };
-        inputs.insert("hidden_states".into(), hidden.convert(s.dtype));
-        inputs.insert("timestep".into(), HostTensor::from_f32(vec![batch], &vec![t as f32; batch as usize]).expect("[B]"));
-        let out = program.run(inputs)?.remove(0).1.to_f32_vec();
-        if !cfg {
-            return Ok(out);
-        }
-        let n = out.len() / 2;
-        let g = s.guidance_scale as f32;
-        Ok((0..n).map(|i| out[n + i] + g * (out[i] - out[n + i])).collect())
+        let inputs = model.transformer_inputs(&one, t, embeddings, cfg, s.dtype)?;
+        let out = program.run(&inputs)?.remove(0).1.to_f32_vec();
+        let g = GuidanceAt { scale: s.guidance_scale, t, step, steps: s.steps, dynamic: s.knobs.dynamic_cfg };
+        Ok(model.guide(&out, cfg, &g))
     };
 
     let mut warmup = Vec::new();
     for _ in 0..s.warmup_steps {
         let start = Instant::now();
-        run(&latents, timesteps[0], &mut inputs)?;
+        run(&latents, timesteps[0], 0)?;
         warmup.push(start.elapsed());
     }
     let bar = indicatif::ProgressBar::new(timesteps.len() as u64);
@@ -192,9 +150,9 @@ pub fn run_stage2(
         indicatif::ProgressStyle::with_template("denoising {bar:30} {pos}/{len} [{elapsed} < {eta}] {msg}").expect("valid template"),
     );
     let mut steps = Vec::new();
-    for &t in &timesteps {
+    for (i, &t) in timesteps.iter().enumerate() {
         let start = Instant::now();
-        let noise_pred = run(&latents, t, &mut inputs)?;
+        let noise_pred = run(&latents, t, i)?;
         latents = scheduler.step(&noise_pred, &latents).map_err(|e| Stage2Error::Scheduler(e.to_string()))?;
         let d = start.elapsed();
         steps.push(d);
@@ -204,13 +162,29 @@ pub fn run_stage2(
     bar.finish_and_clear();
     let first_step = warmup.first().copied().unwrap_or(steps[0]);
     let latents = HostTensor::from_f32(shape, &latents).expect("latent sizes match");
-    Ok((latents, Stage2Report { transformer: times, first_step, steps, warmup }))
+    Ok((latents, Stage2Report { transformer: times, scheduler: scheduler_summary, first_step, steps, warmup }))
 }
 
-/// Tensors of the same shape [1, ...] stacked along the batch dim.
-pub fn concat_batch(ts: &[&HostTensor]) -> HostTensor {
-    let mut dims = ts[0].dims.clone();
-    dims[0] = ts.iter().map(|t| t.dims[0]).sum();
-    let data = ts.iter().flat_map(|t| t.data.iter().copied()).collect();
-    HostTensor { dtype: ts[0].dtype, dims, data }
+/// The scheduler `scheduler/scheduler_config.json` names.
+fn open_scheduler(model: &OpenedModel) -> Result<UniPcScheduler, Stage2Error> {
+    let path = model.scheduler_config();
+    let cfg = vidlower_frontends::config::read_json(&path).map_err(|e| Stage2Error::Scheduler(e.to_string()))?;
+    UniPcScheduler::new(&cfg).map_err(|e| Stage2Error::Scheduler(format!("{}: {e}", path.display())))
+}
+
+/// `latents` from a `--latents-in` file, checked against the generation's shape.
+fn read_latents(path: &std::path::Path, shape: &[i64], v: &VideoSize) -> Result<Vec<f32>, Stage2Error> {
+    let mut file = crate::safetensors_io::load(path)?;
+    let t = file.remove("latents").ok_or_else(|| Stage2Error::Invalid(format!("{}: no tensor named `latents`", path.display())))?;
+    if t.dims != shape {
+        return Err(Stage2Error::Invalid(format!(
+            "{}: `latents` is {:?}, expected {shape:?} for {}x{}x{} frames",
+            path.display(),
+            t.dims,
+            v.height,
+            v.width,
+            v.frames
+        )));
+    }
+    Ok(t.to_f32_vec())
 }

@@ -1,9 +1,11 @@
 //! Stage 3: latents -> VAE decode -> `output_video.mp4` (and, with --save-frames,
 //! `stage3_frames.safetensors`: `frames` [1, F, H, W, 3] in [-1, 1]). The latents are unscaled
-//! once (`latents * std + mean` per channel, as WanPipeline does before `vae.decode`) and the
-//! frames mapped to bytes once (the seeds' CogVideoX stage 3 scaled them twice).
+//! once and the frames mapped to bytes once (the seeds' CogVideoX stage 3 scaled them twice). What the
+//! pipeline does to the latents before `vae.decode` is the family's [`vae_input`].
+//!
+//! [`vae_input`]: vidlower_frontends::family::Model::vae_input
 
-use super::model::WanModel;
+use super::model::OpenedModel;
 use super::vae_decode::{VaeDecodeSettings, VaeDecoder};
 use crate::cache::ExecutableCache;
 use crate::pjrt::Client;
@@ -11,30 +13,12 @@ use crate::tensor::HostTensor;
 use crate::vae_tiling::{TileConfig, TilePlan};
 use crate::video::{write_mp4, VideoFrames};
 use std::path::Path;
+use vidlower_frontends::family::{Component, VideoSize};
+use vidlower_frontends::wan::family::WanModel;
 use vidlower_frontends::wan::vae::VaeDecodeShape;
 
 pub const LATENTS_FILE: &str = "stage2_latents.safetensors";
 pub const FRAMES_FILE: &str = "stage3_frames.safetensors";
-
-/// `latents` [1, C, T, h, w] -> what the pipeline passes to `vae.decode`.
-pub fn unscale_latents(model: &WanModel, latents: &HostTensor) -> Result<HostTensor, String> {
-    let (mean, std) = (&model.vae.latents_mean, &model.vae.latents_std);
-    let c = latents.dims.get(1).copied().unwrap_or(0) as usize;
-    if latents.dims.len() != 5 || c != mean.len() || c != std.len() {
-        return Err(format!("latents {:?}: expected [B, {}, T, H, W]", latents.dims, mean.len()));
-    }
-    let per_channel: usize = latents.dims[2..].iter().product::<i64>() as usize;
-    let v = latents.to_f32_vec();
-    let out: Vec<f32> = v
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| {
-            let ch = (i / per_channel) % c;
-            (x as f64 * std[ch] + mean[ch]) as f32
-        })
-        .collect();
-    Ok(HostTensor::from_f32(latents.dims.clone(), &out).expect("same size"))
-}
 
 /// Where stage 3 writes, and at what frame rate.
 pub struct Stage3Outputs<'a> {
@@ -47,18 +31,20 @@ pub struct Stage3Outputs<'a> {
 /// Decodes `latents` as `settings` say (dtype, tiling, passes) and writes the video (and
 /// frames); returns (frames written, summary).
 pub fn run_stage3(
-    model: &WanModel,
+    model: &OpenedModel,
     client: &Client,
     cache: Option<&ExecutableCache>,
     latents: &HostTensor,
+    video: &VideoSize,
     settings: &VaeDecodeSettings,
     out: &Stage3Outputs,
 ) -> Result<(usize, String), Box<dyn std::error::Error + Send + Sync>> {
     let (output_video, fps, frames_file) = (out.video, out.fps, out.frames_file);
-    let z = unscale_latents(model, latents)?;
+    let z = model.vae_input(latents, video)?;
     let shape = VaeDecodeShape { batch: 1, height: z.dims[3], width: z.dims[4] };
-    let weights = model.weights("vae")?;
-    let mut decoder = VaeDecoder::new(client, cache, &model.vae, shape, &weights, settings)?;
+    let weights = model.weights(Component::VaeDecoder)?;
+    let wan = model.as_any().downcast_ref::<WanModel>().ok_or("stage 3: only Wan's VAE decodes yet")?;
+    let mut decoder = VaeDecoder::new(client, cache, wan.vae_config()?, shape, &weights, settings)?;
     let start = std::time::Instant::now();
     let video = decoder.decode(&z)?; // [1, 3, F, H, W] in [-1, 1]
     let decode_time = start.elapsed();

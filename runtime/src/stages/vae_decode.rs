@@ -8,7 +8,7 @@
 //! (through the executable cache), all of them sharing the one upload of the weights, and each
 //! tile runs all its frames with fresh caches, as `tiled_decode` does.
 
-use super::compiled::{compile_component, ComponentError, ComponentTimes};
+use super::compiled::{compile_component, sharding_format, ComponentError, ComponentTimes};
 use crate::cache::ExecutableCache;
 use crate::compile::CompileSource;
 use crate::pjrt::{Buffer, Client, PjrtError};
@@ -23,7 +23,7 @@ use vidlower_frontends::wan::vae::{decoder_step, decoder_tile_step, frames_per_s
 use vidlower_ir::DType;
 use vidlower_passes::pipeline_options::PipelineOptions;
 
-const COMPONENT: &str = "vae decoder";
+const COMPONENT: &str = "vae_decoder";
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaeDecodeError {
@@ -113,7 +113,7 @@ impl VaeDecoder {
     ) -> Result<Self, VaeDecodeError> {
         let (dtype, tiling) = (settings.dtype, settings.tiling.as_ref());
         let options = PipelineOptions { sharding: None, ..settings.pipeline.clone() };
-        let compile = |graph| compile_component(COMPONENT, graph, &options, client, cache);
+        let compile = |graph| compile_component(COMPONENT, graph, options.pipeline_for(None), sharding_format(&options), client, cache);
         let plan = match tiling {
             Some(t) => TilePlan::new(t, cfg.scale_spatial(), shape.height, shape.width)?,
             None => None,
