@@ -1,7 +1,8 @@
 //! vidlower's model frontends: model definitions written in the IR builder API, one folder per
-//! family (`wan/`), shared layers in `nn/`, the family seam (`family`) and registry, and the
+//! family (`wan/`, `cogvideox/`), shared layers in `nn/`, the family seam (`family`) and registry, and the
 //! built-in `example` graph.
 
+pub mod cogvideox;
 pub mod config;
 pub mod example;
 pub mod family;

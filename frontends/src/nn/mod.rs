@@ -1,5 +1,7 @@
 //! Layers shared by the model families (no copy-paste between families: they live here).
 
+pub mod attention;
 pub mod causal_conv3d;
+pub mod norms;
 pub mod rope;
 pub mod timestep_embedding;

@@ -10,6 +10,8 @@
 //! the identity.
 
 use super::config::WanTransformerConfig;
+use crate::nn::attention::{Attention, QkNorm};
+use crate::nn::norms::{fp32_layer_norm, modulate};
 use crate::nn::rope::{apply_rotary_emb_interleaved, axial_rope_tables, RopeAxis, RopeTables};
 use crate::nn::timestep_embedding::{timestep_embedding, Timesteps};
 use vidlower_ir::{Builder, ConvAttrs, DType, GeluApprox, Graph, IrError, Result, TensorType, ValueId};
@@ -266,55 +268,24 @@ fn attention(
     encoder_hidden_states: Option<ValueId>,
     rotary_emb: Option<RopeTables>,
 ) -> Result<ValueId> {
+    let attn = Attention {
+        prefix,
+        heads: d.heads,
+        head_dim: d.head_dim,
+        qk_norm: QkNorm::RmsAcrossHeads { eps: cfg.eps },
+        bias: true,
+        out_bias: true,
+    };
     let context = encoder_hidden_states.unwrap_or(hidden_states);
-    let query = b.linear(hidden_states, &format!("{prefix}.to_q"), d.inner, true)?;
-    let key = b.linear(context, &format!("{prefix}.to_k"), d.inner, true)?;
-    let value = b.linear(context, &format!("{prefix}.to_v"), d.inner, true)?;
-
-    let query = rms_norm(b, query, cfg.eps, &format!("{prefix}.norm_q"))?;
-    let key = rms_norm(b, key, cfg.eps, &format!("{prefix}.norm_k"))?;
-
-    // unflatten(2, (heads, -1)): [B, S, H, D]
-    let unflatten = |b: &mut Builder, x: ValueId| {
-        let s = b.shape(x);
-        b.reshape(x, &[s[0], s[1], d.heads, d.head_dim])
-    };
-    let (mut query, mut key, value) = (unflatten(b, query)?, unflatten(b, key)?, unflatten(b, value)?);
+    let mut qkv = attn.project_qkv(b, hidden_states, context)?;
     if let Some(tables) = rotary_emb {
-        query = apply_rotary_emb_interleaved(b, query, tables)?;
-        key = apply_rotary_emb_interleaved(b, key, tables)?;
+        qkv.query = apply_rotary_emb_interleaved(b, qkv.query, tables)?;
+        qkv.key = apply_rotary_emb_interleaved(b, qkv.key, tables)?;
     }
-    // Our attention is [B, H, S, D]; SDPA's default scale.
-    let [query, key, value] = [query, key, value].map(|x| b.transpose(x, &[0, 2, 1, 3]));
-    let out = b.attention(query?, key?, value?, 1.0 / (d.head_dim as f64).sqrt(), None, None)?;
-    let out = b.merge_heads(out)?;
-    b.linear(out, &format!("{prefix}.to_out.0"), d.inner, true)
-}
-
-/// `torch.nn.RMSNorm(inner, eps, elementwise_affine=True)`; weight `{prefix}.weight` in x's dtype.
-fn rms_norm(b: &mut Builder, x: ValueId, eps: f64, prefix: &str) -> Result<ValueId> {
-    let dim = *b.shape(x).last().expect("rank >= 1");
-    let w = b.weight(&format!("{prefix}.weight"), TensorType::new(b.dtype(x), vec![dim]))?;
-    b.rms_norm(x, eps, Some(w))
-}
-
-/// `FP32LayerNorm` on an f32 input: no affine, or f32 `{prefix}.weight`/`.bias`.
-fn fp32_layer_norm(b: &mut Builder, x32: ValueId, eps: f64, affine: Option<&str>) -> Result<ValueId> {
-    let Some(prefix) = affine else {
-        return b.layer_norm(x32, eps, None, None);
-    };
-    let dim = *b.shape(x32).last().expect("rank >= 1");
-    let ty = TensorType::new(DType::F32, vec![dim]);
-    let w = b.weight(&format!("{prefix}.weight"), ty.clone())?;
-    let bias = b.weight(&format!("{prefix}.bias"), ty)?;
-    b.layer_norm(x32, eps, Some(w), Some(bias))
-}
-
-/// `x * (1 + scale) + shift`, all f32, with shift/scale [B, 1, inner] broadcast over tokens.
-fn modulate(b: &mut Builder, x: ValueId, shift: ValueId, scale: ValueId) -> Result<ValueId> {
-    let one_plus = b.add_scalar(scale, 1.0)?;
-    let x = b.mul(x, one_plus)?;
-    b.add(x, shift)
+    let [query, key, value] = qkv.heads_first(b)?;
+    // kind: Self for attn1 (rotary_emb is Some), Cross for attn2 (encoder_hidden_states is Some)
+    let out = b.attention(query, key, value, attn.scale(), None, None)?;
+    attn.project_out(b, out)
 }
 
 /// Chunk `i` of `mods` [B, n, inner] along dim 1, as [B, 1, inner].
