@@ -2,4 +2,7 @@
 
 pub mod causal_conv3d;
 pub mod rope;
+pub mod sentencepiece;
+pub mod t5_encoder;
 pub mod timestep_embedding;
+pub mod tokenizer;
