@@ -1,6 +1,6 @@
 //! vidlower's model frontends: model definitions written in the IR builder API, one folder per
-//! family (`wan/`, `cogvideox/`), shared layers in `nn/`, the family seam (`family`) and registry, and the
-//! built-in `example` graph.
+//! family (`wan/`, `cogvideox/`), shared layers in `nn/`, the family seam (`family`) and registry,
+//! and the built-in `example` graph.
 
 pub mod cogvideox;
 pub mod config;

@@ -4,4 +4,7 @@ pub mod attention;
 pub mod causal_conv3d;
 pub mod norms;
 pub mod rope;
+pub mod sentencepiece;
+pub mod t5_encoder;
 pub mod timestep_embedding;
+pub mod tokenizer;

@@ -118,40 +118,8 @@ impl WanVaeConfig {
     }
 }
 
-/// transformers `UMT5EncoderModel` (`text_encoder/config.json`).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct Umt5Config {
-    pub vocab_size: i64,
-    pub d_model: i64,
-    pub d_kv: i64,
-    pub d_ff: i64,
-    pub num_layers: i64,
-    pub num_heads: i64,
-    pub relative_attention_num_buckets: i64,
-    pub relative_attention_max_distance: i64,
-    pub layer_norm_epsilon: f64,
-    pub feed_forward_proj: String,
-    pub pad_token_id: Option<i64>,
-}
-
-impl Default for Umt5Config {
-    fn default() -> Self {
-        Umt5Config {
-            vocab_size: 250112,
-            d_model: 512,
-            d_kv: 64,
-            d_ff: 1024,
-            num_layers: 8,
-            num_heads: 6,
-            relative_attention_num_buckets: 32,
-            relative_attention_max_distance: 128,
-            layer_norm_epsilon: 1e-6,
-            feed_forward_proj: "gated-gelu".into(),
-            pad_token_id: Some(0),
-        }
-    }
-}
+/// transformers `UMT5EncoderModel` (`text_encoder/config.json`): the shared T5 config.
+pub type Umt5Config = crate::nn::t5_encoder::T5Config;
 
 /// `UniPCMultistepScheduler` (`scheduler/scheduler_config.json`), the fields Wan uses.
 #[derive(Clone, Debug, Deserialize, PartialEq)]

@@ -3,132 +3,10 @@
 //! `tokenizer(texts, padding="max_length", max_length=L, truncation=True,
 //! add_special_tokens=True, return_attention_mask=True)`, after the pipeline's `prompt_clean`.
 
-use std::path::{Path, PathBuf};
-use tokenizers::{Encoding, NormalizedString, Normalizer, PaddingDirection, PostProcessor, TruncationDirection};
+use tokenizers::{NormalizedString, Normalizer};
 
-/// A tokenizer file that could not be read or used; names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum TokenizerError {
-    #[error("{}: {message}", path.display())]
-    Load { path: PathBuf, message: String },
-    #[error("{}: {source}", path.display())]
-    Config { path: PathBuf, source: super::config::ConfigError },
-    #[error("{}: the pad token `{token}` is not in the vocabulary", path.display())]
-    MissingPad { path: PathBuf, token: String },
-    #[error("{}: max_length {max_length} leaves no room for the {special} special token(s) the tokenizer adds", path.display())]
-    TooShort { path: PathBuf, max_length: usize, special: usize },
-    #[error("{}: encoding {text:?}: {message}", path.display())]
-    Encode { path: PathBuf, text: String, message: String },
-}
-
-/// Token ids and attention masks, one row of `max_length` per text (1 = real token, 0 = pad).
-pub type Batch = (Vec<Vec<i64>>, Vec<Vec<i64>>);
-
-/// A `tokenizer.json` with the padding and truncation settings transformers applies.
-pub struct Tokenizer {
-    inner: tokenizers::Tokenizer,
-    path: PathBuf,
-    pad_id: u32,
-    pad_token: String,
-    pad_left: bool,
-    truncate_left: bool,
-}
-
-impl Tokenizer {
-    /// Loads `dir/tokenizer.json`, with the pad token and padding/truncation sides from
-    /// `dir/tokenizer_config.json` when it is there (transformers' defaults otherwise:
-    /// `<pad>`, right, right).
-    pub fn from_dir(dir: &Path) -> Result<Self, TokenizerError> {
-        let config = dir.join("tokenizer_config.json");
-        let config: Option<serde_json::Value> = if config.is_file() {
-            Some(super::config::read_json(&config).map_err(|source| TokenizerError::Config { path: config.clone(), source })?)
-        } else {
-            None
-        };
-        Self::load(&dir.join("tokenizer.json"), config.as_ref())
-    }
-
-    /// Loads a `tokenizer.json` alone, with transformers' default pad token `<pad>` and
-    /// right-side padding and truncation.
-    pub fn from_file(path: &Path) -> Result<Self, TokenizerError> {
-        Self::load(path, None)
-    }
-
-    fn load(path: &Path, config: Option<&serde_json::Value>) -> Result<Self, TokenizerError> {
-        if !path.is_file() {
-            return Err(TokenizerError::Load { path: path.into(), message: "no such file (a tokenizer.json is needed)".into() });
-        }
-        let mut inner = tokenizers::Tokenizer::from_file(path)
-            .map_err(|e| TokenizerError::Load { path: path.into(), message: format!("not a usable tokenizer.json: {e}") })?;
-        // transformers decides padding and truncation per call; we do them in `encode`.
-        let file_pad = inner.get_padding().map(|p| p.pad_token.clone());
-        inner.with_padding(None);
-        inner
-            .with_truncation(None)
-            .map_err(|e| TokenizerError::Load { path: path.into(), message: e.to_string() })?;
-        let setting = |key: &str| config.and_then(|c| c.get(key));
-        let pad_token = setting("pad_token")
-            .and_then(|v| v.as_str().or_else(|| v.get("content").and_then(|c| c.as_str())))
-            .map(str::to_string)
-            .or(file_pad)
-            .unwrap_or_else(|| "<pad>".into());
-        let pad_id = inner
-            .token_to_id(&pad_token)
-            .ok_or_else(|| TokenizerError::MissingPad { path: path.into(), token: pad_token.clone() })?;
-        let left = |key: &str| setting(key).and_then(|v| v.as_str()) == Some("left");
-        Ok(Tokenizer {
-            inner,
-            path: path.into(),
-            pad_id,
-            pad_token,
-            pad_left: left("padding_side"),
-            truncate_left: left("truncation_side"),
-        })
-    }
-
-    /// The file this tokenizer came from.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn pad_id(&self) -> u32 {
-        self.pad_id
-    }
-
-    /// Each text tokenized with special tokens, truncated to `max_length` (the special tokens
-    /// kept) and padded to it: transformers' `padding="max_length", truncation=True`.
-    pub fn encode(&self, texts: &[&str], max_length: usize) -> Result<Batch, TokenizerError> {
-        let special = self.inner.get_post_processor().map_or(0, |p| p.added_tokens(false));
-        if max_length < special {
-            return Err(TokenizerError::TooShort { path: self.path.clone(), max_length, special });
-        }
-        let (mut ids, mut masks) = (Vec::with_capacity(texts.len()), Vec::with_capacity(texts.len()));
-        for &text in texts {
-            let e = self.encode_one(text, max_length, special).map_err(|e| TokenizerError::Encode {
-                path: self.path.clone(),
-                text: text.into(),
-                message: e.to_string(),
-            })?;
-            ids.push(e.get_ids().iter().map(|&i| i as i64).collect());
-            masks.push(e.get_attention_mask().iter().map(|&m| m as i64).collect());
-        }
-        Ok((ids, masks))
-    }
-
-    /// What the tokenizers library does for one sequence with LongestFirst truncation and
-    /// fixed-length padding: truncate to leave room for the special tokens, add them, pad.
-    fn encode_one(&self, text: &str, max_length: usize, special: usize) -> tokenizers::Result<Encoding> {
-        let mut e = self.inner.encode(text, false)?;
-        let direction = if self.truncate_left { TruncationDirection::Left } else { TruncationDirection::Right };
-        if e.len() > max_length - special {
-            e.truncate(max_length - special, 0, direction);
-        }
-        let mut e = self.inner.post_process(e, None, true)?;
-        let direction = if self.pad_left { PaddingDirection::Left } else { PaddingDirection::Right };
-        e.pad(max_length, self.pad_id, 0, &self.pad_token, direction);
-        Ok(e)
-    }
-}
+/// The tokenizer itself is the shared one (`tokenizer.json` + `tokenizer_config.json`).
+pub use crate::nn::tokenizer::{Batch, Tokenizer, TokenizerError};
 
 /// `prompt_clean` of diffusers' Wan pipeline: `whitespace_clean(basic_clean(text))`, where
 /// `basic_clean` is `ftfy.fix_text`, `html.unescape` twice and `strip`.
@@ -320,11 +198,5 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(prompt_clean(input), want, "{input:?}");
         }
-    }
-
-    #[test]
-    fn missing_file_names_it() {
-        let e = Tokenizer::from_dir(Path::new("/nonexistent/tok")).err().unwrap().to_string();
-        assert!(e.contains("/nonexistent/tok/tokenizer.json"), "{e}");
     }
 }
