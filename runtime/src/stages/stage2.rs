@@ -7,7 +7,7 @@ use super::model::WanModel;
 use crate::cache::ExecutableCache;
 use crate::pjrt::Client;
 use crate::program::ProgramError;
-use crate::scheduler::unipc::UniPcScheduler;
+use crate::scheduler::{unipc::UniPcScheduler, Scheduler};
 use crate::tensor::HostTensor;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -163,8 +163,10 @@ pub fn run_stage2(
 
     let text = if cfg { concat_batch(&[prompt_embeds, negative_embeds]) } else { prompt_embeds.clone() };
     let mut inputs = HashMap::from([("encoder_hidden_states".to_string(), text.convert(s.dtype))]);
-    let mut scheduler = UniPcScheduler::new(&model.scheduler).map_err(|e| Stage2Error::Scheduler(e.to_string()))?;
-    scheduler.set_timesteps(s.steps, Some(s.flow_shift));
+    let sched_err = |e: crate::scheduler::SchedulerError| Stage2Error::Scheduler(e.to_string());
+    let mut scheduler: Box<dyn Scheduler> = Box::new(UniPcScheduler::new(&model.scheduler).map_err(sched_err)?);
+    scheduler.set_shift(s.flow_shift).map_err(sched_err)?;
+    scheduler.set_timesteps(s.steps).map_err(sched_err)?;
     let timesteps: Vec<f64> = scheduler.timesteps().to_vec();
 
     let run = |latents: &[f32], t: f64, inputs: &mut HashMap<String, HostTensor>| -> Result<Vec<f32>, Stage2Error> {
@@ -195,7 +197,7 @@ pub fn run_stage2(
     for &t in &timesteps {
         let start = Instant::now();
         let noise_pred = run(&latents, t, &mut inputs)?;
-        latents = scheduler.step(&noise_pred, &latents).map_err(|e| Stage2Error::Scheduler(e.to_string()))?;
+        latents = scheduler.step(&noise_pred, &latents, None).map_err(sched_err)?;
         let d = start.elapsed();
         steps.push(d);
         bar.set_message(format!("{} /step", crate::timing::format_duration(steps.iter().sum::<Duration>() / steps.len() as u32)));
