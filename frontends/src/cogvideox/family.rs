@@ -385,3 +385,40 @@ pub fn dynamic_guidance_scale(scale: f64, t: f64, steps: usize) -> f64 {
     let n = steps as f64;
     1.0 + scale * ((1.0 - (std::f64::consts::PI * ((n - t) / n).powf(5.0)).cos()) / 2.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [guidance, steps, timestep, the pipeline's value] from Python (`dynamic_cfg_cases` in
+    /// tools/golden/make_cogvideox_scheduler_goldens.py). `t` is the timestep (999...), not the
+    /// step index, so the base goes negative and the scale oscillates: what diffusers computes.
+    const CASES: [(f64, usize, f64, f64); 9] = [
+        (6.0, 50, 999.0, 2.291487174551452),
+        (6.0, 50, 979.0, 2.5435028667646318),
+        (6.0, 50, 19.0, 1.123397939968981),
+        (6.0, 50, 49.0, 1.0),
+        (6.0, 3, 999.0, 1.0000000386950705),
+        (6.0, 3, 332.0, 3.7481633040187146),
+        (6.0, 3, 2.0, 1.0002507104336882),
+        (7.0, 50, 50.0, 1.0),
+        (6.0, 50, 0.0, 7.0),
+    ];
+
+    #[test]
+    fn dynamic_scale_matches_python() {
+        for (g, n, t, want) in CASES {
+            let got = dynamic_guidance_scale(g, t, n);
+            // cos of arguments up to ~1e7 rad: allow libm differences in the last bits.
+            assert!((got - want).abs() <= 1e-9 * want.abs().max(1.0), "g {g} n {n} t {t}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn guidance_is_uncond_first() {
+        let m = CogVideoXModel { dir: PathBuf::new(), text_encoder: None, transformer: None, vae: None };
+        let g = GuidanceAt { scale: 6.0, t: 999.0, step: 0, steps: 50, dynamic: false };
+        // [uncond | cond]
+        assert_eq!(m.guide(&[1.0, -1.0, 2.0, 1.0], true, &g), vec![7.0, 11.0]);
+    }
+}

@@ -6,5 +6,6 @@ pub mod norms;
 pub mod rope;
 pub mod sentencepiece;
 pub mod t5_encoder;
+pub mod t5_sharding;
 pub mod timestep_embedding;
 pub mod tokenizer;

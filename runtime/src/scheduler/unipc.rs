@@ -18,24 +18,8 @@
 
 use vidlower_frontends::wan::config::UniPcConfig;
 
-/// Why a UniPC config, schedule or step was refused.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum SchedulerError {
-    #[error("UniPC scheduler config: {field} = {value} is not supported: {reason}")]
-    UnsupportedConfig { field: &'static str, value: String, reason: String },
-    #[error("UniPC scheduler: flow_shift = {0} must be finite and > 0")]
-    InvalidFlowShift(f64),
-    #[error("UniPC scheduler: step called before set_timesteps")]
-    NoTimesteps,
-    #[error("UniPC scheduler: step called after all {0} steps were taken; call set_timesteps to start again")]
-    Finished(usize),
-    #[error("UniPC scheduler: model_output has {model_output} elements but sample has {sample}")]
-    LengthMismatch { model_output: usize, sample: usize },
-    #[error("UniPC scheduler: sample has {got} elements but earlier steps of this schedule had {expected}")]
-    SampleSizeChanged { got: usize, expected: usize },
-    #[error("UniPC scheduler: the order-{order} coefficient system is singular at step {step_index}")]
-    Singular { order: usize, step_index: usize },
-}
+pub use super::SchedulerError;
+use super::Scheduler;
 
 /// B(h) of the UniPC update (diffusers' `solver_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,7 +66,7 @@ pub struct UniPcScheduler {
 }
 
 fn unsupported(field: &'static str, value: impl std::fmt::Debug, reason: &str) -> SchedulerError {
-    SchedulerError::UnsupportedConfig { field, value: format!("{value:?}"), reason: reason.into() }
+    super::unsupported("UniPC", field, value, reason)
 }
 
 impl UniPcScheduler {
@@ -381,6 +365,55 @@ impl UniPcScheduler {
                 ratio * last_sample[e] - a_phi * m0[e] - a_b * (corr_res + rho_t * (model_t[e] - m0[e]))
             })
             .collect())
+    }
+}
+
+impl Scheduler for UniPcScheduler {
+    fn set_timesteps(&mut self, steps: usize) -> Result<(), SchedulerError> {
+        UniPcScheduler::set_timesteps(self, steps, None);
+        match &self.schedule_error {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Replaces the config's `flow_shift` (what `set_timesteps(n, Some(shift))` does for one schedule).
+    fn set_shift(&mut self, shift: f64) -> Result<(), SchedulerError> {
+        if !(shift.is_finite() && shift > 0.0) {
+            return Err(SchedulerError::InvalidFlowShift(shift));
+        }
+        self.flow_shift = shift;
+        Ok(())
+    }
+
+    fn timesteps(&self) -> &[f64] {
+        &self.timesteps
+    }
+
+    fn init_noise_sigma(&self) -> f64 {
+        1.0
+    }
+
+    fn step_index(&self) -> usize {
+        self.step_index
+    }
+
+    fn needs_noise(&self) -> bool {
+        false
+    }
+
+    fn step(&mut self, model_output: &[f32], sample: &[f32], noise: Option<&[f32]>) -> Result<Vec<f32>, SchedulerError> {
+        if noise.is_some() {
+            return Err(SchedulerError::UnexpectedNoise { scheduler: "UniPCMultistepScheduler", step_index: self.step_index });
+        }
+        UniPcScheduler::step(self, model_output, sample)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "UniPCMultistepScheduler (flow_prediction, flow_shift {:?}, order {}, {:?})",
+            self.flow_shift, self.solver_order, self.solver_type
+        )
     }
 }
 

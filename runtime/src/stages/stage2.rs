@@ -9,7 +9,7 @@ use super::model::OpenedModel;
 use crate::cache::ExecutableCache;
 use crate::pjrt::Client;
 use crate::program::ProgramError;
-use crate::scheduler::unipc::UniPcScheduler;
+use crate::scheduler::Scheduler;
 use crate::tensor::HostTensor;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -97,6 +97,8 @@ pub fn check(model: &OpenedModel, s: &Stage2Settings) -> Result<(), Stage2Error>
     if s.steps == 0 {
         return Err(Stage2Error::Invalid("--num-inference-steps must be at least 1".into()));
     }
+    // The scheduler's config is read and checked now, not after stage 2 has compiled.
+    open_scheduler(model, s)?;
     Ok(())
 }
 
@@ -113,15 +115,21 @@ pub fn run_stage2(
     let shape = model.latent_shape(&s.video);
     let cfg = s.guidance_scale > 1.0;
 
-    let mut scheduler = open_scheduler(model)?;
-    scheduler.set_timesteps(s.steps, s.knobs.flow_shift);
+    let mut scheduler = open_scheduler(model, s)?;
     let timesteps: Vec<f64> = scheduler.timesteps().to_vec();
-    let scheduler_summary = "UniPCMultistepScheduler".to_string();
+    let scheduler_summary = scheduler.describe();
 
-    let mut latents = match &s.latents_in {
+    // `prepare_latents`: the initial noise times the scheduler's `init_noise_sigma`; a
+    // `--latents-in` file is taken as the pipeline takes `latents=` (scaled the same way).
+    let n = shape.iter().product::<i64>() as usize;
+    let sigma = scheduler.init_noise_sigma() as f32;
+    let mut latents: Vec<f32> = match &s.latents_in {
         Some(path) => read_latents(path, &shape, &s.video)?,
-        None => super::noise::gaussian(s.seed, shape.iter().product::<i64>() as usize),
+        None => super::noise::gaussian(s.seed, n),
     };
+    if sigma != 1.0 {
+        latents.iter_mut().for_each(|x| *x *= sigma);
+    }
 
     let batch = if cfg { 2 } else { 1 };
     let c = Component::Transformer;
@@ -153,7 +161,10 @@ pub fn run_stage2(
     for (i, &t) in timesteps.iter().enumerate() {
         let start = Instant::now();
         let noise_pred = run(&latents, t, i)?;
-        latents = scheduler.step(&noise_pred, &latents).map_err(|e| Stage2Error::Scheduler(e.to_string()))?;
+        // Stochastic schedulers (CogVideoX's DPM) take per-step noise from vidlower's generator,
+        // seeded by the run's seed and the step.
+        let noise = scheduler.needs_noise().then(|| super::noise::gaussian(step_noise_seed(s.seed, i), n));
+        latents = scheduler.step(&noise_pred, &latents, noise.as_deref()).map_err(|e| Stage2Error::Scheduler(e.to_string()))?;
         let d = start.elapsed();
         steps.push(d);
         bar.set_message(format!("{} /step", crate::timing::format_duration(steps.iter().sum::<Duration>() / steps.len() as u32)));
@@ -165,11 +176,21 @@ pub fn run_stage2(
     Ok((latents, Stage2Report { transformer: times, scheduler: scheduler_summary, first_step, steps, warmup }))
 }
 
-/// The scheduler `scheduler/scheduler_config.json` names.
-fn open_scheduler(model: &OpenedModel) -> Result<UniPcScheduler, Stage2Error> {
-    let path = model.scheduler_config();
-    let cfg = vidlower_frontends::config::read_json(&path).map_err(|e| Stage2Error::Scheduler(e.to_string()))?;
-    UniPcScheduler::new(&cfg).map_err(|e| Stage2Error::Scheduler(format!("{}: {e}", path.display())))
+/// The scheduler `scheduler/scheduler_config.json` names, with the flow shift when given, set to
+/// `s.steps` steps.
+pub fn open_scheduler(model: &OpenedModel, s: &Stage2Settings) -> Result<Box<dyn Scheduler>, Stage2Error> {
+    let err = |e: crate::scheduler::SchedulerError| Stage2Error::Scheduler(e.to_string());
+    let mut scheduler = crate::scheduler::from_config_file(&model.scheduler_config()).map_err(err)?;
+    if let Some(shift) = s.knobs.flow_shift {
+        scheduler.set_shift(shift).map_err(err)?;
+    }
+    scheduler.set_timesteps(s.steps).map_err(err)?;
+    Ok(scheduler)
+}
+
+/// The seed of step `i`'s scheduler noise (distinct from the initial noise's stream).
+fn step_noise_seed(seed: u64, i: usize) -> u64 {
+    seed ^ 0xD1B5_4A32_D192_ED03u64.wrapping_mul(i as u64 + 1)
 }
 
 /// `latents` from a `--latents-in` file, checked against the generation's shape.
