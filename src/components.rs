@@ -10,6 +10,7 @@ use anyhow::{anyhow, bail, Result};
 use clap::ValueEnum;
 use std::collections::HashMap;
 use vidlower_frontends::family::{Component, RuleTable};
+use vidlower_frontends::nn::vae_decoder::{TileKnobs, VaeDecodeShape};
 use vidlower_ir::{DType, Graph};
 use vidlower_runtime::program::Program;
 use vidlower_runtime::stages::compiled::{prepare, use_stored_names};
@@ -126,19 +127,23 @@ impl Runner {
         s: &Sizes,
         dtype: DType,
         passes: &PassArgs,
+        tiling: Option<TileKnobs>,
     ) -> Result<Runner> {
         if c.component() == Component::VaeDecoder {
             if passes.passes.is_some() {
                 bail!("--passes: the vae_decoder runs with the stages' pipeline, shaped by the pipeline flags (compile and dump-ir take --passes)");
             }
-            use vidlower_frontends::wan::{family::WanModel, vae::VaeDecodeShape};
-            let wan = model.as_any().downcast_ref::<WanModel>().ok_or_else(|| anyhow!("only Wan's VAE decodes yet"))?;
             let shape = VaeDecodeShape { batch: s.batch, height: s.latent_height, width: s.latent_width };
-            let settings = VaeDecodeSettings { dtype, tiling: None, pipeline: passes.pipeline.options()? };
-            let vae = VaeDecoder::new(&session.client, session.cache.as_ref(), wan.vae_config()?, shape, weights, &settings)
+            let settings = VaeDecodeSettings { dtype, tiling, pipeline: passes.pipeline.options()? };
+            let graphs = model.vae_decoder()?;
+            if let Some(knobs) = &settings.tiling {
+                graphs.tile_geometry(knobs).map_err(|e| anyhow!("{e}"))?;
+            }
+            let vae = VaeDecoder::new(&session.client, session.cache.as_ref(), graphs.as_ref(), shape, s.latent_frames, weights, &settings)
                 .map_err(|e| anyhow!("{e}"))?;
-            println!("executable: vae_decoder (first step) {}", vae.times_first.describe());
-            println!("executable: vae_decoder (later steps) {}", vae.times_next.describe());
+            for (label, times) in vae.executables() {
+                println!("executable: vae_decoder ({label}) {}", times.describe());
+            }
             println!("weights: uploaded in {}", vidlower_runtime::timing::format_duration(vae.weights_upload));
             return Ok(Runner::Vae(Box::new(vae)));
         }

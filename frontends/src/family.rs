@@ -10,6 +10,7 @@
 //! The runtime is reached back through [`ComponentRunner`], so a family writes its pipeline
 //! logic (diffusers' `encode_prompt`) as the pipeline reads, without depending on PJRT.
 
+use crate::nn::vae_decoder::VaeDecoderGraphs;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use vidlower_ir::{DType, Graph, HostTensor};
@@ -248,8 +249,8 @@ pub trait Model: Send + Sync {
     fn guide(&self, sample: &[f32], cfg: bool, guidance: &GuidanceAt) -> Vec<f32>;
 
     // ---- stage 3 ----
-    /// The model itself, for the stage-3 decoder until the VAE seam lands.
-    fn as_any(&self) -> &dyn std::any::Any;
+    /// The VAE decoder's step graphs (the decode loop the runtime runs for every family).
+    fn vae_decoder(&self) -> Result<Box<dyn VaeDecoderGraphs>, FamilyError>;
     /// Stage 2's latents -> what the pipeline passes to `vae.decode` ([B, C, T, h, w], unscaled,
     /// padding frames dropped); `video` is the request stage 2 ran.
     fn vae_input(&self, latents: &HostTensor, video: &VideoSize) -> Result<HostTensor, FamilyError>;

@@ -121,7 +121,7 @@ fn bench_component(m: &ModelSelection, args: &BenchArgs) -> Result<()> {
     println!("{}: {dtype}, {}", c.name(), m.model.describe_sizes(c.component(), &sizes));
     let session = Session::open(&args.runtime, &args.passes.pipeline)?;
     println!("plugin: {}", session.describe_plugin());
-    let mut runner = Runner::prepare(&session, &m.model, &weights, c, &sizes, dtype, &args.passes)?;
+    let mut runner = Runner::prepare(&session, &m.model, &weights, c, &sizes, dtype, &args.passes, args.tiling.knobs())?;
     let inputs = m.model.random_inputs(c.component(), &sizes, dtype, 0)?;
     let bar = indicatif::ProgressBar::new(u64::from(args.warmup + runs));
     let mut warmup = Vec::new();

@@ -146,7 +146,7 @@ fn run_component(m: &ModelSelection, args: &ExecArgs) -> Result<()> {
     }
     let session = Session::open(&args.runtime, &args.passes.pipeline)?;
     println!("plugin: {}", session.describe_plugin());
-    let mut runner = Runner::prepare(&session, &m.model, &weights, c, &sizes, dtype, &args.passes)?;
+    let mut runner = Runner::prepare(&session, &m.model, &weights, c, &sizes, dtype, &args.passes, args.tiling.knobs())?;
     let outputs = run_timed(args.runs, || runner.run(&inputs).with_context(|| format!("running the {} on {}", c.name(), path.display())))?;
     write_outputs(&outputs, args.output.as_deref())
 }

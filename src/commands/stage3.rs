@@ -86,9 +86,8 @@ pub fn execute(
 /// VAE is to be built (lowered with `pipeline`, which stage 3 and generate share).
 pub fn check(model: &OpenedModel, d: &DecodeArgs, pipeline: &PipelineOptions) -> Result<VaeDecodeSettings> {
     let tiling = d.tiling();
-    if let Some(t) = &tiling {
-        let wan = model.as_any().downcast_ref::<vidlower_frontends::wan::family::WanModel>().ok_or_else(|| anyhow!("only Wan's VAE tiles yet"))?;
-        t.validate(wan.vae_config()?.scale_spatial()).map_err(|e| anyhow!("{e}"))?;
+    if let Some(knobs) = &tiling {
+        model.vae_decoder()?.tile_geometry(knobs).map_err(|e| anyhow!("{e}"))?;
     }
     Ok(VaeDecodeSettings { dtype: d.vae_dtype, tiling, pipeline: pipeline.clone() })
 }

@@ -9,3 +9,4 @@ pub mod t5_encoder;
 pub mod t5_sharding;
 pub mod timestep_embedding;
 pub mod tokenizer;
+pub mod vae_decoder;

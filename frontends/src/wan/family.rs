@@ -305,8 +305,8 @@ impl Model for WanModel {
         classifier_free_guidance(sample, g.scale, true)
     }
 
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
+    fn vae_decoder(&self) -> Result<Box<dyn crate::nn::vae_decoder::VaeDecoderGraphs>, FamilyError> {
+        Ok(Box::new(self.vae_config()?.clone()))
     }
 
     /// `latents / (1 / latents_std) + latents_mean` per channel, as `WanPipeline` before

@@ -1,0 +1,105 @@
+//! `vidlower generate` on the CogVideoX presets as a user runs it, through the same generic
+//! stages as Wan: an mp4 of the requested frames and size, stage files with diffusers' names and
+//! the pipeline's layouts ([B, F, C, H, W] latents, 1.5's padded latent frames), and the
+//! CogVideoX-specific refusals before any work.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn vidlower<S: AsRef<std::ffi::OsStr>>(cache: &Path, args: &[S]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vidlower")).args(args).arg("--cache-dir").arg(cache).output().expect("vidlower runs")
+}
+
+fn ok(o: Output) -> String {
+    let (out, err) = (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned());
+    assert!(o.status.success(), "vidlower failed:\n{out}\n{err}");
+    out
+}
+
+fn failure(o: Output) -> String {
+    assert!(!o.status.success(), "expected a failure");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+/// (codec, width, height, pix_fmt, frame rate, decoded frames) as ffprobe reads them.
+fn probe(video: &Path) -> String {
+    let o = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries"])
+        .arg("stream=codec_name,pix_fmt,width,height,nb_read_frames,r_frame_rate")
+        .args(["-of", "csv=p=0"])
+        .arg(video)
+        .output()
+        .expect("ffprobe is installed (scripts/test.sh installs ffmpeg)");
+    assert!(o.status.success(), "ffprobe rejected {}: {}", video.display(), String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn dims(file: &Path, key: &str) -> Vec<i64> {
+    vidlower_runtime::safetensors_io::load(file).unwrap().remove(key).unwrap().dims
+}
+
+#[test]
+fn cogvideox15_tiny_generates_nine_frames_at_64x48() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cache, out) = (tmp.path().join("exe"), tmp.path().join("run"));
+    let out_s = out.to_str().unwrap();
+    let args = ["generate", "--model", "cogvideox1.5-tiny", "--prompt", "a panda playing guitar", "--height", "48", "--width", "64"];
+    let stdout = ok(vidlower(&cache, &[&args[..], &["--frames", "9", "--output-dir", out_s, "--save-frames"]].concat()));
+    assert!(stdout.contains("cogvideox") && stdout.contains("CogVideoXDPMScheduler"), "{stdout}");
+    assert_eq!(probe(&out.join("output_video.mp4")), "h264,64,48,yuv420p,16/1,9");
+    let stage1 = out.join("stage1_embeddings.safetensors");
+    assert_eq!(dims(&stage1, "prompt_embeds"), vec![1, 226, 32]);
+    assert_eq!(dims(&stage1, "negative_prompt_embeds"), vec![1, 226, 32]);
+    // 9 frames -> 3 latent frames, padded to 4 for patch_size_t 2; [B, F, C, H, W].
+    assert_eq!(dims(&out.join("stage2_latents.safetensors"), "latents"), vec![1, 4, 8, 6, 8]);
+    assert_eq!(dims(&out.join("stage3_frames.safetensors"), "frames"), vec![1, 9, 48, 64, 3]);
+}
+
+#[test]
+fn cogvideox_tiny_stages_and_dynamic_cfg() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cache, out) = (tmp.path().join("exe"), tmp.path().join("run"));
+    let out_s = out.to_str().unwrap();
+    ok(vidlower(&cache, &["stage1", "--model", "cogvideox-tiny", "--prompt", "a boat", "--output-dir", out_s]));
+    let file = out.join("stage2_latents.safetensors");
+    ok(vidlower(&cache, &["stage2", "--input-dir", out_s, "--num-inference-steps", "2"]));
+    assert_eq!(dims(&file, "latents"), vec![1, 3, 8, 6, 8]);
+    let plain = std::fs::read(&file).unwrap();
+    ok(vidlower(&cache, &["stage2", "--input-dir", out_s, "--num-inference-steps", "2", "--use_dynamic_cfg"]));
+    assert_ne!(plain, std::fs::read(&file).unwrap(), "the dynamic guidance schedule changes the latents");
+    let s3 = ok(vidlower(&cache, &["stage3", "--input-dir", out_s]));
+    assert!(s3.contains("9 frames at 8 fps"), "{s3}");
+}
+
+#[test]
+fn cogvideox_refusals_name_what_is_wrong() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("exe");
+    let base = ["generate", "--model", "cogvideox-tiny", "--prompt", "p", "--output-dir"];
+    let out = tmp.path().join("run");
+    let run = |extra: &[&str]| {
+        let mut a: Vec<&str> = base.to_vec();
+        a.push(out.to_str().unwrap());
+        a.extend_from_slice(extra);
+        failure(vidlower(&cache, &a))
+    };
+    let e = run(&["--frames", "10"]);
+    assert!(e.contains("--frames 10") && e.contains("4n+1"), "{e}");
+    let e = run(&["--flow-shift", "3"]);
+    assert!(e.contains("--flow-shift"), "{e}");
+    assert!(!out.exists(), "nothing was written");
+
+    // A directory without a tokenizer; an image-to-video pipeline; an unknown scheduler class.
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/cogvideox/cogvideox-5b/model");
+    let dir = tmp.path().join("model");
+    std::fs::create_dir_all(dir.join("text_encoder")).unwrap();
+    std::fs::copy(golden.join("model_index.json"), dir.join("model_index.json")).unwrap();
+    std::fs::copy(golden.join("text_encoder/config.json"), dir.join("text_encoder/config.json")).unwrap();
+    let e = failure(vidlower(&cache, &["stage1", "--model-dir", dir.to_str().unwrap(), "--prompt", "p", "--output-dir", out.to_str().unwrap()]));
+    assert!(e.contains("tokenizer") && e.contains("spiece.model"), "{e}");
+    std::fs::write(dir.join("model_index.json"), r#"{"_class_name": "CogVideoXImageToVideoPipeline"}"#).unwrap();
+    let e = failure(vidlower(&cache, &["stage1", "--model-dir", dir.to_str().unwrap(), "--prompt", "p"]));
+    assert!(e.contains("image-to-video"), "{e}");
+}
