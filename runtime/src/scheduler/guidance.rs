@@ -39,8 +39,9 @@ mod tests {
     fn dynamic_scale_matches_python() {
         for (g, n, t, want) in CASES {
             let got = cogvideox_dynamic_guidance_scale(g, n, t);
-            // cos of arguments up to ~1e7 rad: allow libm differences in the last bits.
-            assert!((got - want).abs() <= 1e-12 * want.abs().max(1.0) * 1e3, "g {g} n {n} t {t}: {got} vs {want}");
+            // Python's math.cos / pow and Rust's are the same libm here (measured: equal); allow another
+            // libm's last bits on cos of arguments up to ~1e7 rad.
+            assert!((got - want).abs() <= 1e-12, "g {g} n {n} t {t}: {got} vs {want}");
         }
     }
 
