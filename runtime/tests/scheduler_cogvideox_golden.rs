@@ -259,3 +259,40 @@ fn unsupported_config_files_are_refused_naming_file_and_field() {
         assert!(msg.contains(field) && msg.contains(supported), "{msg}");
     }
 }
+
+/// The pipeline goldens (`tools/golden/make_cogvideox_pipeline_goldens.py`): the scheduler driven as
+/// `CogVideoXPipeline` drives it, from the recorded transformer outputs: CFG combine (uncond first in the
+/// batch), step with the injected DPM noise, against the latents after each step; and the dynamic CFG scale.
+#[test]
+fn pipeline_goldens_denoise_like_diffusers() {
+    use vidlower_runtime::scheduler::guidance::{cfg_combine, cogvideox_dynamic_guidance_scale};
+    for variant in ["cogvideox-2b", "cogvideox-5b", "cogvideox1.5-5b"] {
+        let dir = golden_dir().join(variant);
+        let t = vidlower_runtime::safetensors_io::load(&dir.join("pipeline_3step.safetensors")).unwrap();
+        let info: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("pipeline_3step.json")).unwrap()).unwrap();
+        let get = |k: &str| t.get(k).unwrap_or_else(|| panic!("{variant}: `{k}` missing")).to_f32_vec();
+        let args = &info["pipeline_args"];
+        let (n, g) = (args["num_inference_steps"].as_u64().unwrap() as usize, args["guidance_scale"].as_f64().unwrap());
+        let mut s = from_config_file(&dir.join("model/scheduler/scheduler_config.json")).unwrap();
+        s.set_timesteps(n).unwrap();
+        let want_ts: Vec<f64> = info["timesteps"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(s.timesteps(), &want_ts[..], "{variant}");
+        let mut latents: Vec<f32> = get("latents").iter().map(|&x| (x as f64 * s.init_noise_sigma()) as f32).collect();
+        for (i, &ts) in want_ts.iter().enumerate() {
+            assert_eq!(t[&format!("timestep_{i}")].to_vec::<i64>().unwrap(), vec![ts as i64; 2]);
+            assert_eq!(get(&format!("hidden_states_{i}")), latents, "{variant} step {i}: transformer input");
+            let v = cfg_combine(&get(&format!("noise_pred_uncond_{i}")), &get(&format!("noise_pred_cond_{i}")), g);
+            let noise = s.needs_noise().then(|| get(&format!("noise_{i}")));
+            latents = s.step(&v, &latents, noise.as_deref()).unwrap();
+            let e = max_rel(&latents, &get(&format!("latents_step_{i}")));
+            eprintln!("{variant} step {i}: {e:.2e}");
+            assert!(e <= TOL, "{variant} step {i}: {e:e}");
+        }
+        assert_eq!(latents, get("latents_out"), "{variant}: bit-identical final latents");
+        let want_dyn = t["guidance_scales_dynamic_cfg"].to_f64_vec();
+        for (k, &ts) in want_ts.iter().enumerate() {
+            assert_eq!(cogvideox_dynamic_guidance_scale(g, n, ts), want_dyn[k], "{variant} dynamic CFG step {k}");
+        }
+    }
+}
