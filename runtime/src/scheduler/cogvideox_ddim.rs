@@ -22,7 +22,12 @@ impl CogVideoXDdimScheduler {
     /// A scheduler with no schedule yet; `cfg` must be a DDIM config.
     pub fn new(cfg: &CogVideoXSchedulerConfig) -> Result<Self, SchedulerError> {
         if cfg.kind != Kind::Ddim {
-            return Err(unsupported(NAME, "_class_name", cfg.kind.class_name(), "expected a CogVideoXDDIMScheduler config"));
+            return Err(unsupported(
+                NAME,
+                "_class_name",
+                cfg.kind.class_name(),
+                "expected a CogVideoXDDIMScheduler config",
+            ));
         }
         Ok(CogVideoXDdimScheduler { schedule: CogVideoXSchedule::new(cfg), step_index: 0, pred_original_sample: None })
     }
@@ -65,7 +70,12 @@ impl Scheduler for CogVideoXDdimScheduler {
         false
     }
 
-    fn step(&mut self, model_output: &[f32], sample: &[f32], noise: Option<&[f32]>) -> Result<Vec<f32>, SchedulerError> {
+    fn step(
+        &mut self,
+        model_output: &[f32],
+        sample: &[f32],
+        noise: Option<&[f32]>,
+    ) -> Result<Vec<f32>, SchedulerError> {
         let s = &self.schedule;
         check_step(NAME, s.timesteps.len(), self.step_index, model_output, sample, noise, false)?;
         let i = self.step_index;

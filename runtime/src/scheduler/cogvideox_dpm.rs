@@ -51,9 +51,18 @@ impl CogVideoXDpmScheduler {
     /// A scheduler with no schedule yet; `cfg` must be a DPM config.
     pub fn new(cfg: &CogVideoXSchedulerConfig) -> Result<Self, SchedulerError> {
         if cfg.kind != Kind::Dpm {
-            return Err(unsupported(NAME, "_class_name", cfg.kind.class_name(), "expected a CogVideoXDPMScheduler config"));
+            return Err(unsupported(
+                NAME,
+                "_class_name",
+                cfg.kind.class_name(),
+                "expected a CogVideoXDPMScheduler config",
+            ));
         }
-        Ok(CogVideoXDpmScheduler { schedule: CogVideoXSchedule::new(cfg), step_index: 0, old_pred_original_sample: None })
+        Ok(CogVideoXDpmScheduler {
+            schedule: CogVideoXSchedule::new(cfg),
+            step_index: 0,
+            old_pred_original_sample: None,
+        })
     }
 
     /// `alphas_cumprod` over the train timesteps (f64).
@@ -129,7 +138,12 @@ impl Scheduler for CogVideoXDpmScheduler {
         self.step_index < self.schedule.timesteps.len()
     }
 
-    fn step(&mut self, model_output: &[f32], sample: &[f32], noise: Option<&[f32]>) -> Result<Vec<f32>, SchedulerError> {
+    fn step(
+        &mut self,
+        model_output: &[f32],
+        sample: &[f32],
+        noise: Option<&[f32]>,
+    ) -> Result<Vec<f32>, SchedulerError> {
         let s = &self.schedule;
         check_step(NAME, s.timesteps.len(), self.step_index, model_output, sample, noise, self.needs_noise())?;
         let noise = noise.expect("checked: noise is given when needed");

@@ -125,7 +125,12 @@ impl CogVideoXSchedulerConfig {
             "sample" => Prediction::Sample,
             "v_prediction" => Prediction::VPrediction,
             other => {
-                return Err(unsupported(class, "prediction_type", other, "expected \"epsilon\", \"sample\" or \"v_prediction\""))
+                return Err(unsupported(
+                    class,
+                    "prediction_type",
+                    other,
+                    "expected \"epsilon\", \"sample\" or \"v_prediction\"",
+                ))
             }
         };
         let timestep_spacing = match raw.timestep_spacing.as_deref().unwrap_or("leading") {
@@ -133,7 +138,12 @@ impl CogVideoXSchedulerConfig {
             "leading" => Spacing::Leading,
             "trailing" => Spacing::Trailing,
             other => {
-                return Err(unsupported(class, "timestep_spacing", other, "expected \"trailing\", \"leading\" or \"linspace\""))
+                return Err(unsupported(
+                    class,
+                    "timestep_spacing",
+                    other,
+                    "expected \"trailing\", \"leading\" or \"linspace\"",
+                ))
             }
         };
         let snr_shift_scale = raw.snr_shift_scale.unwrap_or(3.0);
@@ -199,7 +209,13 @@ impl CogVideoXSchedule {
     pub fn new(config: &CogVideoXSchedulerConfig) -> Self {
         let alphas_cumprod = alphas_cumprod(config);
         let final_alpha_cumprod = if config.set_alpha_to_one { 1.0 } else { alphas_cumprod[0] };
-        CogVideoXSchedule { config: config.clone(), alphas_cumprod, final_alpha_cumprod, timesteps: vec![], timesteps_f64: vec![] }
+        CogVideoXSchedule {
+            config: config.clone(),
+            alphas_cumprod,
+            final_alpha_cumprod,
+            timesteps: vec![],
+            timesteps_f64: vec![],
+        }
     }
 
     /// diffusers' `set_timesteps(n)`. Refuses the step counts for which diffusers' schedule is not `n`
@@ -317,7 +333,9 @@ pub fn timesteps(c: &CogVideoXSchedulerConfig, n: usize) -> Vec<i64> {
     let t_train = c.num_train_timesteps;
     match c.timestep_spacing {
         // np.linspace(0, T - 1, n).round()[::-1]
-        Spacing::Linspace => np_linspace(0.0, (t_train - 1) as f64, n).into_iter().rev().map(|x| np_round(x) as i64).collect(),
+        Spacing::Linspace => {
+            np_linspace(0.0, (t_train - 1) as f64, n).into_iter().rev().map(|x| np_round(x) as i64).collect()
+        }
         // (np.arange(0, n) * (T // n)).round()[::-1] + steps_offset
         Spacing::Leading => {
             let ratio = (t_train / n) as i64;
@@ -344,7 +362,10 @@ mod tests {
     fn defaults_follow_the_class() {
         let d = CogVideoXSchedulerConfig::defaults(Kind::Ddim);
         assert_eq!((d.beta_start, d.beta_end, d.snr_shift_scale), (0.00085, 0.012, 3.0));
-        assert_eq!((d.timestep_spacing, d.prediction_type, d.set_alpha_to_one), (Spacing::Leading, Prediction::Epsilon, true));
+        assert_eq!(
+            (d.timestep_spacing, d.prediction_type, d.set_alpha_to_one),
+            (Spacing::Leading, Prediction::Epsilon, true)
+        );
         // The DPM class defaults to linear betas, which are not implemented: its real configs set scaled_linear.
         let e = cfg(json!({}), Kind::Dpm).unwrap_err();
         assert_eq!(e.field(), Some("beta_schedule"));
@@ -370,7 +391,11 @@ mod tests {
             assert!(msg.contains(field) && msg.contains(alt), "{msg}");
         }
         // Ignored as diffusers ignores them.
-        cfg(json!({"clip_sample": true, "clip_sample_range": 2.0, "sample_max_value": 3.0, "thresholding": false}), Kind::Ddim).unwrap();
+        cfg(
+            json!({"clip_sample": true, "clip_sample_range": 2.0, "sample_max_value": 3.0, "thresholding": false}),
+            Kind::Ddim,
+        )
+        .unwrap();
     }
 
     #[test]
@@ -379,7 +404,10 @@ mod tests {
         let mut s = CogVideoXSchedule::new(&c);
         s.set_timesteps(60).unwrap();
         let e = s.set_timesteps(61).unwrap_err();
-        assert!(matches!(e, SchedulerError::InvalidSteps { steps: 61, .. }) && e.to_string().contains("62 timesteps"), "{e}");
+        assert!(
+            matches!(e, SchedulerError::InvalidSteps { steps: 61, .. }) && e.to_string().contains("62 timesteps"),
+            "{e}"
+        );
         assert!(s.timesteps.is_empty());
         assert!(matches!(s.set_timesteps(0), Err(SchedulerError::InvalidSteps { .. })));
         assert!(matches!(s.set_timesteps(1001), Err(SchedulerError::InvalidSteps { .. })));

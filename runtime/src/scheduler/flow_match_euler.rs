@@ -79,14 +79,24 @@ impl FlowMatchEulerScheduler {
             ("stochastic_sampling", cfg.stochastic_sampling),
         ] {
             if on {
-                return Err(unsupported(NAME, field, on, "not implemented (HunyuanVideo-1.5 uses false); expected false"));
+                return Err(unsupported(
+                    NAME,
+                    field,
+                    on,
+                    "not implemented (HunyuanVideo-1.5 uses false); expected false",
+                ));
             }
         }
         if let Some(t) = cfg.shift_terminal {
             return Err(unsupported(NAME, "shift_terminal", t, "not implemented; expected null"));
         }
         if !matches!(cfg.time_shift_type.as_str(), "exponential" | "linear") {
-            return Err(unsupported(NAME, "time_shift_type", &cfg.time_shift_type, "expected \"exponential\" or \"linear\""));
+            return Err(unsupported(
+                NAME,
+                "time_shift_type",
+                &cfg.time_shift_type,
+                "expected \"exponential\" or \"linear\"",
+            ));
         }
         if cfg.num_train_timesteps <= 0 {
             return Err(unsupported(NAME, "num_train_timesteps", cfg.num_train_timesteps, "must be positive"));
@@ -171,7 +181,12 @@ impl Scheduler for FlowMatchEulerScheduler {
     }
 
     /// `prev = sample + (sigma_next - sigma) * model_output`, in f32.
-    fn step(&mut self, model_output: &[f32], sample: &[f32], noise: Option<&[f32]>) -> Result<Vec<f32>, SchedulerError> {
+    fn step(
+        &mut self,
+        model_output: &[f32],
+        sample: &[f32],
+        noise: Option<&[f32]>,
+    ) -> Result<Vec<f32>, SchedulerError> {
         check_step(NAME, self.timesteps.len(), self.step_index, model_output, sample, noise, false)?;
         let i = self.step_index;
         let dt = self.sigmas[i + 1] - self.sigmas[i];

@@ -50,7 +50,8 @@ pub trait Scheduler: Send {
     /// One step: the model output (after guidance) and the current sample -> the next sample. `noise` is
     /// drawn by the caller exactly when [`needs_noise`](Scheduler::needs_noise) (so tests can inject
     /// diffusers' noise); it is an error to pass it otherwise or to omit it then.
-    fn step(&mut self, model_output: &[f32], sample: &[f32], noise: Option<&[f32]>) -> Result<Vec<f32>, SchedulerError>;
+    fn step(&mut self, model_output: &[f32], sample: &[f32], noise: Option<&[f32]>)
+        -> Result<Vec<f32>, SchedulerError>;
     /// One line for logs: class and the config values that matter, e.g.
     /// `CogVideoXDPMScheduler (v_prediction, trailing, snr_shift_scale 1.0)`.
     fn describe(&self) -> String;
@@ -199,7 +200,9 @@ pub(crate) fn check_step(
     }
     match (noise, wants_noise) {
         (Some(n), true) if n.len() == sample.len() => Ok(()),
-        (Some(n), true) => Err(SchedulerError::Noise { scheduler, step_index, len: sample.len(), got: format!("{} values", n.len()) }),
+        (Some(n), true) => {
+            Err(SchedulerError::Noise { scheduler, step_index, len: sample.len(), got: format!("{} values", n.len()) })
+        }
         (None, true) => Err(SchedulerError::Noise { scheduler, step_index, len: sample.len(), got: "none".into() }),
         (Some(_), false) => Err(SchedulerError::UnexpectedNoise { scheduler, step_index }),
         (None, false) => Ok(()),
@@ -221,10 +224,22 @@ mod tests {
     #[test]
     fn dispatches_on_class_name() {
         let cases = [
-            (json!({"_class_name": "UniPCMultistepScheduler", "prediction_type": "flow_prediction", "use_flow_sigmas": true, "flow_shift": 3.0}), "UniPCMultistepScheduler"),
-            (json!({"_class_name": "CogVideoXDDIMScheduler", "prediction_type": "v_prediction", "timestep_spacing": "trailing"}), "CogVideoXDDIMScheduler"),
-            (json!({"_class_name": "CogVideoXDPMScheduler", "beta_schedule": "scaled_linear"}), "CogVideoXDPMScheduler"),
-            (json!({"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 5.0}), "FlowMatchEulerDiscreteScheduler"),
+            (
+                json!({"_class_name": "UniPCMultistepScheduler", "prediction_type": "flow_prediction", "use_flow_sigmas": true, "flow_shift": 3.0}),
+                "UniPCMultistepScheduler",
+            ),
+            (
+                json!({"_class_name": "CogVideoXDDIMScheduler", "prediction_type": "v_prediction", "timestep_spacing": "trailing"}),
+                "CogVideoXDDIMScheduler",
+            ),
+            (
+                json!({"_class_name": "CogVideoXDPMScheduler", "beta_schedule": "scaled_linear"}),
+                "CogVideoXDPMScheduler",
+            ),
+            (
+                json!({"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 5.0}),
+                "FlowMatchEulerDiscreteScheduler",
+            ),
         ];
         for (v, class) in cases {
             let s = from_config_value(&v).unwrap();
@@ -247,7 +262,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("scheduler_config.json");
         let missing = from_config_file(&path).err().unwrap();
-        assert!(matches!(missing, SchedulerError::File { .. }) && missing.to_string().contains("scheduler_config.json"));
+        assert!(
+            matches!(missing, SchedulerError::File { .. }) && missing.to_string().contains("scheduler_config.json")
+        );
         std::fs::write(&path, "{ not json").unwrap();
         assert!(from_config_file(&path).err().unwrap().to_string().starts_with(&path.display().to_string()));
         std::fs::write(&path, r#"{"_class_name": "CogVideoXDDIMScheduler", "timestep_spacing": "karras"}"#).unwrap();
@@ -267,7 +284,10 @@ mod tests {
     #[test]
     fn shift_is_refused_where_there_is_none() {
         let mut s = from_config_value(&json!({"_class_name": "CogVideoXDDIMScheduler"})).unwrap();
-        assert_eq!(s.set_shift(5.0), Err(SchedulerError::ShiftNotSupported { scheduler: "CogVideoXDDIMScheduler", shift: 5.0 }));
+        assert_eq!(
+            s.set_shift(5.0),
+            Err(SchedulerError::ShiftNotSupported { scheduler: "CogVideoXDDIMScheduler", shift: 5.0 })
+        );
         let mut f = from_config_value(&json!({"_class_name": "FlowMatchEulerDiscreteScheduler"})).unwrap();
         f.set_shift(7.0).unwrap();
         assert_eq!(f.set_shift(-1.0), Err(SchedulerError::InvalidFlowShift(-1.0)));

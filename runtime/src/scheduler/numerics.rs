@@ -6,7 +6,7 @@
 /// `x[0] = start`, `x[1] = start + step`, `x[i] = start + i * (x[1] - x[0])`.
 pub fn np_arange(start: f64, stop: f64, step: f64) -> Vec<f64> {
     let len = ((stop - start) / step).ceil();
-    if !(len > 0.0) {
+    if len.is_nan() || len <= 0.0 {
         return Vec::new();
     }
     let len = len as usize;

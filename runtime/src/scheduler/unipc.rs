@@ -18,8 +18,8 @@
 
 use vidlower_frontends::wan::config::UniPcConfig;
 
-pub use super::SchedulerError;
 use super::Scheduler;
+pub use super::SchedulerError;
 
 /// B(h) of the UniPC update (diffusers' `solver_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -402,9 +402,17 @@ impl Scheduler for UniPcScheduler {
         false
     }
 
-    fn step(&mut self, model_output: &[f32], sample: &[f32], noise: Option<&[f32]>) -> Result<Vec<f32>, SchedulerError> {
+    fn step(
+        &mut self,
+        model_output: &[f32],
+        sample: &[f32],
+        noise: Option<&[f32]>,
+    ) -> Result<Vec<f32>, SchedulerError> {
         if noise.is_some() {
-            return Err(SchedulerError::UnexpectedNoise { scheduler: "UniPCMultistepScheduler", step_index: self.step_index });
+            return Err(SchedulerError::UnexpectedNoise {
+                scheduler: "UniPCMultistepScheduler",
+                step_index: self.step_index,
+            });
         }
         UniPcScheduler::step(self, model_output, sample)
     }
