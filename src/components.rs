@@ -129,6 +129,9 @@ impl Runner {
         passes: &PassArgs,
         tiling: Option<TileKnobs>,
     ) -> Result<Runner> {
+        if tiling.is_some() && c.component() != Component::VaeDecoder {
+            bail!("--vae-tiling applies to the vae_decoder, not the {}", c.name());
+        }
         if c.component() == Component::VaeDecoder {
             if passes.passes.is_some() {
                 bail!("--passes: the vae_decoder runs with the stages' pipeline, shaped by the pipeline flags (compile and dump-ir take --passes)");

@@ -38,6 +38,9 @@ pub struct BenchArgs {
     /// Untimed executions first.
     #[arg(long, default_value_t = 1)]
     warmup: u32,
+    /// VAE tiling of the `vae_decoder` (the flags stage 3 takes).
+    #[command(flatten)]
+    tiling: crate::stage_args::TileArgs,
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

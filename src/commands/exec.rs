@@ -52,6 +52,9 @@ pub struct ExecArgs {
     /// Run this many times and report the mean time of the runs after the first.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     runs: u32,
+    /// VAE tiling of the `vae_decoder` (the flags stage 3 takes).
+    #[command(flatten)]
+    tiling: crate::stage_args::TileArgs,
 }
 
 pub fn run(args: ExecArgs) -> Result<()> {

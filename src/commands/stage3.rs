@@ -85,7 +85,7 @@ pub fn execute(
 /// Checks the decode flags against the model's VAE before any work starts; returns how the
 /// VAE is to be built (lowered with `pipeline`, which stage 3 and generate share).
 pub fn check(model: &OpenedModel, d: &DecodeArgs, pipeline: &PipelineOptions) -> Result<VaeDecodeSettings> {
-    let tiling = d.tiling();
+    let tiling = d.tiling.knobs();
     if let Some(knobs) = &tiling {
         model.vae_decoder()?.tile_geometry(knobs).map_err(|e| anyhow!("{e}"))?;
     }
