@@ -145,7 +145,10 @@ impl CogVideoXTransformerConfig {
             if ofs != self.time_embed_dim {
                 return fail(
                     "ofs_embed_dim",
-                    format!("{ofs}: the ofs embedding is added to the time embedding, so it must equal time_embed_dim {}", self.time_embed_dim),
+                    format!(
+                        "{ofs}: the ofs embedding is added to the time embedding, so it must equal time_embed_dim {}",
+                        self.time_embed_dim
+                    ),
                 );
             }
         }
@@ -185,9 +188,10 @@ mod tests {
 
     #[test]
     fn parses_with_defaults_and_ignores_unknown_fields() {
-        let c: CogVideoXTransformerConfig =
-            serde_json::from_str(r#"{"_class_name": "CogVideoXTransformer3DModel", "num_layers": 2, "patch_size_t": null}"#)
-                .unwrap();
+        let c: CogVideoXTransformerConfig = serde_json::from_str(
+            r#"{"_class_name": "CogVideoXTransformer3DModel", "num_layers": 2, "patch_size_t": null}"#,
+        )
+        .unwrap();
         assert_eq!(c, CogVideoXTransformerConfig { num_layers: 2, ..Default::default() });
         assert_eq!(c.inner_dim(), 1920);
         c.check().unwrap();

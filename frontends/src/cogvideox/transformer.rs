@@ -64,7 +64,8 @@ pub fn transformer(cfg: &CogVideoXTransformerConfig, shape: &TransformerShape, d
     }
 
     // 2. Patch embedding (+ sincos positions for 2b); text and video stay separate streams.
-    let (mut encoder_hidden_states, mut hidden_states) = patch_embed(&mut b, cfg, &d, encoder_hidden_states, hidden_states)?;
+    let (mut encoder_hidden_states, mut hidden_states) =
+        patch_embed(&mut b, cfg, &d, encoder_hidden_states, hidden_states)?;
     let image_rotary_emb = if cfg.use_rotary_positional_embeddings { Some(rotary_emb(&mut b, cfg, &d)?) } else { None };
 
     // 3. Transformer blocks
@@ -413,7 +414,8 @@ mod tests {
         assert!(e.contains("image-to-video") && e.contains("in_channels"), "{e}");
         let odd = TransformerShape { width: 7, ..shape };
         assert!(transformer(&tiny(), &odd, DType::F32).unwrap_err().to_string().contains("divisible"));
-        let v15 = CogVideoXTransformerConfig { patch_size_t: Some(2), use_rotary_positional_embeddings: true, ..tiny() };
+        let v15 =
+            CogVideoXTransformerConfig { patch_size_t: Some(2), use_rotary_positional_embeddings: true, ..tiny() };
         // 3 latent frames: the pipeline pads to 4 first
         assert!(transformer(&v15, &shape, DType::F32).unwrap_err().to_string().contains("patch_size_t 2"));
         // 1.5's RoPE grid is the sample size / patch (here 4x6 patches)
