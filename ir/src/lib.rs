@@ -23,7 +23,7 @@ pub use builder::Builder;
 pub use dtype::DType;
 pub use error::{IrError, Result};
 pub use graph::{Graph, Node, Output, ValueId};
-pub use op::{BinaryOp, CompareDir, ConvAttrs, DotDims, GeluApprox, Literal, LiteralData, Op, ReduceKind, UnaryOp};
+pub use op::{AttentionKind, BinaryOp, CompareDir, ConvAttrs, DotDims, GeluApprox, Literal, LiteralData, Op, ReduceKind, UnaryOp};
 pub use mesh::{Mesh, MeshAxis, MeshError};
 pub use sharding::Sharding;
 pub use types::{TensorType, Type};

@@ -15,7 +15,7 @@
 //! built in the graph from two iotas and a `take`.
 
 use super::config::Umt5Config;
-use vidlower_ir::{Builder, CompareDir, DType, GeluApprox, Graph, IrError, Result, TensorType, ValueId};
+use vidlower_ir::{AttentionKind, Builder, CompareDir, DType, GeluApprox, Graph, IrError, Result, TensorType, ValueId};
 
 /// The token-embedding weight's name in the graph. `UMT5EncoderModel` ties
 /// `encoder.embed_tokens.weight` to it; a checkpoint may hold either name (see [`weight_aliases`]).
@@ -176,7 +176,7 @@ impl Encoder<'_> {
         let masked = b.full(finfo_min(self.dtype), TensorType::new(self.dtype, full))?;
         let bias = b.select(key_is_real, bias, masked)?;
 
-        let a = b.attention(q, k, v, 1.0, Some(bias), None)?;
+        let a = b.attention(AttentionKind::SelfAttention, q, k, v, 1.0, Some(bias), None)?;
         let a = b.merge_heads(a)?;
         b.linear(a, &format!("{prefix}.o"), self.cfg.d_model, false)
     }

@@ -12,7 +12,7 @@
 use super::config::WanTransformerConfig;
 use crate::nn::rope::{apply_rotary_emb_interleaved, axial_rope_tables, RopeAxis, RopeTables};
 use crate::nn::timestep_embedding::{timestep_embedding, Timesteps};
-use vidlower_ir::{Builder, ConvAttrs, DType, GeluApprox, Graph, IrError, Result, TensorType, ValueId};
+use vidlower_ir::{AttentionKind, Builder, ConvAttrs, DType, GeluApprox, Graph, IrError, Result, TensorType, ValueId};
 
 /// The sizes one graph is built for. `frames`, `height`, `width` are in latent units (the VAE's
 /// output), each divisible by the matching `patch_size` entry; `text_len` is the text tokens.
@@ -284,9 +284,11 @@ fn attention(
         query = apply_rotary_emb_interleaved(b, query, tables)?;
         key = apply_rotary_emb_interleaved(b, key, tables)?;
     }
-    // Our attention is [B, H, S, D]; SDPA's default scale.
+    // Our attention is [B, H, S, D]; SDPA's default scale. attn1 attends over the video tokens,
+    // attn2 over the text (`encoder_hidden_states`).
     let [query, key, value] = [query, key, value].map(|x| b.transpose(x, &[0, 2, 1, 3]));
-    let out = b.attention(query?, key?, value?, 1.0 / (d.head_dim as f64).sqrt(), None, None)?;
+    let kind = if encoder_hidden_states.is_some() { AttentionKind::Cross } else { AttentionKind::SelfAttention };
+    let out = b.attention(kind, query?, key?, value?, 1.0 / (d.head_dim as f64).sqrt(), None, None)?;
     let out = b.merge_heads(out)?;
     b.linear(out, &format!("{prefix}.to_out.0"), d.inner, true)
 }
