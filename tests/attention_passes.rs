@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::sync::OnceLock;
-use vidlower_ir::{Builder, DType, Graph, TensorType};
+use vidlower_ir::{AttentionKind, Builder, DType, Graph, TensorType};
 use vidlower_runtime::pjrt::{Client, CompileOptions};
 use vidlower_runtime::program::{Program, Signature};
 use vidlower_runtime::tensor::HostTensor;
@@ -64,7 +64,8 @@ fn graph_of(c: &Case, dtype: DType) -> Graph {
         Mask::Float => Some(b.input("mask", TensorType::new(dtype, vec![c.b, 1, c.sq, c.sk])).unwrap()),
     };
     let scale = 1.0 / (c.d as f64).sqrt();
-    let o = b.attention(q, k, v, scale, mask, c.window).unwrap();
+    let kind = if c.sq == c.sk { AttentionKind::SelfAttention } else { AttentionKind::Cross };
+    let o = b.attention(kind, q, k, v, scale, mask, c.window).unwrap();
     b.output("o", o);
     b.finish().unwrap()
 }

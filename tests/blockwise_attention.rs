@@ -10,7 +10,7 @@ mod common;
 use proptest::prelude::*;
 use std::collections::HashMap;
 use std::sync::OnceLock;
-use vidlower_ir::{Builder, DType, Graph, TensorType};
+use vidlower_ir::{AttentionKind, Builder, DType, Graph, TensorType};
 use vidlower_passes::{BlockwiseAttention, Decompose, PassManager};
 use vidlower_runtime::pjrt::{Client, CompileOptions};
 use vidlower_runtime::program::{Program, Signature};
@@ -72,7 +72,8 @@ fn attention_graph(c: &Case) -> Graph {
         b.input("mask", TensorType::new(dtype, shape)).unwrap()
     });
     let scale = 1.0 / (c.d as f64).sqrt();
-    let a = b.attention(q, k, v, scale, mask, c.window).unwrap();
+    let kind = if c.sq == c.sk { AttentionKind::SelfAttention } else { AttentionKind::Cross };
+    let a = b.attention(kind, q, k, v, scale, mask, c.window).unwrap();
     b.output("o", a);
     b.finish().unwrap()
 }
@@ -234,7 +235,7 @@ fn exec_peak_rss_kib(s: i64, passes: &str) -> u64 {
     let dir = tempfile::tempdir().unwrap();
     let ir = dir.path().join("attention.ir");
     let text = format!(
-        "graph @long_attention {{\n  %0 = input \"q\" : f32[1,1,{s},64]\n  %1 = input \"k\" : f32[1,1,{s},64]\n  %2 = input \"v\" : f32[1,1,{s},64]\n  %3 = attention(%0, %1, %2) {{scale=0.125, mask=false}} : f32[1,1,{s},64]\n  output \"y\" = %3\n}}\n"
+        "graph @long_attention {{\n  %0 = input \"q\" : f32[1,1,{s},64]\n  %1 = input \"k\" : f32[1,1,{s},64]\n  %2 = input \"v\" : f32[1,1,{s},64]\n  %3 = attention(%0, %1, %2) {{kind=self, scale=0.125, mask=false}} : f32[1,1,{s},64]\n  output \"y\" = %3\n}}\n"
     );
     std::fs::write(&ir, text).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vidlower"))

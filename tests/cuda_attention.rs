@@ -40,8 +40,9 @@ impl Case {
         let window = if self.causal { ", window=[-1, 0]" } else { "" };
         let a = if self.mask.is_empty() { 3 } else { 4 };
         let scale = 1.0 / (d as f64).sqrt();
+        let kind = if sq == sk { "self" } else { "cross" };
         format!(
-            "graph @attn {{\n  %0 = input \"q\" : bf16[{b},{h},{sq},{d}]\n  %1 = input \"k\" : bf16[{b},{h},{sk},{d}]\n  %2 = input \"v\" : bf16[{b},{h},{sk},{d}]\n{mask_input}  %{a} = attention(%0, %1, %2{mask_arg}) {{scale={scale:?}, mask={}{window}}} : bf16[{b},{h},{sq},{d}]\n  output \"o\" = %{a}\n}}\n",
+            "graph @attn {{\n  %0 = input \"q\" : bf16[{b},{h},{sq},{d}]\n  %1 = input \"k\" : bf16[{b},{h},{sk},{d}]\n  %2 = input \"v\" : bf16[{b},{h},{sk},{d}]\n{mask_input}  %{a} = attention(%0, %1, %2{mask_arg}) {{kind={kind}, scale={scale:?}, mask={}{window}}} : bf16[{b},{h},{sq},{d}]\n  output \"o\" = %{a}\n}}\n",
             !self.mask.is_empty()
         )
     }

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use vidlower_ir::random_graph::random_graph;
-use vidlower_ir::{Builder, DType, GeluApprox, Graph, TensorType};
+use vidlower_ir::{AttentionKind, Builder, DType, GeluApprox, Graph, TensorType};
 use vidlower_runtime::pjrt::{Client, CompileOptions};
 use vidlower_runtime::program::{Program, Signature};
 use vidlower_runtime::tensor::HostTensor;
@@ -115,7 +115,7 @@ fn graph_of(c: Composite, rows: i64, cols: i64) -> Graph {
         Composite::Attention | Composite::LocalAttention => {
             let q = b.reshape(x, &[1, 1, rows, cols]).unwrap();
             let window = matches!(c, Composite::LocalAttention).then_some((1, 0));
-            let a = b.attention(q, q, q, 0.7, None, window).unwrap();
+            let a = b.attention(AttentionKind::SelfAttention, q, q, q, 0.7, None, window).unwrap();
             b.reshape(a, &[rows, cols]).unwrap()
         }
     };

@@ -1,7 +1,7 @@
 //! The built-in example graph: one pre-norm transformer block (self-attention + GELU MLP), the
 //! shape of a DiT block without the conditioning. Weight names follow diffusers' conventions.
 
-use vidlower_ir::{Builder, DType, GeluApprox, Graph, Result, TensorType};
+use vidlower_ir::{AttentionKind, Builder, DType, GeluApprox, Graph, Result, TensorType};
 
 /// Sizes of the example block.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,7 +33,7 @@ pub fn example_block(cfg: &ExampleConfig) -> Result<Graph> {
     let v = b.linear(h, "attn.to_v", d, true)?;
     let (q, k, v) = (b.split_heads(q, cfg.heads)?, b.split_heads(k, cfg.heads)?, b.split_heads(v, cfg.heads)?);
     let scale = 1.0 / ((d / cfg.heads) as f64).sqrt();
-    let a = b.attention(q, k, v, scale, None, None)?;
+    let a = b.attention(AttentionKind::SelfAttention, q, k, v, scale, None, None)?;
     let a = b.merge_heads(a)?;
     let a = b.linear(a, "attn.to_out.0", d, true)?;
     let x = b.add(x, a)?;

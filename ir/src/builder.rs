@@ -393,9 +393,11 @@ impl Builder {
         self.op(Op::Gelu { approximate }, &[x])
     }
 
-    /// `softmax(scale * q k^T [mask]) v` on [B, H, S, D].
+    /// `softmax(scale * q k^T [mask]) v` on [B, H, S, D]; `kind` says where k and v come from.
+    #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &mut self,
+        kind: AttentionKind,
         q: ValueId,
         k: ValueId,
         v: ValueId,
@@ -405,7 +407,7 @@ impl Builder {
     ) -> Result<ValueId> {
         let mut operands = vec![q, k, v];
         operands.extend(mask);
-        self.op(Op::Attention { scale, has_mask: mask.is_some(), window }, &operands)
+        self.op(Op::Attention { kind, scale, has_mask: mask.is_some(), window }, &operands)
     }
 
     /// [B, S, H*D] -> [B, H, S, D].

@@ -2,7 +2,7 @@
 //! type new nodes; the verifier re-runs it to check every node.
 
 use crate::error::{IrError, Result};
-use crate::op::{ConvAttrs, DotDims, Op, UnaryOp};
+use crate::op::{AttentionKind, ConvAttrs, DotDims, Op, UnaryOp};
 use crate::types::{TensorType, Type};
 use crate::DType;
 
@@ -284,9 +284,9 @@ pub fn infer_type(op: &Op, operand_types: &[&Type]) -> Result<Type> {
             }
             ts[0].clone()
         }
-        Op::Attention { has_mask, .. } => {
+        Op::Attention { kind, has_mask, .. } => {
             arity(3 + usize::from(*has_mask))?;
-            attention_shape(&ts, *has_mask).map_err(fail)?
+            attention_shape(&ts, *kind, *has_mask).map_err(fail)?
         }
         Op::LayerNorm { has_weight, has_bias, .. } => {
             arity(1 + usize::from(*has_weight) + usize::from(*has_bias))?;
@@ -439,7 +439,7 @@ fn conv_shape(x: &TensorType, w: &TensorType, c: &ConvAttrs) -> std::result::Res
     Ok(x.with_shape(shape))
 }
 
-fn attention_shape(ts: &[&TensorType], has_mask: bool) -> std::result::Result<TensorType, String> {
+fn attention_shape(ts: &[&TensorType], kind: AttentionKind, has_mask: bool) -> std::result::Result<TensorType, String> {
     let (q, k, v) = (ts[0], ts[1], ts[2]);
     if q.rank() != 4 || k.rank() != 4 || v.rank() != 4 {
         return Err("q, k, v must be [batch, heads, seq, head_dim]".into());
@@ -452,6 +452,15 @@ fn attention_shape(ts: &[&TensorType], has_mask: bool) -> std::result::Result<Te
     }
     if v.shape[0] != k.shape[0] || v.shape[1] != k.shape[1] || v.shape[2] != k.shape[2] {
         return Err("v must match k in batch, heads and seq".into());
+    }
+    // Self and joint attention draw queries and keys from one sequence.
+    if kind != AttentionKind::Cross && q.shape[2] != k.shape[2] {
+        return Err(format!(
+            "{} attention takes q and k from one sequence: q has {} tokens, k {} (cross attention takes another)",
+            kind.name(),
+            q.shape[2],
+            k.shape[2]
+        ));
     }
     if has_mask {
         let m = ts[3];

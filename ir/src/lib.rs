@@ -25,7 +25,7 @@ pub use dtype::DType;
 pub use error::{IrError, Result};
 pub use graph::{Graph, Node, Output, ValueId};
 pub use host_tensor::{HostTensor, TensorError};
-pub use op::{BinaryOp, CompareDir, ConvAttrs, DotDims, GeluApprox, Literal, LiteralData, Op, ReduceKind, UnaryOp};
+pub use op::{AttentionKind, BinaryOp, CompareDir, ConvAttrs, DotDims, GeluApprox, Literal, LiteralData, Op, ReduceKind, UnaryOp};
 pub use mesh::{Mesh, MeshAxis, MeshError};
 pub use sharding::Sharding;
 pub use types::{TensorType, Type};

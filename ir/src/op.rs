@@ -57,9 +57,10 @@ pub enum Op {
     /// Softmax over one axis.
     Softmax { axis: usize },
     /// `softmax(scale * q k^T [+ mask]) v` on [B, H, S, D] tensors; operands q, k, v[, mask].
-    /// A boolean mask is true where a query may attend. `window` = (left, right) keys around the
-    /// query's position, for local attention.
-    Attention { scale: f64, has_mask: bool, window: Option<(i64, i64)> },
+    /// `kind` says where the keys come from (passes read it, never the lengths). A boolean mask
+    /// is true where a query may attend. `window` = (left, right) keys around the query's
+    /// position, for local attention.
+    Attention { kind: AttentionKind, scale: f64, has_mask: bool, window: Option<(i64, i64)> },
     /// LayerNorm over the last axis; operands x[, weight][, bias].
     LayerNorm { eps: f64, has_weight: bool, has_bias: bool },
     /// RMS norm over the last axis; operands x[, weight].
@@ -67,6 +68,20 @@ pub enum Op {
     /// GroupNorm on [N, C, ...]; operands x[, weight, bias].
     GroupNorm { groups: i64, eps: f64, affine: bool },
     Gelu { approximate: GeluApprox },
+}
+
+/// What an attention attends over: the model's statement, which passes read instead of
+/// guessing from the query and key lengths (a joint text+video attention has equal lengths, a
+/// self-attention over a short sequence has few keys).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AttentionKind {
+    /// Queries and keys from the same token sequence (Wan's `attn1`, the text encoders).
+    SelfAttention,
+    /// Keys and values from another sequence (the text embeddings: Wan's `attn2`).
+    Cross,
+    /// One sequence of text and video tokens attending to itself (CogVideoX, HunyuanVideo): the
+    /// text tokens are in the sequence but have no video position.
+    Joint,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -275,6 +290,19 @@ impl ReduceKind {
             ReduceKind::Sum => "sum",
             ReduceKind::Max => "max",
             ReduceKind::Min => "min",
+        }
+    }
+}
+
+impl AttentionKind {
+    pub const ALL: [AttentionKind; 3] = [AttentionKind::SelfAttention, AttentionKind::Cross, AttentionKind::Joint];
+
+    /// The spelling in the IR text (`kind=self`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AttentionKind::SelfAttention => "self",
+            AttentionKind::Cross => "cross",
+            AttentionKind::Joint => "joint",
         }
     }
 }

@@ -32,7 +32,7 @@ fn attention_and_conv_shape_errors() {
     let mut b = Builder::new("bad");
     let q = b.input("q", f32s(&[1, 2, 8, 4])).unwrap();
     let k = b.input("k", f32s(&[1, 3, 8, 4])).unwrap();
-    let e = b.attention(q, k, k, 0.5, None, None).unwrap_err().to_string();
+    let e = b.attention(AttentionKind::SelfAttention, q, k, k, 0.5, None, None).unwrap_err().to_string();
     assert!(e.contains("attention") && e.contains("heads"), "{e}");
 
     let x = b.input("x", f32s(&[1, 3, 4, 8, 8])).unwrap();

@@ -70,8 +70,10 @@ pub struct BlockwiseAttention {
     pub bkv_compute: i64,
     /// Base-2 online softmax (scale * log2 e folded into Q, exp2 for probabilities and rescale).
     pub exp2: bool,
-    /// Only attentions with at least this many keys are rewritten (the seeds use the kernel for
-    /// long self-attention only); shorter ones are left for later passes. 0 rewrites all.
+    /// Only attentions with at least this many keys are rewritten, whatever their kind (self,
+    /// cross or joint): the key count is what decides whether the [Sq, Sk] scores are worth
+    /// avoiding, not where the keys come from. Shorter ones are left for later passes. 0
+    /// rewrites all.
     pub min_keys: i64,
 }
 
@@ -106,7 +108,7 @@ impl Pass for BlockwiseAttention {
 impl BlockwiseAttention {
     fn rewrite(&self, g: &Graph) -> Result<Graph, PassError> {
         replace_nodes(g, Self::NAME, &mut |rw, v, node| {
-            let Op::Attention { scale, has_mask, window } = node.op else { return Ok(None) };
+            let Op::Attention { scale, has_mask, window, .. } = node.op else { return Ok(None) };
             let args = rw.operands(v);
             if rw.new.tensor_ty(args[1]).shape[2] < self.min_keys {
                 return Ok(None);
@@ -235,7 +237,7 @@ graph @attn {
   %1 = input "k" : bf16[1,2,7,8]
   %2 = input "v" : bf16[1,2,7,16]
   %3 = input "mask" : i1[1,1,3,7]
-  %4 = attention(%0, %1, %2, %3) {scale=0.35355339059327373, mask=true, window=[1, 2]} : bf16[1,2,3,16]
+  %4 = attention(%0, %1, %2, %3) {kind=cross, scale=0.35355339059327373, mask=true, window=[1, 2]} : bf16[1,2,3,16]
   output "o" = %4
 }"#
         )));
@@ -250,7 +252,7 @@ graph @attn {
   %0 = input "q" : f32[2,1,3,4]
   %1 = input "k" : f32[2,1,4,4]
   %2 = input "v" : f32[2,1,4,4]
-  %3 = attention(%0, %1, %2) {scale=0.5, mask=false} : f32[2,1,3,4]
+  %3 = attention(%0, %1, %2) {kind=cross, scale=0.5, mask=false} : f32[2,1,3,4]
   output "a" = %3
 }"#,
         );
@@ -271,7 +273,7 @@ graph @attn {
   %1 = input "k" : f32[1,1,5,4]
   %2 = input "v" : f32[1,1,5,4]
   %3 = input "bias" : f32[1,1,3,1]
-  %4 = attention(%0, %1, %2, %3) {scale=1.0, mask=true} : f32[1,1,3,4] sharding=[{},{},{},{}]
+  %4 = attention(%0, %1, %2, %3) {kind=cross, scale=1.0, mask=true} : f32[1,1,3,4] sharding=[{},{},{},{}]
   %5 = while(%4) regions {
     graph @cond {
       %0 = input "x" : f32[1,1,3,4]
@@ -280,7 +282,7 @@ graph @attn {
     }
     graph @body {
       %0 = input "x" : f32[1,1,3,4]
-      %1 = attention(%0, %0, %0) {scale=0.5, mask=false, window=[-1, 0]} : f32[1,1,3,4]
+      %1 = attention(%0, %0, %0) {kind=self, scale=0.5, mask=false, window=[-1, 0]} : f32[1,1,3,4]
       output "x" = %1
     }
   } : (f32[1,1,3,4])
@@ -305,7 +307,7 @@ graph @attn {
   %1 = input "k" : f32[1,1,3,2]
   %2 = input "v" : f32[1,1,3,2]
   %3 = input "bias" : f32[1,1,5,3]
-  %4 = attention(%0, %1, %2, %3) {scale=1.0, mask=true, window=[1, 0]} : f32[1,1,5,2]
+  %4 = attention(%0, %1, %2, %3) {kind=cross, scale=1.0, mask=true, window=[1, 0]} : f32[1,1,5,2]
   output "o" = %4
 }"#,
             )
@@ -329,7 +331,7 @@ graph @attn {
   %1 = input "k" : f32[1,1,7,2]
   %2 = input "v" : f32[1,1,7,2]
   %3 = input "bias" : f32[1,1,1,7]
-  %4 = attention(%0, %1, %2, %3) {scale=0.5, mask=true} : f32[1,1,2,2]
+  %4 = attention(%0, %1, %2, %3) {kind=cross, scale=0.5, mask=true} : f32[1,1,2,2]
   output "o" = %4
 }"#,
         )
@@ -379,8 +381,8 @@ graph @attn {
   %0 = input "q" : f32[1,1,3,4]
   %1 = input "k" : f32[1,1,5,4]
   %2 = input "v" : f32[1,1,5,4]
-  %3 = attention(%0, %1, %2) {scale=0.5, mask=false} : f32[1,1,3,4]
-  %4 = attention(%0, %0, %0) {scale=0.5, mask=false} : f32[1,1,3,4]
+  %3 = attention(%0, %1, %2) {kind=cross, scale=0.5, mask=false} : f32[1,1,3,4]
+  %4 = attention(%0, %0, %0) {kind=self, scale=0.5, mask=false} : f32[1,1,3,4]
   %5 = add(%3, %4) : f32[1,1,3,4]
   output "o" = %5
 }"#;
@@ -390,6 +392,28 @@ graph @attn {
         assert_eq!((out.op_counts().get("while"), out.op_counts().get("attention")), (Some(&1), Some(&1)));
         let all = BlockwiseAttention { min_keys: 3, ..pass }.run(parse(text).unwrap()).unwrap();
         assert_eq!((all.op_counts().get("while"), all.op_counts().get("attention")), (Some(&2), None));
+    }
+
+    #[test]
+    fn min_keys_is_the_same_threshold_for_every_kind() {
+        let text = r#"
+graph @attn {
+  %0 = input "x" : f32[1,1,5,4]
+  %1 = input "text" : f32[1,1,5,4]
+  %2 = attention(%0, %0, %0) {kind=self, scale=0.5, mask=false} : f32[1,1,5,4]
+  %3 = attention(%0, %1, %1) {kind=cross, scale=0.5, mask=false} : f32[1,1,5,4]
+  %4 = attention(%1, %1, %1) {kind=joint, scale=0.5, mask=false} : f32[1,1,5,4]
+  %5 = add(%2, %3) : f32[1,1,5,4]
+  %6 = add(%5, %4) : f32[1,1,5,4]
+  output "o" = %6
+}"#;
+        let counts = |min_keys: i64| {
+            let out = BlockwiseAttention { bkv: 2, min_keys, ..Default::default() }.run(parse(text).unwrap()).unwrap();
+            let c = out.op_counts();
+            (c.get("while").copied(), c.get("attention").copied())
+        };
+        assert_eq!(counts(5), (Some(3), None), "5 keys reach the threshold whatever the kind");
+        assert_eq!(counts(6), (None, Some(3)), "below it no kind is rewritten");
     }
 
     #[test]

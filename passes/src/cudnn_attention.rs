@@ -50,7 +50,7 @@ impl Pass for CudnnAttention {
 
     fn run(&self, graph: Graph) -> Result<Graph, PassError> {
         replace_nodes(&graph, Self::NAME, &mut |rw, v, node| {
-            let Op::Attention { scale, has_mask, window } = node.op else { return Ok(None) };
+            let Op::Attention { scale, has_mask, window, .. } = node.op else { return Ok(None) };
             let args = rw.operands(v);
             let ty = |i: usize| rw.new.tensor_ty(args[i]).clone();
             let mask = has_mask.then(|| ty(3));
@@ -201,7 +201,7 @@ graph @attn {
   %0 = input "q" : bf16[2,4,64,64]
   %1 = input "k" : bf16[2,4,80,64]
   %2 = input "v" : bf16[2,4,80,64]
-  %3 = attention(%0, %1, %2) {scale=0.125, mask=false} : bf16[2,4,64,64]
+  %3 = attention(%0, %1, %2) {kind=cross, scale=0.125, mask=false} : bf16[2,4,64,64]
   output "o" = %3
 }"#);
         let c = &config_of(&out)["cudnn_fmha_backend_config"];
@@ -219,7 +219,7 @@ graph @attn {
   %1 = input "k" : f16[1,2,24,32]
   %2 = input "v" : f16[1,2,24,32]
   %3 = input "mask" : i1[1,1,1,24]
-  %4 = attention(%0, %1, %2, %3) {scale=0.25, mask=true, window=[-1, 0]} : f16[1,2,16,32]
+  %4 = attention(%0, %1, %2, %3) {kind=cross, scale=0.25, mask=true, window=[-1, 0]} : f16[1,2,16,32]
   output "o" = %4
 }"#);
         assert_eq!(config_of(&out)["cudnn_fmha_backend_config"]["mask_type"], "CAUSAL");
@@ -234,7 +234,7 @@ graph @attn {
   %1 = input "k" : bf16[2,2,8,16]
   %2 = input "v" : bf16[2,2,8,16]
   %3 = input "bias" : bf16[2,1,8,1]
-  %4 = attention(%0, %1, %2, %3) {scale=0.25, mask=true} : bf16[2,2,8,16]
+  %4 = attention(%0, %1, %2, %3) {kind=self, scale=0.25, mask=true} : bf16[2,2,8,16]
   output "o" = %4
 }"#);
         let call = out.nodes.iter().find(|n| n.op.name() == "custom_call").unwrap();
@@ -255,7 +255,7 @@ graph @attn {
             ("f16", 64, 64, ", window=[-1, 1]"),
         ] {
             let text = format!(
-                "graph @attn {{\n  %0 = input \"q\" : {dt}[1,1,4,{d}]\n  %1 = input \"k\" : {dt}[1,1,4,{d}]\n  %2 = input \"v\" : {dt}[1,1,4,{dv}]\n  %3 = attention(%0, %1, %2) {{scale=0.5, mask=false{window}}} : {dt}[1,1,4,{dv}]\n  output \"o\" = %3\n}}"
+                "graph @attn {{\n  %0 = input \"q\" : {dt}[1,1,4,{d}]\n  %1 = input \"k\" : {dt}[1,1,4,{d}]\n  %2 = input \"v\" : {dt}[1,1,4,{dv}]\n  %3 = attention(%0, %1, %2) {{kind=self, scale=0.5, mask=false{window}}} : {dt}[1,1,4,{dv}]\n  output \"o\" = %3\n}}"
             );
             let input = parse(&text).unwrap();
             let out = CudnnAttention.run(input.clone()).unwrap();

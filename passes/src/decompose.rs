@@ -53,7 +53,7 @@ fn lower(em: &mut Emitter, op: &Op, args: &[ValueId]) -> Result<ValueId, PassErr
     let mut next = 0;
     match op {
         Op::Softmax { axis } => attention::softmax_op(em, args[0], *axis),
-        Op::Attention { scale, has_mask, window } => attention::attention(em, args, *scale, *has_mask, *window),
+        Op::Attention { scale, has_mask, window, .. } => attention::attention(em, args, *scale, *has_mask, *window),
         Op::LayerNorm { eps, has_weight, has_bias } => {
             let weight = arg(*has_weight, &mut next);
             let bias = arg(*has_bias, &mut next);
@@ -128,7 +128,7 @@ graph @attn {
   %1 = input "k" : bf16[1,2,6,8]
   %2 = input "v" : bf16[1,2,6,16]
   %3 = input "mask" : i1[1,1,4,6]
-  %4 = attention(%0, %1, %2, %3) {scale=0.35355339059327373, mask=true, window=[1, 2]} : bf16[1,2,4,16]
+  %4 = attention(%0, %1, %2, %3) {kind=cross, scale=0.35355339059327373, mask=true, window=[1, 2]} : bf16[1,2,4,16]
   output "o" = %4
 }"#)));
     }
@@ -141,9 +141,9 @@ graph @attn {
   %1 = input "k" : f32[2,1,3,4]
   %2 = input "v" : f32[2,1,3,4]
   %3 = input "bias" : f32[2,1,3,3]
-  %4 = attention(%0, %1, %2, %3) {scale=1.0, mask=true} : f32[2,1,3,4]
-  %5 = attention(%0, %1, %2) {scale=0.5, mask=false, window=[-1, -1]} : f32[2,1,3,4]
-  %6 = attention(%0, %1, %2) {scale=0.5, mask=false, window=[-1, 0]} : f32[2,1,3,4]
+  %4 = attention(%0, %1, %2, %3) {kind=self, scale=1.0, mask=true} : f32[2,1,3,4]
+  %5 = attention(%0, %1, %2) {kind=self, scale=0.5, mask=false, window=[-1, -1]} : f32[2,1,3,4]
+  %6 = attention(%0, %1, %2) {kind=self, scale=0.5, mask=false, window=[-1, 0]} : f32[2,1,3,4]
   output "a" = %4
   output "b" = %5
   output "c" = %6

@@ -44,7 +44,7 @@ impl Pass for Exp2Softmax {
 
 fn exp2_softmax(g: &Graph) -> Result<Graph, PassError> {
     replace_nodes(g, Exp2Softmax::NAME, &mut |rw, v, node| {
-        let Op::Attention { scale, has_mask, window } = node.op else { return Ok(None) };
+        let Op::Attention { scale, has_mask, window, .. } = node.op else { return Ok(None) };
         let args = rw.operands(v);
         attention_base2(&mut Emitter { g: &mut rw.new }, &args, scale, has_mask, window).map(Some)
     })
@@ -168,7 +168,7 @@ graph @attn {
   %0 = input "q" : f32[1,2,7,8]
   %1 = input "k" : f32[1,2,9,8]
   %2 = input "v" : f32[1,2,9,8]
-  %3 = attention(%0, %1, %2) {scale=0.35, mask=false} : f32[1,2,7,8]
+  %3 = attention(%0, %1, %2) {kind=cross, scale=0.35, mask=false} : f32[1,2,7,8]
   output "o" = %3
 }"#;
         let base = crate::Decompose.run(parse(text).unwrap()).unwrap();
@@ -192,7 +192,7 @@ graph @loop {
     }
     graph @body {
       %0 = input "x" : f32[1,1,3,4]
-      %1 = attention(%0, %0, %0) {scale=0.5, mask=false} : f32[1,1,3,4]
+      %1 = attention(%0, %0, %0) {kind=self, scale=0.5, mask=false} : f32[1,1,3,4]
       output "x" = %1
     }
   } : (f32[1,1,3,4])

@@ -147,7 +147,7 @@ graph @attn {
   %1 = input "k" : f32[1,1,3,4]
   %2 = input "c" : f32[1,1,3,4]
   %3 = sub(%1, %2) : f32[1,1,3,4]
-  %4 = attention(%0, %3, %0) {scale=1.0, mask=false} : f32[1,1,3,4]
+  %4 = attention(%0, %3, %0) {kind=self, scale=1.0, mask=false} : f32[1,1,3,4]
   output "o" = %4
 }"#);
         assert_eq!(out.op_counts().get("reduce"), Some(&1));
@@ -166,7 +166,7 @@ graph @loop {
     }
     graph @body {
       %0 = input "x" : f32[1,1,3,4]
-      %1 = attention(%0, %0, %0) {scale=0.5, mask=false} : f32[1,1,3,4]
+      %1 = attention(%0, %0, %0) {kind=self, scale=0.5, mask=false} : f32[1,1,3,4]
       output "x" = %1
     }
   } : (f32[1,1,3,4])

@@ -17,13 +17,16 @@ use vidlower_ir::Mesh;
 use std::fmt;
 
 /// Keys above which `auto` lowers an attention blockwise (the seeds' threshold for their splash
-/// kernel, shared with the sharding pass's attention strategy).
-pub use crate::sharding::attention::LONG_ATTENTION_KEYS;
+/// kernel, which they used for their long self-attention). It applies to every kind alike (self,
+/// cross, joint): the key count decides whether the [Sq, Sk] scores are worth avoiding; nothing
+/// here guesses a kind from the lengths.
+pub const LONG_ATTENTION_KEYS: i64 = 20_000;
 
 /// How attention composites are lowered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum AttentionLowering {
-    /// Blockwise for attention with more than [`LONG_ATTENTION_KEYS`] keys, dense otherwise.
+    /// Blockwise for attention with more than [`LONG_ATTENTION_KEYS`] keys, dense otherwise,
+    /// whatever the attention's kind.
     #[default]
     Auto,
     /// Every attention dense: the S x S scores exist.

@@ -1,18 +1,25 @@
-//! Sliding-window (local) attention: every self-attention (`attention` whose queries and keys have
-//! the same length) gets a window of `left` keys before and `right` keys after each query's own
-//! position in the flattened token order, as the seeds' `--window_size` meant to (their flag never
-//! reached the kernel). This changes the model's meaning on purpose: it is what the flag asks for.
+//! Sliding-window (local) attention: every self-attention (`kind=self`) gets a window of `left`
+//! keys before and `right` keys after each query's own position in the flattened token order, as
+//! the seeds' `--window_size` meant to (their flag never reached the kernel). This changes the
+//! model's meaning on purpose: it is what the flag asks for.
 //!
 //! The window is an attribute of the composite, so every lowering honours it the same way:
 //! `decompose` and `exp2_softmax` mask the scores, and `blockwise_attention` masks them and skips
-//! the key blocks no query of a block can reach (which is where the time goes). Cross-attention
-//! (text keys) has no positions in common with the queries and is left alone. An attention that
+//! the key blocks no query of a block can reach (which is where the time goes). An attention that
 //! already has a window keeps the narrower side of each. A negative size leaves that side
 //! unbounded (the IR's convention: `(-1, 0)` is causal). Run it before the attention lowerings.
+//!
+//! The op's kind decides, never its lengths:
+//! - cross attention (text keys) has no positions in common with the queries: left alone;
+//! - joint attention (CogVideoX, HunyuanVideo: text and video tokens in one sequence, so queries
+//!   and keys have equal lengths) is left alone too. The window is meant over video positions,
+//!   and a flattened index would window the text tokens by where they happen to sit in the
+//!   sequence (and cut video tokens off from the text). Windowing it needs a per-family map from
+//!   sequence index to video position (text tokens unwindowed), which is not done.
 
 use crate::rewrite::replace_nodes;
 use crate::{Pass, PassError};
-use vidlower_ir::{Graph, Op};
+use vidlower_ir::{AttentionKind, Graph, Op};
 
 /// The `sliding_window` pass: `left` and `right` keys around each query of self-attention.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,17 +40,15 @@ impl Pass for SlidingWindow {
 
     fn run(&self, graph: Graph) -> Result<Graph, PassError> {
         replace_nodes(&graph, Self::NAME, &mut |rw, v, node| {
-            let Op::Attention { scale, has_mask, window } = node.op else { return Ok(None) };
-            let (sq, sk) = (rw.old.tensor_ty(node.operands[0]).shape[2], rw.old.tensor_ty(node.operands[1]).shape[2]);
-            if sq != sk {
+            let Op::Attention { kind: kind @ AttentionKind::SelfAttention, scale, has_mask, window } = node.op else {
                 return Ok(None);
-            }
+            };
             let window = Some(match window {
                 Some((l, r)) => (narrower(l, self.left), narrower(r, self.right)),
                 None => (self.left, self.right),
             });
             let args = rw.operands(v);
-            let op = Op::Attention { scale, has_mask, window };
+            let op = Op::Attention { kind, scale, has_mask, window };
             rw.new.push(op, args).map(Some).map_err(PassError::ir(Self::NAME))
         })
     }
@@ -67,9 +72,9 @@ mod tests {
 graph @block {
   %0 = input "x" : f32[1,2,6,4]
   %1 = input "text" : f32[1,2,3,4]
-  %2 = attention(%0, %0, %0) {scale=0.5, mask=false} : f32[1,2,6,4]
-  %3 = attention(%2, %1, %1) {scale=0.5, mask=false} : f32[1,2,6,4]
-  %4 = attention(%3, %3, %3) {scale=0.5, mask=false, window=[1, 4]} : f32[1,2,6,4]
+  %2 = attention(%0, %0, %0) {kind=self, scale=0.5, mask=false} : f32[1,2,6,4]
+  %3 = attention(%2, %1, %1) {kind=cross, scale=0.5, mask=false} : f32[1,2,6,4]
+  %4 = attention(%3, %3, %3) {kind=self, scale=0.5, mask=false, window=[1, 4]} : f32[1,2,6,4]
   output "y" = %4
 }"#;
 
@@ -93,6 +98,35 @@ graph @block {
         assert_eq!((narrower(-1, 3), narrower(3, -1), narrower(-1, -1), narrower(2, 5)), (3, 3, -1, 2));
         let out = crate::test_support::run_pass(SlidingWindow { left: -1, right: 0 }, SELF_AND_CROSS);
         let last = out.nodes.iter().rev().find(|n| n.op.name() == "attention").unwrap();
-        assert_eq!(last.op, Op::Attention { scale: 0.5, has_mask: false, window: Some((1, 0)) });
+        let kind = AttentionKind::SelfAttention;
+        assert_eq!(last.op, Op::Attention { kind, scale: 0.5, has_mask: false, window: Some((1, 0)) });
+    }
+
+    /// Queries and keys of equal length everywhere: only the kind tells the self-attention from
+    /// the joint text+video one and from a cross attention whose text happens to be as long.
+    const EQUAL_LENGTHS: &str = r#"
+graph @joint_block {
+  %0 = input "tokens" : f32[1,2,6,4]
+  %1 = input "text" : f32[1,2,6,4]
+  %2 = attention(%0, %0, %0) {kind=joint, scale=0.5, mask=false} : f32[1,2,6,4]
+  %3 = attention(%2, %1, %1) {kind=cross, scale=0.5, mask=false} : f32[1,2,6,4]
+  %4 = attention(%3, %3, %3) {kind=self, scale=0.5, mask=false} : f32[1,2,6,4]
+  output "y" = %4
+}"#;
+
+    #[test]
+    fn the_kind_decides_not_the_lengths_joint_stays_unwindowed() {
+        let out = crate::test_support::run_pass(SlidingWindow { left: 1, right: 1 }, EQUAL_LENGTHS);
+        insta::assert_snapshot!(print(&out));
+        let windows: Vec<_> = out
+            .nodes
+            .iter()
+            .filter_map(|n| match n.op {
+                Op::Attention { kind, window, .. } => Some((kind, window)),
+                _ => None,
+            })
+            .collect();
+        use AttentionKind::*;
+        assert_eq!(windows, vec![(Joint, None), (Cross, None), (SelfAttention, Some((1, 1)))]);
     }
 }

@@ -105,18 +105,19 @@ fn attention_graph(dims: [i64; 6], mask: Option<(&str, [bool; 4])>, scale: f64, 
         "graph @attn {{\n  %0 = input \"q\" : f32[{b},{h},{sq},{d}]\n  %1 = input \"k\" : f32[{b},{h},{sk},{d}]\n  %2 = input \"v\" : f32[{b},{h},{sk},{dv}]\n"
     );
     let window_attr = window.map(|(l, r)| format!(", window=[{l}, {r}]")).unwrap_or_default();
+    let kind = if sq == sk { "self" } else { "cross" };
     match mask {
         Some((dtype, full)) => {
             let m: Vec<String> =
                 [b, h, sq, sk].iter().zip(full).map(|(&n, f)| if f { n } else { 1 }).map(|n| n.to_string()).collect();
             text += &format!("  %3 = input \"mask\" : {dtype}[{}]\n", m.join(","));
             text += &format!(
-                "  %4 = attention(%0, %1, %2, %3) {{scale={scale:?}, mask=true{window_attr}}} : f32[{b},{h},{sq},{dv}]\n  output \"o\" = %4\n}}"
+                "  %4 = attention(%0, %1, %2, %3) {{kind={kind}, scale={scale:?}, mask=true{window_attr}}} : f32[{b},{h},{sq},{dv}]\n  output \"o\" = %4\n}}"
             );
         }
         None => {
             text += &format!(
-                "  %3 = attention(%0, %1, %2) {{scale={scale:?}, mask=false{window_attr}}} : f32[{b},{h},{sq},{dv}]\n  output \"o\" = %3\n}}"
+                "  %3 = attention(%0, %1, %2) {{kind={kind}, scale={scale:?}, mask=false{window_attr}}} : f32[{b},{h},{sq},{dv}]\n  output \"o\" = %3\n}}"
             );
         }
     }

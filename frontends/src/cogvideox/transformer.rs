@@ -16,7 +16,7 @@ use crate::nn::attention::{Attention, QkNorm};
 use crate::nn::norms::{layer_norm, modulate};
 use crate::nn::rope::{apply_rotary_emb_interleaved, RopeTables};
 use crate::nn::timestep_embedding::{timestep_embedding, Timesteps};
-use vidlower_ir::{Builder, ConvAttrs, DType, GeluApprox, Graph, IrError, Result, TensorType, ValueId};
+use vidlower_ir::{AttentionKind, Builder, ConvAttrs, DType, GeluApprox, Graph, IrError, Result, TensorType, ValueId};
 
 /// The sizes one graph is built for, in the pipeline's latent layout: `frames` latent frames (for
 /// CogVideoX 1.5 already padded to a multiple of `patch_size_t`, as the pipeline pads), `height` and
@@ -332,8 +332,8 @@ fn attention(
         qkv.key = rotate_video(b, qkv.key)?;
     }
     let [query, key, value] = qkv.heads_first(b)?;
-    // kind: Joint
-    let out = b.attention(query, key, value, attn.scale(), None, None)?;
+    // Joint: text and video tokens in one sequence (text first).
+    let out = b.attention(AttentionKind::Joint, query, key, value, attn.scale(), None, None)?;
     let out = attn.project_out(b, out)?;
     let text = b.slice_axis(out, 1, 0, text_len)?;
     let video = b.slice_axis(out, 1, text_len, d.video_tokens())?;

@@ -19,7 +19,7 @@
 //! built in the graph from two iotas and a `take`.
 
 use serde::Deserialize;
-use vidlower_ir::{Builder, CompareDir, DType, GeluApprox, Graph, IrError, Result, TensorType, ValueId};
+use vidlower_ir::{AttentionKind, Builder, CompareDir, DType, GeluApprox, Graph, IrError, Result, TensorType, ValueId};
 
 /// The token-embedding weight's name in the graph. `T5EncoderModel` / `UMT5EncoderModel` tie
 /// `encoder.embed_tokens.weight` to it; a checkpoint may hold either name (see [`weight_aliases`]).
@@ -358,7 +358,7 @@ impl Encoder<'_> {
         let v = b.linear(x, &format!("{prefix}.v"), inner, false)?;
         let (q, k, v) = (b.split_heads(q, heads)?, b.split_heads(k, heads)?, b.split_heads(v, heads)?);
         // kind: Self
-        let a = b.attention(q, k, v, 1.0, Some(bias), None)?;
+        let a = b.attention(AttentionKind::SelfAttention, q, k, v, 1.0, Some(bias), None)?;
         let a = b.merge_heads(a)?;
         b.linear(a, &format!("{prefix}.o"), self.cfg.d_model, false)
     }

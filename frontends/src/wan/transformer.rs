@@ -14,7 +14,7 @@ use crate::nn::attention::{Attention, QkNorm};
 use crate::nn::norms::{fp32_layer_norm, modulate};
 use crate::nn::rope::{apply_rotary_emb_interleaved, axial_rope_tables, RopeAxis, RopeTables};
 use crate::nn::timestep_embedding::{timestep_embedding, Timesteps};
-use vidlower_ir::{Builder, ConvAttrs, DType, GeluApprox, Graph, IrError, Result, TensorType, ValueId};
+use vidlower_ir::{AttentionKind, Builder, ConvAttrs, DType, GeluApprox, Graph, IrError, Result, TensorType, ValueId};
 
 /// The sizes one graph is built for. `frames`, `height`, `width` are in latent units (the VAE's
 /// output), each divisible by the matching `patch_size` entry; `text_len` is the text tokens.
@@ -283,8 +283,9 @@ fn attention(
         qkv.key = apply_rotary_emb_interleaved(b, qkv.key, tables)?;
     }
     let [query, key, value] = qkv.heads_first(b)?;
-    // kind: Self for attn1 (rotary_emb is Some), Cross for attn2 (encoder_hidden_states is Some)
-    let out = b.attention(query, key, value, attn.scale(), None, None)?;
+    // attn1 attends over the video tokens, attn2 over the text (`encoder_hidden_states`).
+    let kind = if encoder_hidden_states.is_some() { AttentionKind::Cross } else { AttentionKind::SelfAttention };
+    let out = b.attention(kind, query, key, value, attn.scale(), None, None)?;
     attn.project_out(b, out)
 }
 

@@ -16,7 +16,7 @@ use super::config::WanVaeConfig;
 use crate::nn::causal_conv3d::{causal_conv3d, conv2d_per_frame, CacheSlot, FrameCache};
 pub use crate::nn::vae_decoder::VaeDecodeShape;
 use crate::nn::vae_decoder::{TileGeometry, TileKnobs, VaeDecoderGraphs};
-use vidlower_ir::{Builder, DType, DotDims, Graph, IrError, Result, TensorType, ValueId};
+use vidlower_ir::{AttentionKind, Builder, DType, DotDims, Graph, IrError, Result, TensorType, ValueId};
 
 /// One decode step: the first (`first_chunk`, no cache inputs) or a later one.
 pub fn decoder_step(cfg: &WanVaeConfig, shape: &VaeDecodeShape, dtype: DType, first: bool) -> Result<Graph> {
@@ -260,7 +260,7 @@ fn attention_block(b: &mut Builder, x: ValueId, prefix: &str) -> Result<ValueId>
     let q = b.slice_axis(qkv, 3, 0, c)?;
     let k = b.slice_axis(qkv, 3, c, c)?;
     let v = b.slice_axis(qkv, 3, 2 * c, c)?;
-    let a = b.attention(q, k, v, 1.0 / (c as f64).sqrt(), None, None)?;
+    let a = b.attention(AttentionKind::SelfAttention, q, k, v, 1.0 / (c as f64).sqrt(), None, None)?;
     let o = conv1x1(b, a, &format!("{prefix}.proj"), c, dtype)?;
     let o = b.reshape(o, &[bsz, t, h, w, c])?;
     let o = b.transpose(o, &[0, 4, 1, 2, 3])?;

@@ -68,8 +68,8 @@ pub fn op_attrs(op: &Op) -> Vec<(&'static str, Attr)> {
         ],
         Op::GetTuple { index } => vec![("index", Attr::Int(*index as i64))],
         Op::Softmax { axis } => vec![("axis", Attr::Int(*axis as i64))],
-        Op::Attention { scale, has_mask, window } => {
-            let mut a = vec![("scale", Attr::Float(*scale)), ("mask", Attr::Bool(*has_mask))];
+        Op::Attention { kind, scale, has_mask, window } => {
+            let mut a = vec![("kind", Attr::Ident(kind.name().into())), ("scale", Attr::Float(*scale)), ("mask", Attr::Bool(*has_mask))];
             if let Some((l, r)) = window {
                 a.push(("window", Attr::ints(&[*l, *r])));
             }
@@ -294,6 +294,7 @@ pub fn build_op(name: &str, mut a: AttrReader, ty: &Type, mut regions: Vec<Graph
         "reshard" => Op::Reshard,
         "softmax" => Op::Softmax { axis: a.usize("axis")? },
         "attention" => {
+            let kind = lookup("attention kind", &a.ident("kind")?, &AttentionKind::ALL, AttentionKind::name)?;
             let scale = a.float("scale")?;
             let has_mask = a.bool_or("mask", false)?;
             let window = match a.list("window")? {
@@ -301,7 +302,7 @@ pub fn build_op(name: &str, mut a: AttrReader, ty: &Type, mut regions: Vec<Graph
                 Some(v) if v.len() == 2 => Some((a.int_of("window", &v[0])?, a.int_of("window", &v[1])?)),
                 Some(_) => return Err("attention: `window` must be [left, right]".into()),
             };
-            Op::Attention { scale, has_mask, window }
+            Op::Attention { kind, scale, has_mask, window }
         }
         "layer_norm" => Op::LayerNorm {
             eps: a.float("eps")?,

@@ -2,11 +2,18 @@
 //! (heads over the axis) when the heads divide it, else sequence parallel (query rows over the
 //! axis, keys and values whole on every device), else not split on that axis. Heads first on
 //! `tp` (the projections are already column-split there, so heads come split for free); query
-//! rows first on `sp`, the axis whose purpose is sequence parallelism. The seeds apply the same
-//! rule to their long self-attention (keys > 20000, the splash kernel) and to the short
-//! cross-attention; the choice records which kind each attention is for the report.
+//! rows first on `sp`, the axis whose purpose is sequence parallelism.
+//!
+//! The op's kind (never its lengths) says what sequence parallelism costs, and the choice
+//! records it for the report: only the queries' rows are split, so
+//! - self and joint attention (keys from the queries' own sequence, which sequence parallelism
+//!   has split) gather their keys and values: every device needs every key;
+//! - cross attention's keys and values are the text, which stays replicated: nothing to gather.
+//! Joint attention is split like self-attention: its text tokens are rows of the one sequence.
+//! The split itself is the same rule for every kind (the seeds apply it to their long
+//! self-attention and to the short cross-attention alike).
 
-use vidlower_ir::Mesh;
+use vidlower_ir::{AttentionKind, Mesh};
 
 /// Which attention split the pass seeds (`--attention-sharding`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -23,9 +30,6 @@ pub enum AttentionSharding {
     None,
 }
 
-/// Keys above this count make an attention "long" (the seeds' splash-kernel threshold).
-pub const LONG_ATTENTION_KEYS: i64 = 20_000;
-
 /// The attention dim an axis splits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttentionSplit {
@@ -38,6 +42,8 @@ pub enum AttentionSplit {
 /// The decision for one attention op.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttentionChoice {
+    /// The op's kind, as the model stated it.
+    pub kind: AttentionKind,
     pub heads: i64,
     pub queries: i64,
     pub keys: i64,
@@ -48,9 +54,11 @@ pub struct AttentionChoice {
 }
 
 impl AttentionChoice {
-    /// Long self-attention (the seeds' kernel case) versus short or cross attention.
-    pub fn is_long(&self) -> bool {
-        self.keys > LONG_ATTENTION_KEYS
+    /// Whether splitting the query rows leaves keys and values to gather: they come from the
+    /// queries' own (split) sequence in self and joint attention, from the replicated text in
+    /// cross attention.
+    pub fn gathers_keys(&self) -> bool {
+        self.kind != AttentionKind::Cross && self.splits.iter().any(|(_, s)| *s == AttentionSplit::Queries)
     }
 
     /// The axes to seed per dim of q (and the output) and of k/v, [B, H, S, D].
@@ -71,13 +79,17 @@ impl AttentionChoice {
 
 impl std::fmt::Display for AttentionChoice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = if self.is_long() { "long" } else { "short" };
+        let kind = self.kind.name();
+        let keys = match self.kind {
+            AttentionKind::Cross => "text keys replicated",
+            AttentionKind::SelfAttention | AttentionKind::Joint => "keys gathered",
+        };
         let splits: Vec<String> = self
             .splits
             .iter()
             .map(|(a, s)| match s {
                 AttentionSplit::Heads => format!("heads on {a} (context parallel)"),
-                AttentionSplit::Queries => format!("queries on {a} (sequence parallel, keys replicated)"),
+                AttentionSplit::Queries => format!("queries on {a} (sequence parallel, {keys})"),
             })
             .collect();
         let what = if splits.is_empty() { "not split".to_string() } else { splits.join(", ") };
@@ -89,10 +101,18 @@ impl std::fmt::Display for AttentionChoice {
     }
 }
 
-/// Decides how the attention of `heads` heads, `queries` rows and `keys` keys is split on `mesh`.
-/// Only the `tp` and `sp` axes split attention (`dp` and `fsdp` reach it through the batch).
-pub fn choose(mode: AttentionSharding, mesh: &Mesh, heads: i64, queries: i64, keys: i64) -> AttentionChoice {
-    let mut choice = AttentionChoice { heads, queries, keys, splits: Vec::new(), notes: Vec::new() };
+/// Decides how the `kind` attention of `heads` heads, `queries` rows and `keys` keys is split on
+/// `mesh`. Only the `tp` and `sp` axes split attention (`dp` and `fsdp` reach it through the
+/// batch).
+pub fn choose(
+    mode: AttentionSharding,
+    mesh: &Mesh,
+    kind: AttentionKind,
+    heads: i64,
+    queries: i64,
+    keys: i64,
+) -> AttentionChoice {
+    let mut choice = AttentionChoice { kind, heads, queries, keys, splits: Vec::new(), notes: Vec::new() };
     if mode == AttentionSharding::None {
         return choice;
     }
@@ -132,7 +152,7 @@ mod tests {
     use AttentionSplit::{Heads, Queries};
 
     fn splits(mode: AttentionSharding, mesh: &str, heads: i64, queries: i64) -> Vec<(String, AttentionSplit)> {
-        choose(mode, &Mesh::parse(mesh).unwrap(), heads, queries, 512).splits
+        choose(mode, &Mesh::parse(mesh).unwrap(), AttentionKind::SelfAttention, heads, queries, 512).splits
     }
 
     fn on(axis: &str, s: AttentionSplit) -> (String, AttentionSplit) {
@@ -157,15 +177,34 @@ mod tests {
 
     #[test]
     fn indivisible_sizes_are_noted_and_seeds_follow_the_splits() {
-        let c = choose(AttentionSharding::Auto, &Mesh::parse("tp=4").unwrap(), 2, 6, 30_000);
+        let c = choose(AttentionSharding::Auto, &Mesh::parse("tp=4").unwrap(), AttentionKind::SelfAttention, 2, 6, 30_000);
         assert!(c.splits.is_empty());
-        assert!(c.is_long());
         assert_eq!(c.notes, ["neither 2 heads nor 6 queries divide by tp=4; replicated on tp"]);
-        assert!(c.to_string().starts_with("long attention, 2 heads, 6 queries x 30000 keys: not split"));
+        assert!(c.to_string().starts_with("self attention, 2 heads, 6 queries x 30000 keys: not split"));
 
-        let c = choose(AttentionSharding::Auto, &Mesh::parse("tp=2,sp=4").unwrap(), 8, 64, 16);
+        let c = choose(AttentionSharding::Auto, &Mesh::parse("tp=2,sp=4").unwrap(), AttentionKind::Joint, 8, 64, 16);
         let (q, kv) = c.seeds();
         assert_eq!(q, [vec![], vec!["tp".to_string()], vec!["sp".to_string()], vec![]]);
         assert_eq!(kv, [vec![], vec!["tp".to_string()], vec![], vec![]]);
+    }
+
+    #[test]
+    fn the_kind_not_the_lengths_says_whether_keys_are_gathered() {
+        let sp = Mesh::parse("sp=4").unwrap();
+        // Equal lengths (a joint text+video sequence, or text as long as the video): only the
+        // kind tells the text keys (replicated) from the sequence's own (gathered).
+        let at = |kind| choose(AttentionSharding::Auto, &sp, kind, 2, 64, 64);
+        let (self_, cross, joint) = (at(AttentionKind::SelfAttention), at(AttentionKind::Cross), at(AttentionKind::Joint));
+        assert_eq!((self_.gathers_keys(), cross.gathers_keys(), joint.gathers_keys()), (true, false, true));
+        assert_eq!(cross.to_string(), "cross attention, 2 heads, 64 queries x 64 keys: queries on sp (sequence parallel, text keys replicated)");
+        assert_eq!(joint.to_string(), "joint attention, 2 heads, 64 queries x 64 keys: queries on sp (sequence parallel, keys gathered)");
+        // Short self-attention and long cross attention are not mistaken for each other either.
+        let cross_long = choose(AttentionSharding::Auto, &sp, AttentionKind::Cross, 2, 64, 30_000);
+        assert!(!cross_long.gathers_keys() && cross_long.to_string().starts_with("cross attention"));
+        // The split rule is the same for every kind (the seeds' one rule).
+        assert_eq!((&self_.splits, &joint.splits), (&cross.splits, &cross.splits));
+        // Heads only: nothing to gather.
+        let tp = choose(AttentionSharding::Auto, &Mesh::parse("tp=2").unwrap(), AttentionKind::SelfAttention, 2, 64, 64);
+        assert!(!tp.gathers_keys());
     }
 }

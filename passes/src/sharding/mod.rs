@@ -201,11 +201,9 @@ impl ShardingPropagation {
                 self.seed_attention(p, cond, lc, &region_path(path, i, 0), report);
                 self.seed_attention(p, body, lb, &region_path(path, i, 1), report);
             }
-            if !matches!(node.op, Op::Attention { .. }) {
-                continue;
-            }
+            let Op::Attention { kind, .. } = node.op else { continue };
             let (q, k) = (g.tensor_ty(node.operands[0]), g.tensor_ty(node.operands[1]));
-            let choice = attention::choose(self.attention, &self.mesh, q.shape[1], q.shape[2], k.shape[2]);
+            let choice = attention::choose(self.attention, &self.mesh, kind, q.shape[1], q.shape[2], k.shape[2]);
             let (q_axes, kv_axes) = choice.seeds();
             let slots = [layout.slot(ValueId(i as u32)), layout.slot(node.operands[0])]
                 .map(|s| (s, &q_axes))

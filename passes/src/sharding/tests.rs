@@ -2,6 +2,7 @@
 //! checks of what must hold whatever the snapshots say.
 
 use super::*;
+use vidlower_ir::AttentionKind;
 use vidlower_ir::text::{parse, print};
 
 const ATTENTION_BLOCK: &str = include_str!("../testdata/sharding_attention_block.ir");
@@ -64,6 +65,21 @@ fn attention_block_sequence_parallel_when_heads_do_not_divide() {
         assert_eq!(s, want, "attention operand {k}");
     }
     insta::assert_snapshot!(format!("{report}\n{}", print(&g)));
+}
+
+#[test]
+fn the_ops_kind_not_its_lengths_is_what_the_report_says() {
+    // The fixture's attention has 8 queries and 8 keys: as self, joint or cross attention the
+    // split is the same, but only the kind says whether keys are the sequence's own (gathered)
+    // or the text (replicated).
+    for (kind, gathers) in [(AttentionKind::SelfAttention, true), (AttentionKind::Joint, true), (AttentionKind::Cross, false)] {
+        let text = ATTENTION_BLOCK.replace("kind=self", &format!("kind={}", kind.name()));
+        let (_, report) = run(&text, "tp=4");
+        let choice = &report.attention[0].1;
+        assert_eq!((choice.kind, choice.gathers_keys()), (kind, gathers));
+        assert_eq!(choice.splits, [("tp".to_string(), AttentionSplit::Queries)]);
+        assert!(report.to_string().contains(&format!("attention %18: {} attention, 2 heads", kind.name())), "{report}");
+    }
 }
 
 #[test]

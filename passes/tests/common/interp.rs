@@ -173,7 +173,7 @@ fn eval_op(op: &Op, args: &[&Val], shape: &[i64], dtype: DType, bool_mask: bool)
             Val::T(_) => panic!("get on a tensor"),
         },
         Op::Softmax { axis } => softmax(a(0), *axis),
-        Op::Attention { scale, has_mask, window } => {
+        Op::Attention { scale, has_mask, window, .. } => {
             attention(a(0), a(1), a(2), has_mask.then(|| (a(3), bool_mask)), *scale, *window)
         }
         Op::LayerNorm { eps, has_weight, has_bias } => {
