@@ -1,6 +1,7 @@
 //! vidlower's model frontends: model definitions written in the IR builder API, one folder per
-//! family (`wan/`), shared layers in `nn/`, and the built-in `example` graph.
+//! family (`wan/`, `cogvideox/`), shared layers in `nn/`, and the built-in `example` graph.
 
+pub mod cogvideox;
 pub mod example;
 pub mod nn;
 pub mod random_weights;

@@ -3,3 +3,4 @@
 pub mod causal_conv3d;
 pub mod rope;
 pub mod timestep_embedding;
+pub mod vae_decoder;

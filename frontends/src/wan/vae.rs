@@ -14,15 +14,9 @@
 
 use super::config::WanVaeConfig;
 use crate::nn::causal_conv3d::{causal_conv3d, conv2d_per_frame, CacheSlot, FrameCache};
+pub use crate::nn::vae_decoder::VaeDecodeShape;
+use crate::nn::vae_decoder::{TileGeometry, TileKnobs, VaeDecoderGraphs};
 use vidlower_ir::{Builder, DType, DotDims, Graph, IrError, Result, TensorType, ValueId};
-
-/// The latent size one step decodes: batch and latent height/width (the video is 8x larger).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VaeDecodeShape {
-    pub batch: i64,
-    pub height: i64,
-    pub width: i64,
-}
 
 /// One decode step: the first (`first_chunk`, no cache inputs) or a later one.
 pub fn decoder_step(cfg: &WanVaeConfig, shape: &VaeDecodeShape, dtype: DType, first: bool) -> Result<Graph> {
@@ -61,6 +55,76 @@ pub fn decoded_frames(cfg: &WanVaeConfig, latent_frames: i64) -> i64 {
         return 0;
     }
     1 + frames_per_step(cfg, false) * (latent_frames - 1)
+}
+
+/// The flags of `AutoencoderKLWan.enable_tiling`'s knobs.
+const WAN_TILE_FLAGS: [&str; 4] = ["tile-sample-min-height", "tile-sample-min-width", "tile-sample-stride-height", "tile-sample-stride-width"];
+
+/// The decode loop's view of the Wan decoder: one latent frame per step, the first one
+/// `first_chunk`; tiles as `AutoencoderKLWan.tiled_decode` places them.
+impl VaeDecoderGraphs for WanVaeConfig {
+    fn class_name(&self) -> &'static str {
+        "AutoencoderKLWan"
+    }
+
+    fn latent_channels(&self) -> i64 {
+        self.z_dim
+    }
+
+    fn spatial_scale(&self) -> i64 {
+        self.scale_spatial()
+    }
+
+    fn step_frames(&self, latent_frames: i64) -> Vec<i64> {
+        vec![1; latent_frames.max(0) as usize]
+    }
+
+    fn step_output_frames(&self, _frames: i64, first: bool) -> i64 {
+        frames_per_step(self, first)
+    }
+
+    fn step_graph(&self, shape: &VaeDecodeShape, frames: i64, first: bool, tiled: bool, dtype: DType) -> Result<Graph> {
+        if frames != 1 {
+            return Err(unsupported(format!("a step decodes one latent frame, not {frames}")));
+        }
+        if tiled {
+            decoder_tile_step(self, shape, dtype, first)
+        } else {
+            decoder_step(self, shape, dtype, first)
+        }
+    }
+
+    /// diffusers' defaults (256 x 256 tiles every 192 pixels) for the knobs not given. Every size
+    /// must be a positive multiple of the spatial compression (diffusers floors them to latent
+    /// pixels, which would silently move the tiles against the blend extent computed in pixels)
+    /// and each stride at most its tile (a larger stride leaves rows no tile decodes).
+    fn tile_geometry(&self, knobs: &TileKnobs) -> std::result::Result<TileGeometry, String> {
+        knobs.refuse_others(self.class_name(), &WAN_TILE_FLAGS)?;
+        let ratio = self.scale_spatial();
+        let tile = (knobs.tile_sample_min_height.unwrap_or(256), knobs.tile_sample_min_width.unwrap_or(256));
+        let stride = (knobs.tile_sample_stride_height.unwrap_or(192), knobs.tile_sample_stride_width.unwrap_or(192));
+        for (flag, value) in WAN_TILE_FLAGS.into_iter().zip([tile.0, tile.1, stride.0, stride.1]) {
+            if value <= 0 || value % ratio != 0 {
+                return Err(format!("--{flag} is {value}: expected a positive multiple of the VAE's spatial compression {ratio}"));
+            }
+        }
+        for (i, (t, s)) in [(tile.0, stride.0), (tile.1, stride.1)].into_iter().enumerate() {
+            if s > t {
+                let (sf, tf) = (WAN_TILE_FLAGS[2 + i], WAN_TILE_FLAGS[i]);
+                return Err(format!("--{sf} {s} exceeds --{tf} {t}: the tiles would leave gaps"));
+            }
+        }
+        Ok(TileGeometry {
+            latent_tile: (tile.0 / ratio, tile.1 / ratio),
+            latent_stride: (stride.0 / ratio, stride.1 / ratio),
+            blend: (tile.0 - stride.0, tile.1 - stride.1),
+            keep: stride,
+        })
+    }
+
+    fn clamps_sample(&self) -> bool {
+        true
+    }
 }
 
 /// diffusers' `temperal_upsample`: the encoder's `temperal_downsample` reversed.
@@ -292,6 +356,36 @@ mod tests {
         let count = |g: &Graph, op: &str| g.op_counts().get(op).copied().unwrap_or(0);
         assert_eq!(count(&full, "min"), count(&tile, "min") + 1, "the clamp's min");
         assert_eq!(full.outputs.len(), tile.outputs.len());
+    }
+
+    #[test]
+    fn tile_geometry_from_the_knobs() {
+        let cfg = tiny();
+        let g = cfg.tile_geometry(&TileKnobs::default()).unwrap();
+        assert_eq!(g, TileGeometry { latent_tile: (32, 32), latent_stride: (24, 24), blend: (64, 64), keep: (192, 192) });
+        let knobs = TileKnobs { tile_sample_min_width: Some(40), tile_sample_stride_width: Some(16), ..Default::default() };
+        let g = cfg.tile_geometry(&knobs).unwrap();
+        assert_eq!((g.latent_tile, g.latent_stride, g.blend, g.keep), ((32, 5), (24, 2), (64, 24), (192, 16)));
+        let bad = |k: TileKnobs| cfg.tile_geometry(&k).unwrap_err();
+        let e = bad(TileKnobs { tile_sample_stride_width: Some(100), ..Default::default() });
+        assert!(e.contains("--tile-sample-stride-width is 100: expected a positive multiple of the VAE's spatial compression 8"), "{e}");
+        let e = bad(TileKnobs { tile_sample_min_height: Some(0), ..Default::default() });
+        assert!(e.contains("--tile-sample-min-height"), "{e}");
+        let e = bad(TileKnobs { tile_sample_min_height: Some(64), tile_sample_stride_height: Some(72), ..Default::default() });
+        assert!(e.contains("--tile-sample-stride-height 72 exceeds --tile-sample-min-height 64"), "{e}");
+        let e = bad(TileKnobs { tile_overlap_factor_height: Some(0.2), ..Default::default() });
+        assert!(e.starts_with("--tile-overlap-factor-height does not apply to AutoencoderKLWan"), "{e}");
+    }
+
+    #[test]
+    fn one_latent_frame_per_step() {
+        let cfg = tiny();
+        assert_eq!(cfg.step_frames(3), [1, 1, 1]);
+        assert_eq!(VaeDecoderGraphs::decoded_frames(&cfg, 3), decoded_frames(&cfg, 3));
+        assert_eq!(VaeDecoderGraphs::decoded_frames(&cfg, 1), 1);
+        let shape = VaeDecodeShape { batch: 1, height: 2, width: 2 };
+        assert!(cfg.step_graph(&shape, 2, false, false, DType::F32).unwrap_err().to_string().contains("one latent frame, not 2"));
+        assert_eq!(cfg.step_graph(&shape, 1, true, true, DType::F32).unwrap().name, "wan_vae_decode_tile_first");
     }
 
     #[test]
