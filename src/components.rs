@@ -324,10 +324,11 @@ impl Runner {
             }
             let shape = VaeDecodeShape { batch: s.batch, height: s.latent_height, width: s.latent_width };
             let settings = VaeDecodeSettings { dtype, tiling: None, pipeline: passes.pipeline.options()? };
-            let vae = VaeDecoder::new(&session.client, session.cache.as_ref(), &model.vae, shape, weights, &settings)
+            let vae = VaeDecoder::new(&session.client, session.cache.as_ref(), &model.vae, shape, s.latent_frames, weights, &settings)
                 .map_err(|e| anyhow!("{e}"))?;
-            println!("executable: vae_decoder (first step) {}", vae.times_first.describe());
-            println!("executable: vae_decoder (later steps) {}", vae.times_next.describe());
+            for (label, times) in vae.executables() {
+                println!("executable: vae_decoder ({label}) {}", times.describe());
+            }
             println!("weights: uploaded in {}", vidlower_runtime::timing::format_duration(vae.weights_upload));
             return Ok(Runner::Vae(Box::new(vae)));
         }

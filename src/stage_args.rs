@@ -8,7 +8,7 @@ use clap::Args;
 use std::path::PathBuf;
 use vidlower_ir::DType;
 use vidlower_runtime::stages::model::ModelSpec;
-use vidlower_runtime::vae_tiling::TileConfig;
+use vidlower_runtime::vae_tiling::TileKnobs;
 
 /// Which model: a diffusers directory or a built-in preset.
 #[derive(Args, Clone, Debug, Default)]
@@ -96,28 +96,38 @@ pub struct DecodeArgs {
     /// are decoded whole.
     #[arg(long, alias = "enable_tiling")]
     pub vae_tiling: bool,
-    /// Tile height in pixels (a multiple of the VAE's spatial compression, 8 for Wan).
-    #[arg(long, alias = "tile_sample_min_height", default_value_t = 256, requires = "vae_tiling")]
-    pub tile_sample_min_height: i64,
-    /// Tile width in pixels.
-    #[arg(long, alias = "tile_sample_min_width", default_value_t = 256, requires = "vae_tiling")]
-    pub tile_sample_min_width: i64,
-    /// Pixels between the tops of vertically adjacent tiles (at most the tile height; the rest is blended).
-    #[arg(long, alias = "tile_sample_stride_height", default_value_t = 192, requires = "vae_tiling")]
-    pub tile_sample_stride_height: i64,
-    /// Pixels between the left edges of horizontally adjacent tiles.
-    #[arg(long, alias = "tile_sample_stride_width", default_value_t = 192, requires = "vae_tiling")]
-    pub tile_sample_stride_width: i64,
+    /// Tile height in pixels (Wan: a multiple of the VAE's spatial compression 8, default 256;
+    /// CogVideoX: default half the VAE's sample height, 240).
+    #[arg(long, alias = "tile_sample_min_height", requires = "vae_tiling")]
+    pub tile_sample_min_height: Option<i64>,
+    /// Tile width in pixels (Wan default 256; CogVideoX half the sample width, 360).
+    #[arg(long, alias = "tile_sample_min_width", requires = "vae_tiling")]
+    pub tile_sample_min_width: Option<i64>,
+    /// Wan: pixels between the tops of vertically adjacent tiles (at most the tile height; the
+    /// rest is blended; default 192).
+    #[arg(long, alias = "tile_sample_stride_height", requires = "vae_tiling")]
+    pub tile_sample_stride_height: Option<i64>,
+    /// Wan: pixels between the left edges of horizontally adjacent tiles (default 192).
+    #[arg(long, alias = "tile_sample_stride_width", requires = "vae_tiling")]
+    pub tile_sample_stride_width: Option<i64>,
+    /// CogVideoX: fraction of a tile's height blended with the tile above (default 1/6).
+    #[arg(long, alias = "tile_overlap_factor_height", requires = "vae_tiling")]
+    pub tile_overlap_factor_height: Option<f64>,
+    /// CogVideoX: fraction of a tile's width blended with the tile on the left (default 1/5).
+    #[arg(long, alias = "tile_overlap_factor_width", requires = "vae_tiling")]
+    pub tile_overlap_factor_width: Option<f64>,
 }
 
 impl DecodeArgs {
-    /// The tile sizes, when --vae-tiling is on (checked against the VAE by `TileConfig::validate`).
-    pub fn tiling(&self) -> Option<TileConfig> {
-        self.vae_tiling.then_some(TileConfig {
+    /// The tile knobs, when --vae-tiling is on (checked against the VAE by its `tile_geometry`).
+    pub fn tiling(&self) -> Option<TileKnobs> {
+        self.vae_tiling.then_some(TileKnobs {
             tile_sample_min_height: self.tile_sample_min_height,
             tile_sample_min_width: self.tile_sample_min_width,
             tile_sample_stride_height: self.tile_sample_stride_height,
             tile_sample_stride_width: self.tile_sample_stride_width,
+            tile_overlap_factor_height: self.tile_overlap_factor_height,
+            tile_overlap_factor_width: self.tile_overlap_factor_width,
         })
     }
 }

@@ -11,7 +11,7 @@ use vidlower_runtime::stages::generation_config::GenerationConfig;
 use vidlower_runtime::stages::model::WanModel;
 use vidlower_passes::pipeline_options::PipelineOptions;
 use vidlower_runtime::stages::stage3::{run_stage3, Stage3Outputs, FRAMES_FILE, LATENTS_FILE};
-use vidlower_runtime::stages::vae_decode::VaeDecodeSettings;
+use vidlower_runtime::stages::vae_decode::{VaeDecodeSettings, VaeDecoderGraphs};
 
 #[derive(Args)]
 pub struct Stage3Args {
@@ -78,8 +78,8 @@ pub fn execute(
 /// VAE is to be built (lowered with `pipeline`, which stage 3 and generate share).
 pub fn check(model: &WanModel, d: &DecodeArgs, pipeline: &PipelineOptions) -> Result<VaeDecodeSettings> {
     let tiling = d.tiling();
-    if let Some(t) = &tiling {
-        t.validate(model.vae.scale_spatial()).map_err(|e| anyhow!("{e}"))?;
+    if let Some(knobs) = &tiling {
+        model.vae.tile_geometry(knobs).map_err(|e| anyhow!("{e}"))?;
     }
     Ok(VaeDecodeSettings { dtype: d.vae_dtype, tiling, pipeline: pipeline.clone() })
 }

@@ -4,14 +4,14 @@
 //! frames mapped to bytes once (the seeds' CogVideoX stage 3 scaled them twice).
 
 use super::model::WanModel;
-use super::vae_decode::{VaeDecodeSettings, VaeDecoder};
+use super::vae_decode::{describe_geometry, VaeDecodeSettings, VaeDecoder};
 use crate::cache::ExecutableCache;
 use crate::pjrt::Client;
 use crate::tensor::HostTensor;
-use crate::vae_tiling::{TileConfig, TilePlan};
+use crate::vae_tiling::TilePlan;
 use crate::video::{write_mp4, VideoFrames};
 use std::path::Path;
-use vidlower_frontends::wan::vae::VaeDecodeShape;
+use vidlower_frontends::nn::vae_decoder::{VaeDecodeShape, VaeDecoderGraphs};
 
 pub const LATENTS_FILE: &str = "stage2_latents.safetensors";
 pub const FRAMES_FILE: &str = "stage3_frames.safetensors";
@@ -58,7 +58,8 @@ pub fn run_stage3(
     let z = unscale_latents(model, latents)?;
     let shape = VaeDecodeShape { batch: 1, height: z.dims[3], width: z.dims[4] };
     let weights = model.weights("vae")?;
-    let mut decoder = VaeDecoder::new(client, cache, &model.vae, shape, &weights, settings)?;
+    let graphs: &dyn VaeDecoderGraphs = &model.vae;
+    let mut decoder = VaeDecoder::new(client, cache, graphs, shape, z.dims[2], &weights, settings)?;
     let start = std::time::Instant::now();
     let video = decoder.decode(&z)?; // [1, 3, F, H, W] in [-1, 1]
     let decode_time = start.elapsed();
@@ -71,7 +72,7 @@ pub fn run_stage3(
     let stats = write_mp4(output_video, &VideoFrames::from_unit_range(&channels_last, f, h, w)?, fps)?;
     let summary = format!(
         "vae: {}; {}; weights {}; decoded {f} frames in {}; mp4 {}x{} {} frames encoded in {}",
-        describe_tiling(decoder.plan(), settings.tiling.as_ref()),
+        describe_tiling(graphs, decoder.plan(), settings),
         decoder.describe_executables(),
         crate::timing::format_duration(decoder.weights_upload),
         crate::timing::format_duration(decode_time),
@@ -84,16 +85,10 @@ pub fn run_stage3(
 }
 
 /// `untiled`, or `tiled: 15 tiles (256x256 every 192x192)`.
-fn describe_tiling(plan: Option<&TilePlan>, tiling: Option<&TileConfig>) -> String {
-    match (plan, tiling) {
-        (Some(p), Some(t)) => format!(
-            "tiled: {} tiles ({}x{} every {}x{})",
-            p.len(),
-            t.tile_sample_min_height,
-            t.tile_sample_min_width,
-            t.tile_sample_stride_height,
-            t.tile_sample_stride_width
-        ),
+fn describe_tiling(graphs: &dyn VaeDecoderGraphs, plan: Option<&TilePlan>, settings: &VaeDecodeSettings) -> String {
+    let geometry = settings.tiling.as_ref().and_then(|k| graphs.tile_geometry(k).ok());
+    match (plan, geometry) {
+        (Some(p), Some(g)) => format!("tiled: {} tiles ({})", p.len(), describe_geometry(&g, p.ratio)),
         (None, Some(_)) => "untiled (the frame fits in one tile)".into(),
         _ => "untiled".into(),
     }
