@@ -25,7 +25,7 @@ fn decode(z_key: &str, sample_key: &str, dtype: DType) -> (Vec<f64>, Vec<f64>) {
     let (z, want) = (&io[z_key], &io[sample_key]);
     let shape = VaeDecodeShape { batch: z.dims[0], height: z.dims[3], width: z.dims[4] };
     let client = common::cpu_client(1);
-    let mut vae = VaeDecoder::new(&client, None, &cfg, shape, &weights, &VaeDecodeSettings::untiled(dtype)).unwrap();
+    let mut vae = VaeDecoder::new(&client, None, &cfg, shape, z.dims[2], &weights, &VaeDecodeSettings::untiled(dtype)).unwrap();
     let got = vae.decode(z).unwrap();
     assert_eq!(got.dims, want.dims, "{z_key}");
     assert_eq!(got.dims[2], decoded_frames(&cfg, z.dims[2]));

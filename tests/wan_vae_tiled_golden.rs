@@ -14,19 +14,19 @@ use vidlower_runtime::pjrt::Client;
 use vidlower_runtime::safetensors_io;
 use vidlower_runtime::stages::vae_decode::{VaeDecodeSettings, VaeDecoder};
 use vidlower_runtime::tensor::HostTensor;
-use vidlower_runtime::vae_tiling::TileConfig;
+use vidlower_runtime::vae_tiling::TileKnobs;
 use vidlower_runtime::weights::WeightStore;
 
 fn golden() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/wan")
 }
 
-fn decoder(client: &Client, z: &HostTensor, tiling: Option<&TileConfig>) -> VaeDecoder {
+fn decoder(client: &Client, z: &HostTensor, tiling: Option<&TileKnobs>) -> VaeDecoder {
     let cfg: WanVaeConfig = read_json(&golden().join("model/vae/config.json")).unwrap();
     let weights = WeightStore::open(&golden().join("model/vae")).unwrap();
     let shape = VaeDecodeShape { batch: z.dims[0], height: z.dims[3], width: z.dims[4] };
     let settings = VaeDecodeSettings { tiling: tiling.cloned(), ..VaeDecodeSettings::untiled(DType::F32) };
-    VaeDecoder::new(client, None, &cfg, shape, &weights, &settings).unwrap()
+    VaeDecoder::new(client, None, &cfg, shape, z.dims[2], &weights, &settings).unwrap()
 }
 
 /// Max |a - b| over the sample rows `rows` and columns `cols` of [B, C, F, H, W] videos.
@@ -57,11 +57,12 @@ fn tiled_decode_matches_diffusers_f32() {
     for (name, case) in cases {
         let pair = |k: &str| (case[k][0].as_i64().unwrap(), case[k][1].as_i64().unwrap());
         let ((th, tw), (sh, sw)) = (pair("tile_sample_min"), pair("tile_sample_stride"));
-        let tiling = TileConfig {
-            tile_sample_min_height: th,
-            tile_sample_min_width: tw,
-            tile_sample_stride_height: sh,
-            tile_sample_stride_width: sw,
+        let tiling = TileKnobs {
+            tile_sample_min_height: Some(th),
+            tile_sample_min_width: Some(tw),
+            tile_sample_stride_height: Some(sh),
+            tile_sample_stride_width: Some(sw),
+            ..Default::default()
         };
         let (z, want) = (&io[&format!("z_{name}")], &io[&format!("sample_{name}")]);
 
@@ -104,8 +105,13 @@ fn tiled_decode_matches_diffusers_f32() {
 fn frames_within_a_tile_are_not_tiled() {
     let io = safetensors_io::load(&golden().join("vae_decode_io.safetensors")).unwrap();
     let (z, want) = (&io["z"], &io["sample"]); // latents 4x4: exactly one 32x32 tile
-    let tiling =
-        TileConfig { tile_sample_min_height: 32, tile_sample_min_width: 32, tile_sample_stride_height: 24, tile_sample_stride_width: 24 };
+    let tiling = TileKnobs {
+        tile_sample_min_height: Some(32),
+        tile_sample_min_width: Some(32),
+        tile_sample_stride_height: Some(24),
+        tile_sample_stride_width: Some(24),
+        ..Default::default()
+    };
     let client = common::cpu_client(1);
     let mut vae = decoder(&client, z, Some(&tiling));
     assert!(vae.plan().is_none());

@@ -1,12 +1,14 @@
-//! The Wan VAE decode loop on PJRT: two executables (the first latent frame, and every later
-//! one) compiled once, the weights uploaded once and shared by both, and the causal-conv caches
-//! kept on the device from one frame to the next. Matches diffusers' `vae.decode(z).sample`:
-//! `z` [B, 16, T, h, w] -> [B, 3, 1 + 4 (T - 1), 8h, 8w], clamped to [-1, 1].
+//! The VAE decode loop on PJRT, family-neutral: a family's decoder comes as step graphs
+//! ([`VaeDecoderGraphs`]), each step decoding one batch of latent frames with the causal-conv
+//! caches of the previous step (Wan: one frame a step; CogVideoX: diffusers' frame batches).
+//! One executable per distinct step (frames, first or not, latent tile shape) is compiled once
+//! (through the executable cache), the weights are uploaded once and shared by all, and the
+//! caches stay on the device from one step to the next. Matches diffusers' `vae.decode(z).sample`.
 //!
-//! With tiling (diffusers' `enable_tiling`) a frame larger than one tile is decoded tile by tile
-//! through [`crate::vae_tiling`]: each distinct tile shape gets its own pair of executables
-//! (through the executable cache), all of them sharing the one upload of the weights, and each
-//! tile runs all its frames with fresh caches, as `tiled_decode` does.
+//! With tiling (diffusers' `enable_tiling`, the knobs reduced by the family to a
+//! [`TileGeometry`]) a frame larger than one tile is decoded tile by tile through
+//! [`crate::vae_tiling`]: each tile runs all its steps from fresh caches, as `tiled_decode` does,
+//! and the blended frame is clamped when the family's decode clamps.
 
 use super::compiled::{compile_component, sharding_format, ComponentError, ComponentTimes};
 use crate::cache::ExecutableCache;
@@ -14,12 +16,11 @@ use crate::compile::CompileSource;
 use crate::pjrt::{Buffer, Client, PjrtError};
 use crate::program::{ParamKind, Program, ProgramError};
 use crate::tensor::HostTensor;
-use crate::vae_tiling::{decode_tiled, TileConfig, TilePlan, TilingError};
+use crate::vae_tiling::{decode_tiled, TileGeometry, TileKnobs, TilePlan, TilingError};
 use crate::weights::{WeightStore, WeightsError};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
-use vidlower_frontends::wan::config::WanVaeConfig;
-use vidlower_frontends::wan::vae::{decoder_step, decoder_tile_step, frames_per_step, VaeDecodeShape};
+pub use vidlower_frontends::nn::vae_decoder::{VaeDecodeShape, VaeDecoderGraphs};
 use vidlower_ir::DType;
 use vidlower_passes::pipeline_options::PipelineOptions;
 
@@ -37,10 +38,15 @@ pub enum VaeDecodeError {
     Weights(#[from] WeightsError),
     #[error("{COMPONENT}: tiling: {0}")]
     Tiling(#[from] TilingError),
+    /// The family refused the tile knobs (the message names the flag).
+    #[error("{COMPONENT}: {0}")]
+    TileKnobs(String),
     #[error("{COMPONENT}: a tiled decoder ({tiles} tiles) cannot stream frames; use decode")]
     Streaming { tiles: usize },
     #[error("{COMPONENT}: latents have shape {got:?}, expected {expected}")]
     Latents { got: Vec<i64>, expected: String },
+    #[error("{COMPONENT}: no executable for a {kind} step of {frames} latent frames (compiled: {compiled})")]
+    NoStep { kind: &'static str, frames: i64, compiled: String },
 }
 
 impl From<ComponentError> for VaeDecodeError {
@@ -49,46 +55,64 @@ impl From<ComponentError> for VaeDecodeError {
     }
 }
 
-/// The two step executables for one latent (height, width): the whole frame, or a tile.
-struct Steps {
-    first: Program,
-    next: Program,
-    times_first: ComponentTimes,
-    times_next: ComponentTimes,
+/// What one step executable decodes: latent (height, width), latent frames, first step or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct StepKey {
+    hw: (i64, i64),
+    frames: i64,
+    first: bool,
 }
 
-/// A compiled Wan VAE decoder for one latent size and dtype, untiled or tiled.
+impl StepKey {
+    /// "first step", "later steps", with the frames when a step takes more than one.
+    fn label(&self) -> String {
+        let what = if self.first { "first step" } else { "later steps" };
+        if self.frames == 1 {
+            what.to_string()
+        } else {
+            format!("{what} ({} latent frames)", self.frames)
+        }
+    }
+}
+
+struct Step {
+    program: Program,
+    times: ComponentTimes,
+}
+
+/// A compiled VAE decoder for one latent shape [B, C, T, h, w] and dtype, untiled or tiled.
 pub struct VaeDecoder {
-    /// The step executables by latent (height, width): one entry untiled, one per tile shape tiled.
-    steps: BTreeMap<(i64, i64), Steps>,
+    /// One executable per distinct step: one tile shape untiled, every tile shape tiled.
+    steps: BTreeMap<StepKey, Step>,
     /// The tiles, when the decode is tiled.
     plan: Option<TilePlan>,
     /// Every weight any program takes, uploaded once.
     weights: HashMap<String, Buffer>,
     cache_names: Vec<String>,
-    /// The caches the last step returned; `None` before the first frame.
+    /// The caches the last step returned; `None` before a video's first step.
     cache: Option<Vec<Buffer>>,
     shape: VaeDecodeShape,
-    z_dim: i64,
+    latent_channels: i64,
+    latent_frames: i64,
+    /// Latent frames of each step, in order (the family's `step_frames(T)`).
+    step_frames: Vec<i64>,
+    decoded_frames: i64,
+    clamps: bool,
     dtype: DType,
-    frames_first: i64,
-    frames_next: i64,
-    /// How the first pair of executables was obtained (untiled: the only pair; tiled: the first
-    /// tile shape's; [`describe_executables`](Self::describe_executables) has all), and the weight upload time.
-    pub times_first: ComponentTimes,
-    pub times_next: ComponentTimes,
+    /// The weight upload time (once, for every executable).
     pub weights_upload: Duration,
-    frame_times: Vec<Duration>,
+    step_times: Vec<Duration>,
 }
 
 /// How a VAE decoder is built: its dtype, its tiling and the pipeline it is lowered with.
 #[derive(Clone, Debug)]
 pub struct VaeDecodeSettings {
     pub dtype: DType,
-    /// Spatial tiles (diffusers' `enable_tiling`); `None` decodes whole frames.
-    pub tiling: Option<TileConfig>,
+    /// Spatial tiles (diffusers' `enable_tiling`, the user's knobs; the family fills in its
+    /// defaults); `None` decodes whole frames.
+    pub tiling: Option<TileKnobs>,
     /// The passes; a mesh in it is ignored: the VAE runs on one device (as the seeds run it,
-    /// replicated), so its frame loop keeps its caches on that device.
+    /// replicated), so its step loop keeps its caches on that device.
     pub pipeline: PipelineOptions,
 }
 
@@ -100,48 +124,62 @@ impl VaeDecodeSettings {
 }
 
 impl VaeDecoder {
-    /// Builds, compiles (through `cache`) and uploads the decoder for latents of `shape`, tiled
-    /// when the settings ask for tiles and the frame is larger than one tile (diffusers decodes a
-    /// frame that fits in a tile whole, tiling enabled or not).
+    /// Builds, compiles (through `cache`) and uploads the decoder `graphs` for latents of
+    /// `shape` with `latent_frames` frames: one executable per distinct step of the family's
+    /// frame batches, per tile shape when the settings ask for tiles and the frame is larger
+    /// than one tile (diffusers decodes a frame that fits in a tile whole, tiling enabled or not).
     pub fn new(
         client: &Client,
         cache: Option<&ExecutableCache>,
-        cfg: &WanVaeConfig,
+        graphs: &dyn VaeDecoderGraphs,
         shape: VaeDecodeShape,
+        latent_frames: i64,
         weights: &WeightStore,
         settings: &VaeDecodeSettings,
     ) -> Result<Self, VaeDecodeError> {
-        let (dtype, tiling) = (settings.dtype, settings.tiling.as_ref());
+        let dtype = settings.dtype;
         let options = PipelineOptions { sharding: None, ..settings.pipeline.clone() };
-        let compile = |graph| compile_component(COMPONENT, graph, options.pipeline_for(None), sharding_format(&options), client, cache);
-        let plan = match tiling {
-            Some(t) => TilePlan::new(t, cfg.scale_spatial(), shape.height, shape.width)?,
+        let ratio = graphs.spatial_scale();
+        let plan = match &settings.tiling {
+            Some(knobs) => {
+                let geometry = graphs.tile_geometry(knobs).map_err(VaeDecodeError::TileKnobs)?;
+                TilePlan::new(&geometry, ratio, shape.height, shape.width)?
+            }
             None => None,
         };
-        let shapes = plan.as_ref().map_or_else(|| vec![(shape.height, shape.width)], TilePlan::tile_shapes);
+        let step_frames = graphs.step_frames(latent_frames);
+        if step_frames.is_empty() {
+            return Err(VaeDecodeError::Latents { got: vec![latent_frames], expected: "at least one latent frame".into() });
+        }
+        let hws = plan.as_ref().map_or_else(|| vec![(shape.height, shape.width)], TilePlan::tile_shapes);
         let mut steps = BTreeMap::new();
-        for (height, width) in shapes {
-            let s = VaeDecodeShape { batch: shape.batch, height, width };
-            let step = if plan.is_some() { decoder_tile_step } else { decoder_step };
-            let graph = |first| step(cfg, &s, dtype, first).map_err(|source| ComponentError::Graph { component: COMPONENT.into(), source });
-            let (first, times_first) = compile(graph(true)?)?;
-            let (next, times_next) = compile(graph(false)?)?;
-            steps.insert((height, width), Steps { first, next, times_first, times_next });
+        for &hw in &hws {
+            let s = VaeDecodeShape { batch: shape.batch, height: hw.0, width: hw.1 };
+            for (i, &frames) in step_frames.iter().enumerate() {
+                let key = StepKey { hw, frames, first: i == 0 };
+                if steps.contains_key(&key) {
+                    continue;
+                }
+                let graph = graphs
+                    .step_graph(&s, frames, key.first, plan.is_some(), dtype)
+                    .map_err(|source| ComponentError::Graph { component: COMPONENT.into(), source })?;
+                let (program, times) = compile_component(COMPONENT, graph, options.pipeline_for(None), sharding_format(&options), client, cache)?;
+                steps.insert(key, Step { program, times });
+            }
         }
 
         let start = Instant::now();
         let mut uploaded = HashMap::new();
-        for program in steps.values().flat_map(|s| [&s.first, &s.next]) {
-            for (name, kind, ty) in &program.signature.params {
+        for step in steps.values() {
+            for (name, kind, ty) in &step.program.signature.params {
                 if *kind == ParamKind::Weight && !uploaded.contains_key(name) {
                     let t = weights.load(name, ty)?;
-                    uploaded.insert(name.clone(), program.upload(&t)?);
+                    uploaded.insert(name.clone(), step.program.upload(&t)?);
                 }
             }
         }
-        let any = steps.values().next().expect("at least one shape");
-        let cache_names: Vec<String> = any.next.signature.results.iter().skip(1).map(|(n, _)| n.clone()).collect();
-        let (times_first, times_next) = (any.times_first.clone(), any.times_next.clone());
+        let any = steps.values().next().expect("at least one step");
+        let cache_names: Vec<String> = any.program.signature.results.iter().skip(1).map(|(n, _)| n.clone()).collect();
         Ok(VaeDecoder {
             steps,
             plan,
@@ -149,95 +187,103 @@ impl VaeDecoder {
             cache_names,
             cache: None,
             shape,
-            z_dim: cfg.z_dim,
+            latent_channels: graphs.latent_channels(),
+            latent_frames,
+            decoded_frames: graphs.decoded_frames(latent_frames),
+            step_frames,
+            clamps: graphs.clamps_sample(),
             dtype,
-            frames_first: frames_per_step(cfg, true),
-            frames_next: frames_per_step(cfg, false),
-            times_first,
-            times_next,
             weights_upload: start.elapsed(),
-            frame_times: Vec::new(),
+            step_times: Vec::new(),
         })
     }
 
-    /// `vae.decode(z).sample`: `z` [B, z_dim, T, h, w] (converted to the decoder's dtype) ->
-    /// [B, 3, 1 + 4 (T - 1), 8h, 8w] in the decoder's dtype.
+    /// `vae.decode(z).sample`: `z` [B, C, T, h, w] (converted to the decoder's dtype) ->
+    /// [B, 3, F, scale h, scale w] in the decoder's dtype, F = the family's decoded frames.
     pub fn decode(&mut self, z: &HostTensor) -> Result<HostTensor, VaeDecodeError> {
         let s = self.shape;
         let dims = &z.dims;
-        if dims.len() != 5 || dims[0] != s.batch || dims[1] != self.z_dim || dims[2] < 1 || dims[3] != s.height || dims[4] != s.width {
-            return Err(VaeDecodeError::Latents {
-                got: dims.clone(),
-                expected: format!("[{}, {}, T >= 1, {}, {}]", s.batch, self.z_dim, s.height, s.width),
-            });
+        let want = [s.batch, self.latent_channels, self.latent_frames, s.height, s.width];
+        if dims[..] != want[..] {
+            return Err(VaeDecodeError::Latents { got: dims.clone(), expected: format!("{want:?}") });
         }
         let z = z.convert(self.dtype);
         self.reset();
         let Some(plan) = self.plan.take() else {
-            return self.decode_frames((s.height, s.width), &z);
+            return self.decode_steps((s.height, s.width), &z);
         };
-        let tiled = decode_tiled(&plan, &z, |tile, z_tile| self.decode_frames(tile.latent_shape(), &z_tile));
+        let tiled = decode_tiled(&plan, &z, |tile, z_tile| self.decode_steps(tile.latent_shape(), &z_tile));
         self.plan = Some(plan);
-        // diffusers clamps the blended frame, not the tiles.
         let mut video = tiled?;
-        video.data.iter_mut().for_each(|v| *v = v.clamp(-1.0, 1.0));
+        // diffusers clamps the blended frame (when it clamps at all), not the tiles.
+        if self.clamps {
+            video.data.iter_mut().for_each(|v| *v = v.clamp(-1.0, 1.0));
+        }
         Ok(video.into_tensor().convert(self.dtype))
     }
 
-    /// Every frame of `z` [B, C, T, h, w] (the whole latent or one tile) through the steps
-    /// compiled for (h, w), starting from empty caches.
-    fn decode_frames(&mut self, hw: (i64, i64), z: &HostTensor) -> Result<HostTensor, VaeDecodeError> {
+    /// Every step of `z` [B, C, T, h, w] (the whole latent or one tile) through the executables
+    /// compiled for (h, w), starting from empty caches; the steps' samples concatenated in time.
+    fn decode_steps(&mut self, hw: (i64, i64), z: &HostTensor) -> Result<HostTensor, VaeDecodeError> {
         self.cache = None;
-        let chunks = (0..z.dims[2]).map(|i| self.step(hw, &frame(z, i))).collect::<Result<Vec<_>, _>>()?;
+        let mut start = 0;
+        let mut chunks = Vec::with_capacity(self.step_frames.len());
+        for f in self.step_frames.clone() {
+            chunks.push(self.step(hw, &frames(z, start, f))?);
+            start += f;
+        }
         Ok(concat_frames(&chunks))
     }
 
-    /// Decodes the next latent frame `z_t` [B, z_dim, 1, h, w] of a video (the first after
-    /// [`reset`](Self::reset) or construction yields 1 frame, later ones 4), for callers that
-    /// consume frames as they come. Untiled decoders only: a tiled one decodes each tile's
-    /// frames in turn, so it has no whole frame before the last tile.
-    pub fn decode_frame(&mut self, z_t: &HostTensor) -> Result<HostTensor, VaeDecodeError> {
+    /// Decodes the next step's latent frames `z_step` [B, C, f, h, w] of a video (the first
+    /// after [`reset`](Self::reset) or construction), for callers that consume frames as they
+    /// come; `f` must be the frames of that step in [`step_frames`](Self::step_frames). Untiled
+    /// decoders only: a tiled one decodes each tile's steps in turn, so it has no whole frame
+    /// before the last tile.
+    pub fn decode_step(&mut self, z_step: &HostTensor) -> Result<HostTensor, VaeDecodeError> {
         if let Some(plan) = &self.plan {
             return Err(VaeDecodeError::Streaming { tiles: plan.len() });
         }
-        self.step((self.shape.height, self.shape.width), z_t)
+        self.step((self.shape.height, self.shape.width), z_step)
     }
 
     /// One step of the executables for latent size `hw`: the first after a reset, else a later one.
-    fn step(&mut self, hw: (i64, i64), z_t: &HostTensor) -> Result<HostTensor, VaeDecodeError> {
+    fn step(&mut self, hw: (i64, i64), z: &HostTensor) -> Result<HostTensor, VaeDecodeError> {
         let start = Instant::now();
-        let steps = &self.steps[&hw];
-        let z_t = z_t.convert(self.dtype);
-        let z_buf = steps.first.upload(&z_t)?;
+        let key = StepKey { hw, frames: z.dims.get(2).copied().unwrap_or(0), first: self.cache.is_none() };
+        let Some(step) = self.steps.get(&key) else {
+            let compiled = self.steps.keys().map(StepKey::label).collect::<Vec<_>>().join(", ");
+            let kind = if key.first { "first" } else { "later" };
+            return Err(VaeDecodeError::NoStep { kind, frames: key.frames, compiled });
+        };
+        let program = &step.program;
+        let z = z.convert(self.dtype);
+        let z_buf = program.upload(&z)?;
         let mut args: HashMap<&str, &Buffer> = self.weights.iter().map(|(k, v)| (k.as_str(), v)).collect();
         args.insert("z", &z_buf);
-        let program = match &self.cache {
-            None => &steps.first,
-            Some(bufs) => {
-                for (name, buf) in self.cache_names.iter().zip(bufs) {
-                    args.insert(name.as_str(), buf);
-                }
-                &steps.next
+        if let Some(bufs) = &self.cache {
+            for (name, buf) in self.cache_names.iter().zip(bufs) {
+                args.insert(name.as_str(), buf);
             }
-        };
+        }
         let mut outs: HashMap<String, Buffer> = program.run_buffers(&args)?.into_iter().collect();
         drop(args);
         let sample = outs.remove("sample").expect("the step graph returns `sample`").to_host()?;
         let cache = self.cache_names.iter().map(|n| outs.remove(n).expect("the step graph returns every cache")).collect();
         self.cache = Some(cache);
-        self.frame_times.push(start.elapsed());
+        self.step_times.push(start.elapsed());
         Ok(sample)
     }
 
-    /// Forgets the caches: the next frame decoded is a video's first.
+    /// Forgets the caches: the next step decoded is a video's first.
     pub fn reset(&mut self) {
         self.cache = None;
-        self.frame_times.clear();
+        self.step_times.clear();
     }
 
     /// Wall time of each step since the last reset (upload, execute, sample download).
     pub fn frame_times(&self) -> &[Duration] {
-        &self.frame_times
+        &self.step_times
     }
 
     /// The cache tensors' names, in order (`cache.0`, ...).
@@ -245,15 +291,14 @@ impl VaeDecoder {
         &self.cache_names
     }
 
-    /// Video frames the first step and later steps yield.
-    pub fn frames_per_step(&self) -> (i64, i64) {
-        (self.frames_first, self.frames_next)
+    /// Latent frames of each step, in order.
+    pub fn step_frames(&self) -> &[i64] {
+        &self.step_frames
     }
 
-    /// The programs for the first and later steps (tiled: of the first tile shape).
-    pub fn programs(&self) -> (&Program, &Program) {
-        let s = self.steps.values().next().expect("at least one shape");
-        (&s.first, &s.next)
+    /// Video frames [`decode`](Self::decode) returns.
+    pub fn decoded_frames(&self) -> i64 {
+        self.decoded_frames
     }
 
     /// The tiles, when the decode is tiled.
@@ -261,19 +306,39 @@ impl VaeDecoder {
         self.plan.as_ref()
     }
 
-    /// How the executables were obtained: untiled, each step's passes and compile; tiled, the
-    /// totals over every tile shape's pair (`4 tile shapes, 8 executables: passes 40 ms,
-    /// 8 compiled / 0 cache hits in 20 s`).
+    /// Each executable with what it decodes (`first step`, `later steps (2 latent frames)`,
+    /// tiled: with the latent tile size).
+    pub fn executables(&self) -> Vec<(String, &ComponentTimes)> {
+        let tiled = self.plan.is_some();
+        self.ordered()
+            .into_iter()
+            .map(|(k, s)| {
+                let label = if tiled { format!("{} of a {}x{} tile", k.label(), k.hw.0, k.hw.1) } else { k.label() };
+                (label, &s.times)
+            })
+            .collect()
+    }
+
+    /// The steps by tile shape, the first step before the later ones.
+    fn ordered(&self) -> Vec<(&StepKey, &Step)> {
+        let mut steps: Vec<_> = self.steps.iter().collect();
+        steps.sort_by_key(|(k, _)| (k.hw, !k.first, k.frames));
+        steps
+    }
+
+    /// How the executables were obtained: untiled, each step's passes and compile
+    /// (`first step ...; later steps ...`); tiled, the totals over every tile shape's steps
+    /// (`4 tile shapes, 8 executables: passes 40 ms, 8 compiled / 0 cache hits in 20 s`).
     pub fn describe_executables(&self) -> String {
         if self.plan.is_none() {
-            return format!("first step {}; later steps {}", self.times_first.describe(), self.times_next.describe());
+            return self.ordered().into_iter().map(|(k, s)| format!("{} {}", k.label(), s.times.describe())).collect::<Vec<_>>().join("; ");
         }
-        let times: Vec<&ComponentTimes> = self.steps.values().flat_map(|s| [&s.times_first, &s.times_next]).collect();
+        let times: Vec<&ComponentTimes> = self.steps.values().map(|s| &s.times).collect();
+        let shapes = self.plan.as_ref().map_or(0, |p| p.tile_shapes().len());
         let hits = times.iter().filter(|t| t.source == CompileSource::CacheHit).count();
         let f = crate::timing::format_duration;
         format!(
-            "{} tile shapes, {} executables: passes {}, {} compiled / {hits} cache hits in {}",
-            self.steps.len(),
+            "{shapes} tile shapes, {} executables: passes {}, {} compiled / {hits} cache hits in {}",
             times.len(),
             f(times.iter().map(|t| t.passes).sum()),
             times.len() - hits,
@@ -282,17 +347,22 @@ impl VaeDecoder {
     }
 }
 
+/// `(tile) 256x256 every 192x192` pixels: what a geometry means in sample space.
+pub fn describe_geometry(g: &TileGeometry, ratio: i64) -> String {
+    let (t, s) = (g.latent_tile, g.latent_stride);
+    format!("{}x{} every {}x{}", t.0 * ratio, t.1 * ratio, s.0 * ratio, s.1 * ratio)
+}
 
-/// Frame `t` of `z` [B, C, T, H, W] as [B, C, 1, H, W].
-fn frame(z: &HostTensor, t: i64) -> HostTensor {
+/// Frames `start .. start + n` of `z` [B, C, T, H, W] as [B, C, n, H, W].
+fn frames(z: &HostTensor, start: i64, n: i64) -> HostTensor {
     let d = &z.dims;
     let plane = (d[3] * d[4]) as usize * z.dtype.size_in_bytes();
-    let mut data = Vec::with_capacity((d[0] * d[1]) as usize * plane);
+    let mut data = Vec::with_capacity((d[0] * d[1] * n) as usize * plane);
     for bc in 0..(d[0] * d[1]) as usize {
-        let at = (bc * d[2] as usize + t as usize) * plane;
-        data.extend_from_slice(&z.data[at..at + plane]);
+        let at = (bc * d[2] as usize + start as usize) * plane;
+        data.extend_from_slice(&z.data[at..at + n as usize * plane]);
     }
-    HostTensor::new(z.dtype, vec![d[0], d[1], 1, d[3], d[4]], data).expect("sizes computed from the dims")
+    HostTensor::new(z.dtype, vec![d[0], d[1], n, d[3], d[4]], data).expect("sizes computed from the dims")
 }
 
 /// `torch.cat(chunks, dim=2)` for [B, C, f_i, H, W] chunks.
@@ -318,10 +388,15 @@ mod tests {
     fn frames_split_and_join() {
         let v: Vec<f32> = (0..2 * 3 * 4 * 2 * 2).map(|i| i as f32).collect();
         let z = HostTensor::from_f32(vec![2, 3, 4, 2, 2], &v).unwrap();
-        let parts: Vec<HostTensor> = (0..4).map(|t| frame(&z, t)).collect();
+        let parts: Vec<HostTensor> = (0..4).map(|t| frames(&z, t, 1)).collect();
         assert_eq!(parts[1].to_f32_vec()[..4], [4.0, 5.0, 6.0, 7.0]);
         assert_eq!(concat_frames(&parts), z);
-        let joined = concat_frames(&[frame(&z, 0), concat_frames(&[frame(&z, 1), frame(&z, 2), frame(&z, 3)])]);
+        let joined = concat_frames(&[frames(&z, 0, 1), concat_frames(&[frames(&z, 1, 1), frames(&z, 2, 1), frames(&z, 3, 1)])]);
         assert_eq!(joined, z);
+        // CogVideoX's batches: [3, 1] frames.
+        let (a, b) = (frames(&z, 0, 3), frames(&z, 3, 1));
+        assert_eq!(a.dims, [2, 3, 3, 2, 2]);
+        assert_eq!(a.to_f32_vec()[12..16], [16.0, 17.0, 18.0, 19.0], "batch 0, channel 1 starts at its frame 0");
+        assert_eq!(concat_frames(&[a, b]), z);
     }
 }

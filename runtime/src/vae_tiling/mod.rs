@@ -1,8 +1,8 @@
-//! Spatially tiled VAE decode, family-independent: diffusers' `tiled_decode` (Wan's
-//! `AutoencoderKLWan`, and the same scheme in its other video VAEs) over a "decode this latent
-//! tile" closure. Each tile is decoded whole (all its frames, the closure carries the causal
-//! caches), tiles overlap by `tile - stride` sample pixels and are blended linearly with the tile
-//! above and the tile on the left, then each keeps its top-left `stride` corner.
+//! Spatially tiled VAE decode, family-independent: diffusers' `tiled_decode` (`AutoencoderKLWan`'s,
+//! `AutoencoderKLCogVideoX`'s: the same scheme once their knobs are reduced to a
+//! [`TileGeometry`]) over a "decode this latent tile" closure. Each tile is decoded whole (all its frames, the closure carries the causal
+//! caches), tiles overlap, are blended linearly with the tile above and the tile on the left over the
+//! geometry's blend extents, then each keeps its top-left `keep` corner.
 //!
 //! Tiles are decoded row by row as diffusers does, but only the previous row of decoded tiles is
 //! kept (blending reads the tile above, already blended itself, and nothing older), and each
@@ -13,16 +13,15 @@ mod blend;
 mod plan;
 
 pub use blend::{blend_h, blend_v, paste, Images};
-pub use plan::{Span, Tile, TileConfig, TilePlan};
+pub use plan::{Span, Tile, TilePlan};
+pub use vidlower_frontends::nn::vae_decoder::{TileGeometry, TileKnobs};
 
 use crate::tensor::HostTensor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TilingError {
-    #[error("--{flag} is {value}: expected a positive multiple of the VAE's spatial compression {ratio}")]
-    NotMultiple { flag: &'static str, value: i64, ratio: i64 },
-    #[error("--{stride_flag} {stride} exceeds --{tile_flag} {tile}: the tiles would leave gaps")]
-    StrideOverTile { stride_flag: &'static str, stride: i64, tile_flag: &'static str, tile: i64 },
+    #[error("tile geometry {geometry:?} at spatial compression {ratio}: each tile must keep exactly its stride (keep = latent stride x {ratio}, 1 <= stride <= tile)")]
+    Geometry { geometry: TileGeometry, ratio: i64 },
     #[error("latents {dims:?}: expected at least [..., H, W] with the plan's latent size {latent:?}")]
     Latents { dims: Vec<i64>, latent: (i64, i64) },
     #[error("tile (row {row}, col {col}): decoded to {got:?}, expected [{lead}, {height}, {width}]")]
@@ -170,13 +169,13 @@ mod tests {
     fn streaming_assembly_matches_diffusers_loop() {
         for (lat, tile, stride) in [((5, 7), (4, 6), (2, 4)), ((4, 9), (4, 4), (2, 2)), ((9, 4), (6, 2), (4, 2)), ((3, 3), (2, 2), (2, 2))]
         {
-            let cfg = TileConfig {
-                tile_sample_min_height: tile.0,
-                tile_sample_min_width: tile.1,
-                tile_sample_stride_height: stride.0,
-                tile_sample_stride_width: stride.1,
+            let geometry = TileGeometry {
+                latent_tile: (tile.0 / 2, tile.1 / 2),
+                latent_stride: (stride.0 / 2, stride.1 / 2),
+                blend: (tile.0 - stride.0, tile.1 - stride.1),
+                keep: stride,
             };
-            let plan = TilePlan::new(&cfg, 2, lat.0, lat.1).unwrap().unwrap();
+            let plan = TilePlan::new(&geometry, 2, lat.0, lat.1).unwrap().unwrap();
             let n = 2 * 3 * lat.0 * lat.1;
             let z = HostTensor::from_f32(vec![2, 3, lat.0, lat.1], &(0..n).map(|i| (i as f32 * 0.77).sin()).collect::<Vec<_>>()).unwrap();
             let mut seen = Vec::new();
@@ -202,7 +201,8 @@ mod tests {
 
     #[test]
     fn wrong_tile_output_is_named() {
-        let plan = TilePlan::new(&TileConfig::default(), 8, 40, 40).unwrap().unwrap();
+        let wan = TileGeometry { latent_tile: (32, 32), latent_stride: (24, 24), blend: (64, 64), keep: (192, 192) };
+        let plan = TilePlan::new(&wan, 8, 40, 40).unwrap().unwrap();
         let z = HostTensor::zeros(vidlower_ir::DType::F32, vec![1, 2, 40, 40]).unwrap();
         let e = decode_tiled::<TilingError>(&plan, &z, |_, zt| Ok(zt)).unwrap_err();
         assert!(e.to_string().contains("tile (row 0, col 0): decoded to [1, 2, 32, 32], expected [1, 2, 256, 256]"), "{e}");

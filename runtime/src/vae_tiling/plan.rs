@@ -1,60 +1,11 @@
-//! Where the tiles of a tiled VAE decode lie, as diffusers' `tiled_decode` walks them: latent
-//! tile origins every `stride / ratio` rows and columns from 0 while inside the latent, each
-//! tile `tile / ratio` wide or whatever is left at the edge (so edge tiles are smaller, and a
-//! tile starts at every stride even when the previous one already reached the edge).
+//! Where the tiles of a tiled VAE decode lie, as diffusers' `tiled_decode` walks them (Wan's and
+//! CogVideoX's alike, from the family's [`TileGeometry`]): latent tile origins every latent
+//! stride from 0 while inside the latent, each tile a latent tile wide or whatever is left at
+//! the edge (so edge tiles are smaller, and a tile starts at every stride even when the previous
+//! one already reached the edge).
 
 use super::TilingError;
-
-/// The tile sizes in sample (pixel) space, as `AutoencoderKLWan.enable_tiling` takes them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TileConfig {
-    pub tile_sample_min_height: i64,
-    pub tile_sample_min_width: i64,
-    pub tile_sample_stride_height: i64,
-    pub tile_sample_stride_width: i64,
-}
-
-impl Default for TileConfig {
-    /// diffusers' `AutoencoderKLWan` defaults: 256 x 256 tiles every 192 pixels (64 blended).
-    fn default() -> Self {
-        TileConfig {
-            tile_sample_min_height: 256,
-            tile_sample_min_width: 256,
-            tile_sample_stride_height: 192,
-            tile_sample_stride_width: 192,
-        }
-    }
-}
-
-impl TileConfig {
-    /// Checks the sizes for a VAE with spatial compression `ratio`: every size a positive
-    /// multiple of `ratio` (diffusers floors them to latent pixels, which would silently move the
-    /// tiles against the blend extent computed in pixels) and each stride at most its tile (a
-    /// larger stride leaves rows and columns that no tile decodes).
-    pub fn validate(&self, ratio: i64) -> Result<(), TilingError> {
-        let sizes = [
-            ("tile-sample-min-height", self.tile_sample_min_height),
-            ("tile-sample-min-width", self.tile_sample_min_width),
-            ("tile-sample-stride-height", self.tile_sample_stride_height),
-            ("tile-sample-stride-width", self.tile_sample_stride_width),
-        ];
-        for (flag, value) in sizes {
-            if value <= 0 || value % ratio != 0 {
-                return Err(TilingError::NotMultiple { flag, value, ratio });
-            }
-        }
-        let pairs = [
-            ("tile-sample-stride-height", self.tile_sample_stride_height, "tile-sample-min-height", self.tile_sample_min_height),
-            ("tile-sample-stride-width", self.tile_sample_stride_width, "tile-sample-min-width", self.tile_sample_min_width),
-        ];
-        for (stride_flag, stride, tile_flag, tile) in pairs {
-            if stride > tile {
-                return Err(TilingError::StrideOverTile { stride_flag, stride, tile_flag, tile });
-            }
-        }
-        Ok(())
-    }
-}
+use vidlower_frontends::nn::vae_decoder::TileGeometry;
 
 /// A run of latent rows or columns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,23 +47,27 @@ pub struct TilePlan {
 }
 
 impl TilePlan {
-    /// The plan for a latent frame of `latent_height` x `latent_width`, or `None` when diffusers'
-    /// `_decode` would not tile it: only a frame larger than one tile (in either direction) is
-    /// tiled; a smaller one is decoded whole.
-    pub fn new(cfg: &TileConfig, ratio: i64, latent_height: i64, latent_width: i64) -> Result<Option<Self>, TilingError> {
-        cfg.validate(ratio)?;
-        let (tile_h, tile_w) = (cfg.tile_sample_min_height / ratio, cfg.tile_sample_min_width / ratio);
-        if latent_height <= tile_h && latent_width <= tile_w {
+    /// The plan for a latent frame of `latent_height` x `latent_width` with spatial compression
+    /// `ratio`, or `None` when diffusers' `_decode` would not tile it: only a frame larger than
+    /// one tile (in either direction) is tiled; a smaller one is decoded whole. A geometry whose
+    /// kept parts do not tile the frame exactly (`keep != stride * ratio`, a stride of 0 or over
+    /// the tile) is refused: the family should have refused its knobs.
+    pub fn new(geometry: &TileGeometry, ratio: i64, latent_height: i64, latent_width: i64) -> Result<Option<Self>, TilingError> {
+        let g = geometry;
+        let pairs = [(g.latent_tile.0, g.latent_stride.0, g.keep.0, g.blend.0), (g.latent_tile.1, g.latent_stride.1, g.keep.1, g.blend.1)];
+        if ratio < 1 || pairs.iter().any(|&(tile, stride, keep, blend)| stride < 1 || stride > tile || keep != stride * ratio || blend < 0) {
+            return Err(TilingError::Geometry { geometry: *g, ratio });
+        }
+        if latent_height <= g.latent_tile.0 && latent_width <= g.latent_tile.1 {
             return Ok(None);
         }
-        let (stride_h, stride_w) = (cfg.tile_sample_stride_height, cfg.tile_sample_stride_width);
         Ok(Some(TilePlan {
             ratio,
             latent: (latent_height, latent_width),
-            rows: spans(latent_height, tile_h, stride_h / ratio),
-            cols: spans(latent_width, tile_w, stride_w / ratio),
-            blend: (cfg.tile_sample_min_height - stride_h, cfg.tile_sample_min_width - stride_w),
-            keep: (stride_h, stride_w),
+            rows: spans(latent_height, g.latent_tile.0, g.latent_stride.0),
+            cols: spans(latent_width, g.latent_tile.1, g.latent_stride.1),
+            blend: g.blend,
+            keep: g.keep,
         }))
     }
 
@@ -154,18 +109,19 @@ fn spans(extent: i64, tile: i64, stride: i64) -> Vec<Span> {
 mod tests {
     use super::*;
 
-    fn cfg(tile: (i64, i64), stride: (i64, i64)) -> TileConfig {
-        TileConfig {
-            tile_sample_min_height: tile.0,
-            tile_sample_min_width: tile.1,
-            tile_sample_stride_height: stride.0,
-            tile_sample_stride_width: stride.1,
+    /// Wan's geometry for sample tiles and strides (blend = tile - stride, keep = stride).
+    pub(crate) fn wan(tile: (i64, i64), stride: (i64, i64)) -> TileGeometry {
+        TileGeometry {
+            latent_tile: (tile.0 / 8, tile.1 / 8),
+            latent_stride: (stride.0 / 8, stride.1 / 8),
+            blend: (tile.0 - stride.0, tile.1 - stride.1),
+            keep: stride,
         }
     }
 
     #[test]
     fn wan_480x832_defaults() {
-        let plan = TilePlan::new(&TileConfig::default(), 8, 60, 104).unwrap().expect("480x832 is larger than a tile");
+        let plan = TilePlan::new(&wan((256, 256), (192, 192)), 8, 60, 104).unwrap().expect("480x832 is larger than a tile");
         let starts = |s: &[Span]| s.iter().map(|s| (s.start, s.len)).collect::<Vec<_>>();
         assert_eq!(starts(&plan.rows), [(0, 32), (24, 32), (48, 12)]);
         assert_eq!(starts(&plan.cols), [(0, 32), (24, 32), (48, 32), (72, 32), (96, 8)]);
@@ -177,30 +133,45 @@ mod tests {
     }
 
     #[test]
+    fn cogvideox_480x720_defaults() {
+        // enable_tiling's defaults for sample 480x720: 240x360 tiles, overlap 1/6 and 1/5.
+        let g = TileGeometry { latent_tile: (30, 45), latent_stride: (25, 36), blend: (40, 72), keep: (200, 288) };
+        let plan = TilePlan::new(&g, 8, 60, 90).unwrap().unwrap();
+        let starts = |s: &[Span]| s.iter().map(|s| (s.start, s.len)).collect::<Vec<_>>();
+        assert_eq!(starts(&plan.rows), [(0, 30), (25, 30), (50, 10)]);
+        assert_eq!(starts(&plan.cols), [(0, 45), (36, 45), (72, 18)]);
+        assert_eq!(plan.sample_size(), (480, 720));
+    }
+
+    #[test]
     fn small_frames_are_not_tiled() {
-        assert_eq!(TilePlan::new(&TileConfig::default(), 8, 32, 32).unwrap(), None);
+        let g = wan((256, 256), (192, 192));
+        assert_eq!(TilePlan::new(&g, 8, 32, 32).unwrap(), None);
         // Only one direction larger: tiled, and the other direction still gets a tile at
         // every stride (diffusers' loop does not stop when a tile reaches the edge).
-        let plan = TilePlan::new(&TileConfig::default(), 8, 32, 33).unwrap().unwrap();
+        let plan = TilePlan::new(&g, 8, 32, 33).unwrap().unwrap();
         assert_eq!(plan.rows, [Span { start: 0, len: 32 }, Span { start: 24, len: 8 }]);
         assert_eq!(plan.cols, [Span { start: 0, len: 32 }, Span { start: 24, len: 9 }]);
     }
 
     #[test]
     fn stride_equal_to_tile_blends_nothing() {
-        let plan = TilePlan::new(&cfg((32, 32), (32, 32)), 8, 8, 9).unwrap().unwrap();
+        let plan = TilePlan::new(&wan((32, 32), (32, 32)), 8, 8, 9).unwrap().unwrap();
         assert_eq!(plan.blend, (0, 0));
         assert_eq!(plan.cols, [Span { start: 0, len: 4 }, Span { start: 4, len: 4 }, Span { start: 8, len: 1 }]);
     }
 
     #[test]
-    fn bad_sizes_are_named() {
-        let e = TileConfig { tile_sample_stride_width: 100, ..Default::default() }.validate(8).unwrap_err();
-        assert!(e.to_string().contains("--tile-sample-stride-width is 100"), "{e}");
-        let e = TileConfig { tile_sample_min_height: 0, ..Default::default() }.validate(8).unwrap_err();
-        assert!(e.to_string().contains("--tile-sample-min-height"), "{e}");
-        let e = cfg((64, 64), (72, 32)).validate(8).unwrap_err();
-        assert!(e.to_string().contains("--tile-sample-stride-height 72 exceeds --tile-sample-min-height 64"), "{e}");
-        assert!(TilePlan::new(&cfg((64, 64), (64, 72)), 8, 100, 100).is_err());
+    fn inconsistent_geometries_are_refused() {
+        let g = wan((48, 40), (40, 32));
+        assert!(TilePlan::new(&g, 8, 20, 20).is_ok());
+        for bad in [
+            TileGeometry { keep: (40, 40), ..g },
+            TileGeometry { latent_stride: (0, 4), keep: (0, 32), ..g },
+            TileGeometry { latent_stride: (7, 4), keep: (56, 32), ..g },
+        ] {
+            let e = TilePlan::new(&bad, 8, 20, 20).unwrap_err();
+            assert!(e.to_string().contains("tile geometry"), "{e}");
+        }
     }
 }
