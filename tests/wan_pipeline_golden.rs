@@ -40,6 +40,7 @@ fn settings(guidance_scale: f64, latents_in: PathBuf) -> Stage2Settings {
         dtype: DType::F32,
         warmup_steps: 0,
         latents_in: Some(latents_in),
+        step_noise: None,
         // The standard pipeline (K smoothing, exp2 softmax): it must still match diffusers.
         pipeline: PipelineOptions::default(),
     }

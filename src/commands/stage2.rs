@@ -55,6 +55,7 @@ pub fn settings(model: &OpenedModel, d: &DenoiseArgs, dtype: &DtypeArg, pipeline
         dtype: dtype.dtype,
         warmup_steps: d.warmup_steps,
         latents_in: d.latents_in.clone(),
+        step_noise: None,
         pipeline: pipeline.options()?,
     };
     vidlower_runtime::stages::stage2::check(model, &s)?;

@@ -29,6 +29,9 @@ pub struct Stage2Settings {
     pub dtype: DType,
     pub warmup_steps: usize,
     pub latents_in: Option<PathBuf>,
+    /// Per-step scheduler noise to use instead of vidlower's generator (step i takes entry i):
+    /// how a run replays another's stochastic steps (the goldens replay diffusers' DPM noise).
+    pub step_noise: Option<Vec<Vec<f32>>>,
     /// How the transformer is lowered (attention, exp2, K smoothing, blocks, window, mesh).
     pub pipeline: PipelineOptions,
 }
@@ -163,7 +166,13 @@ pub fn run_stage2(
         let noise_pred = run(&latents, t, i)?;
         // Stochastic schedulers (CogVideoX's DPM) take per-step noise from vidlower's generator,
         // seeded by the run's seed and the step.
-        let noise = scheduler.needs_noise().then(|| super::noise::gaussian(step_noise_seed(s.seed, i), n));
+        let noise = match (&s.step_noise, scheduler.needs_noise()) {
+            (_, false) => None,
+            (Some(given), true) => Some(given.get(i).filter(|v| v.len() == n).cloned().ok_or_else(|| {
+                Stage2Error::Invalid(format!("step noise: step {i} needs {n} values"))
+            })?),
+            (None, true) => Some(super::noise::gaussian(step_noise_seed(s.seed, i), n)),
+        };
         latents = scheduler.step(&noise_pred, &latents, noise.as_deref()).map_err(|e| Stage2Error::Scheduler(e.to_string()))?;
         let d = start.elapsed();
         steps.push(d);
