@@ -3,6 +3,7 @@
 pub mod config;
 pub mod text_encoder;
 pub mod tiny;
+pub mod sharding;
 pub mod tokenizer;
 pub mod transformer;
 pub mod vae;

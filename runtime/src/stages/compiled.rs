@@ -9,7 +9,9 @@ use crate::weights::WeightStore;
 use std::time::{Duration, Instant};
 use vidlower_backends::{EmitOptions, ShardingFormat};
 use vidlower_ir::Graph;
+use vidlower_frontends::wan::sharding::{TRANSFORMER_RULES, UMT5_RULES};
 use vidlower_passes::pipeline_options::{AttentionLowering, PipelineOptions};
+use vidlower_passes::ShardingRules;
 
 /// Timings of getting a component ready, for the stage summaries.
 #[derive(Clone, Debug)]
@@ -95,6 +97,17 @@ pub fn prepare(
     Ok((program, times))
 }
 
+/// The built-in sharding rules of a Wan component, by the stages' component name
+/// (`transformer`, `text_encoder`; the VAE has none: replicated). A stand-in until the model
+/// family picks its own table: only Wan's components reach it.
+pub fn wan_built_in_rules(component: &str) -> Option<ShardingRules> {
+    match component {
+        "transformer" => Some(ShardingRules::built_in("wan transformer rules", TRANSFORMER_RULES)),
+        "text_encoder" => Some(ShardingRules::built_in("umt5 encoder rules", UMT5_RULES)),
+        _ => None,
+    }
+}
+
 /// Lowers and compiles `graph` (cached) into a program without its weights, for components that
 /// share one weight upload between several executables (the VAE's steps and tiles).
 /// `component` names the built-in sharding rules (`transformer`, `text_encoder`) and the errors.
@@ -108,7 +121,7 @@ pub fn compile_component(
     let c = || component.to_string();
     check_target(options.attention, client).map_err(|message| ComponentError::Target { component: c(), message })?;
     let start = Instant::now();
-    let run = options.pipeline_for(Some(component)).run(graph).map_err(|source| ComponentError::Passes { component: c(), source })?;
+    let run = options.pipeline_for(wan_built_in_rules(component)).run(graph).map_err(|source| ComponentError::Passes { component: c(), source })?;
     let format = sharding_format(options);
     let module = vidlower_backends::emit_module(&run.graph, &EmitOptions { sharding: format })
         .map_err(|source| ComponentError::Emit { component: c(), source })?;
