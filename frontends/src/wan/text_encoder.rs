@@ -15,6 +15,7 @@
 //! built in the graph from two iotas and a `take`.
 
 use super::config::Umt5Config;
+use crate::nn::linear::linear;
 use vidlower_ir::{AttentionKind, Builder, CompareDir, DType, GeluApprox, Graph, IrError, Result, TensorType, ValueId};
 
 /// The token-embedding weight's name in the graph. `UMT5EncoderModel` ties
@@ -160,9 +161,9 @@ impl Encoder<'_> {
     /// bias, padded keys masked with the dtype's minimum (transformers' additive mask), o.
     fn self_attention(&self, b: &mut Builder, x: ValueId, prefix: &str, buckets: ValueId, key_is_real: ValueId) -> Result<ValueId> {
         let (heads, inner) = (self.cfg.num_heads, self.cfg.num_heads * self.cfg.d_kv);
-        let q = b.linear(x, &format!("{prefix}.q"), inner, false)?;
-        let k = b.linear(x, &format!("{prefix}.k"), inner, false)?;
-        let v = b.linear(x, &format!("{prefix}.v"), inner, false)?;
+        let q = linear(b, x, &format!("{prefix}.q"), inner, false)?;
+        let k = linear(b, x, &format!("{prefix}.k"), inner, false)?;
+        let v = linear(b, x, &format!("{prefix}.v"), inner, false)?;
         let (q, k, v) = (b.split_heads(q, heads)?, b.split_heads(k, heads)?, b.split_heads(v, heads)?);
 
         // compute_bias: relative_attention_bias(buckets) [L, L, H] -> [1, H, L, L].
@@ -178,7 +179,7 @@ impl Encoder<'_> {
 
         let a = b.attention(AttentionKind::SelfAttention, q, k, v, 1.0, Some(bias), None)?;
         let a = b.merge_heads(a)?;
-        b.linear(a, &format!("{prefix}.o"), self.cfg.d_model, false)
+        linear(b, a, &format!("{prefix}.o"), self.cfg.d_model, false)
     }
 
     /// `UMT5DenseGatedActDense` (or `UMT5DenseActDense`): act(wi_0 x) * wi_1 x, then wo, the
@@ -186,17 +187,17 @@ impl Encoder<'_> {
     fn feed_forward(&self, b: &mut Builder, x: ValueId, prefix: &str) -> Result<ValueId> {
         let d_ff = self.cfg.d_ff;
         let h = if self.ffn.gated {
-            let g = b.linear(x, &format!("{prefix}.wi_0"), d_ff, false)?;
+            let g = linear(b, x, &format!("{prefix}.wi_0"), d_ff, false)?;
             let g = activation(b, g, self.ffn.act)?;
-            let lin = b.linear(x, &format!("{prefix}.wi_1"), d_ff, false)?;
+            let lin = linear(b, x, &format!("{prefix}.wi_1"), d_ff, false)?;
             b.mul(g, lin)?
         } else {
-            let h = b.linear(x, &format!("{prefix}.wi"), d_ff, false)?;
+            let h = linear(b, x, &format!("{prefix}.wi"), d_ff, false)?;
             activation(b, h, self.ffn.act)?
         };
         let wo_dtype = if self.dtype == DType::F16 { DType::F32 } else { self.dtype };
         let h = b.convert(h, wo_dtype)?;
-        b.linear(h, &format!("{prefix}.wo"), self.cfg.d_model, false)
+        linear(b, h, &format!("{prefix}.wo"), self.cfg.d_model, false)
     }
 
     /// The [L, L] bucket of (key j - query i): `buckets[(j - i) + L - 1]` from the host-computed
