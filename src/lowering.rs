@@ -17,7 +17,7 @@ pub fn pipeline(args: &PassArgs, rules: Option<RuleTable>) -> Result<PassManager
     }
     match &args.passes {
         None => {
-            let built_in = rules.map(|t| vidlower_passes::sharding::built_in("built-in rules", t));
+            let built_in = rules.map(|t| vidlower_passes::sharding::ShardingRules::built_in("built-in rules", t));
             Ok(args.pipeline.options()?.pipeline_for(built_in))
         }
         Some(names) if names.len() == 1 && names[0] == "none" => Ok(PassManager::new()),

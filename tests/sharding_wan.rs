@@ -13,7 +13,7 @@ use vidlower_frontends::wan::config::{Umt5Config, WanTransformerConfig};
 use vidlower_frontends::wan::text_encoder::umt5_encoder;
 use vidlower_frontends::wan::transformer::{transformer, TransformerShape};
 use vidlower_ir::{text, DType, Graph, Mesh, Op};
-use vidlower_passes::sharding::{umt5_encoder as umt5_rules, wan_transformer as wan_rules, AttentionSplit};
+use vidlower_passes::sharding::AttentionSplit;
 use vidlower_passes::{PassManager, ShardingPropagation, ShardingRules, DEFAULT_PIPELINE};
 use vidlower_runtime::pjrt::CompileOptions;
 use vidlower_runtime::program::{Program, Signature};
@@ -21,6 +21,16 @@ use vidlower_runtime::tensor::HostTensor;
 
 const TINY_TRANSFORMER: &str = include_str!("../frontends/src/wan/tiny/transformer.json");
 const TINY_TEXT_ENCODER: &str = include_str!("../frontends/src/wan/tiny/text_encoder.json");
+
+/// The rules the stages give the Wan transformer (its table in `frontends/src/wan/sharding.rs`).
+fn wan_rules() -> ShardingRules {
+    ShardingRules::built_in("wan transformer rules", vidlower_frontends::wan::sharding::TRANSFORMER_RULES)
+}
+
+/// The rules the stages give the UMT5 text encoder.
+fn umt5_rules() -> ShardingRules {
+    ShardingRules::built_in("umt5 encoder rules", vidlower_frontends::wan::sharding::UMT5_RULES)
+}
 
 /// The tiny preset's transformer with `heads` heads of its head dim (12): 8 heads = inner 96.
 fn config(heads: i64) -> WanTransformerConfig {

@@ -42,7 +42,12 @@ fn elementwise() -> Graph {
 fn matmul_and_reduce() -> Graph {
     let mut b = Builder::new("linear");
     let x = b.input("x", f32t(&[2, 5, 8])).unwrap();
-    let y = b.linear(x, "proj", 4, true).unwrap();
+    // torch nn.Linear: x [.., 8] . proj.weight [4, 8] (dim 1) + proj.bias [4]
+    let w = b.weight("proj.weight", f32t(&[4, 8])).unwrap();
+    let dims = DotDims { lhs_contract: vec![2], rhs_contract: vec![1], ..Default::default() };
+    let y = b.dot_general(x, w, dims).unwrap();
+    let bias = b.weight("proj.bias", f32t(&[4])).unwrap();
+    let y = b.add(y, bias).unwrap();
     let s = b.reduce(y, ReduceKind::Sum, &[2]).unwrap();
     let m = b.reduce(y, ReduceKind::Max, &[0, 1]).unwrap();
     let mean = b.mean(y, &[1], true).unwrap();

@@ -1,6 +1,7 @@
 //! The built-in example graph: one pre-norm transformer block (self-attention + GELU MLP), the
 //! shape of a DiT block without the conditioning. Weight names follow diffusers' conventions.
 
+use crate::nn::linear::linear;
 use vidlower_ir::{AttentionKind, Builder, DType, GeluApprox, Graph, Result, TensorType};
 
 /// Sizes of the example block.
@@ -28,20 +29,20 @@ pub fn example_block(cfg: &ExampleConfig) -> Result<Graph> {
     let x = b.input("hidden_states", TensorType::new(cfg.dtype, vec![cfg.batch, cfg.seq, d]))?;
 
     let h = layer_norm(&mut b, x, "norm1", d, cfg)?;
-    let q = b.linear(h, "attn.to_q", d, true)?;
-    let k = b.linear(h, "attn.to_k", d, true)?;
-    let v = b.linear(h, "attn.to_v", d, true)?;
+    let q = linear(&mut b, h, "attn.to_q", d, true)?;
+    let k = linear(&mut b, h, "attn.to_k", d, true)?;
+    let v = linear(&mut b, h, "attn.to_v", d, true)?;
     let (q, k, v) = (b.split_heads(q, cfg.heads)?, b.split_heads(k, cfg.heads)?, b.split_heads(v, cfg.heads)?);
     let scale = 1.0 / ((d / cfg.heads) as f64).sqrt();
     let a = b.attention(AttentionKind::SelfAttention, q, k, v, scale, None, None)?;
     let a = b.merge_heads(a)?;
-    let a = b.linear(a, "attn.to_out.0", d, true)?;
+    let a = linear(&mut b, a, "attn.to_out.0", d, true)?;
     let x = b.add(x, a)?;
 
     let h = layer_norm(&mut b, x, "norm2", d, cfg)?;
-    let h = b.linear(h, "ff.net.0.proj", cfg.mlp_hidden, true)?;
+    let h = linear(&mut b, h, "ff.net.0.proj", cfg.mlp_hidden, true)?;
     let h = b.gelu(h, GeluApprox::Tanh)?;
-    let h = b.linear(h, "ff.net.2", d, true)?;
+    let h = linear(&mut b, h, "ff.net.2", d, true)?;
     let y = b.add(x, h)?;
     b.output("sample", y);
     b.finish()

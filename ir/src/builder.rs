@@ -294,21 +294,6 @@ impl Builder {
         self.dot_general(a, b, dims)
     }
 
-    /// torch `nn.Linear`: weight `{prefix}.weight` [out, in], optional `{prefix}.bias` [out];
-    /// `x [..., in] -> [..., out]`. The weight is used as stored (no transpose op).
-    pub fn linear(&mut self, x: ValueId, prefix: &str, out_features: i64, bias: bool) -> Result<ValueId> {
-        let t = self.ty(x).clone();
-        let in_features = *t.shape.last().ok_or_else(|| self.shape_error("linear", &[x], "input is a scalar".into()))?;
-        let w = self.weight(&format!("{prefix}.weight"), TensorType::new(t.dtype, vec![out_features, in_features]))?;
-        let dims = DotDims { lhs_contract: vec![t.rank() - 1], rhs_contract: vec![1], ..Default::default() };
-        let y = self.dot_general(x, w, dims)?;
-        if !bias {
-            return Ok(y);
-        }
-        let b = self.weight(&format!("{prefix}.bias"), TensorType::new(t.dtype, vec![out_features]))?;
-        self.add(y, b)
-    }
-
     /// torch `nn.ConvNd` (N = kernel.len()): weight `{prefix}.weight` [out, in, k...], optional bias.
     pub fn conv(
         &mut self,

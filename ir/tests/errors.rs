@@ -21,8 +21,9 @@ fn builder_names_op_and_shapes() {
     let e = b.reshape(x, &[5]).unwrap_err().to_string();
     assert!(e.contains("reshape") && e.contains("6 elements"), "{e}");
 
-    let e = b.linear(x, "proj", 8, true).map(|_| ()).and_then(|_| b.linear(x, "proj", 9, true).map(|_| ()));
-    assert!(e.unwrap_err().to_string().contains("proj.weight"));
+    b.weight("proj.weight", f32s(&[8, 3])).unwrap();
+    let e = b.weight("proj.weight", f32s(&[9, 3])).unwrap_err().to_string();
+    assert!(e.contains("proj.weight"), "{e}");
 
     assert!(b.input("x", f32s(&[1])).is_err(), "duplicate input names are refused");
 }

@@ -109,7 +109,8 @@ impl fmt::Display for Exp2Choice {
 #[derive(Clone, Debug)]
 pub struct ShardingOptions {
     pub mesh: Mesh,
-    /// Weight rules; `None` takes the built-in rules of the component being lowered.
+    /// Weight rules (`--rules FILE`); `None` takes the built-in rules the caller passes to
+    /// [`PipelineOptions::pipeline_for`].
     pub rules: Option<ShardingRules>,
     pub attention: AttentionSharding,
     /// Emit GSPMD `mhlo.sharding` strings instead of Shardy (for plugins without Shardy).
@@ -158,15 +159,17 @@ impl PipelineOptions {
         self.pipeline_for(None)
     }
 
-    /// The pipeline for a component whose built-in sharding rules are `built_in` (from its
-    /// family); they apply when no `--rules` were given.
-    pub fn pipeline_for(&self, built_in: Option<ShardingRules>) -> PassManager {
+    /// The pipeline for a graph whose model family has `built_in_rules` (its table for this
+    /// component, made with [`ShardingRules::built_in`]); they apply when no rules were given
+    /// and a mesh was. `None`: weights replicated unless rules were given. The caller picks the
+    /// table by the component's type, never by a folder name here.
+    pub fn pipeline_for(&self, built_in_rules: Option<ShardingRules>) -> PassManager {
         let mut pm = PassManager::new();
         if let Some((left, right)) = self.window {
             pm.add(Box::new(SlidingWindow { left, right }));
         }
         if let Some(s) = &self.sharding {
-            let rules = s.rules.clone().or(built_in).unwrap_or_else(ShardingRules::none);
+            let rules = s.rules.clone().or(built_in_rules).unwrap_or_else(ShardingRules::none);
             pm.add(Box::new(ShardingPropagation::new(s.mesh.clone(), rules).with_attention(s.attention)));
         }
         if self.k_smooth {
@@ -230,6 +233,29 @@ mod tests {
         assert_eq!(plain, ["decompose", "canonicalize", "cse", "dce"]);
         let windowed = PipelineOptions { window: Some((4, 4)), attention: AttentionLowering::Cudnn, ..Default::default() };
         assert_eq!(windowed.pipeline().names()[..3], ["sliding_window", "k_smooth", "cudnn_attention"]);
+    }
+
+    #[test]
+    fn the_caller_passes_the_built_in_rules_and_given_rules_win() {
+        let text = "graph @g {\n  %0 = input \"x\" : f32[2,4]\n  %1 = weight \"proj.weight\" : f32[4,4]\n  %2 = dot_general(%0, %1) {lhs_contract=[1], rhs_contract=[0]} : f32[2,4]\n  output \"y\" = %2\n}\n";
+        let weight_layout = |options: &PipelineOptions, built_in: Option<ShardingRules>| {
+            let g = options.pipeline_for(built_in).run(vidlower_ir::text::parse(text).unwrap()).unwrap().graph;
+            let w = g.inputs.iter().find(|&&v| g.input_name(v) == Some("proj.weight")).unwrap();
+            g.node(*w).sharding.as_ref().unwrap().to_string()
+        };
+        let table: &[(&str, [Option<&str>; 2])] = &[(r"proj\.weight", [Some("tp"), None])];
+        let sharding = ShardingOptions {
+            mesh: Mesh::parse("tp=2").unwrap(),
+            rules: None,
+            attention: AttentionSharding::Auto,
+            gspmd: false,
+        };
+        let options = PipelineOptions { sharding: Some(sharding.clone()), ..PipelineOptions::plain() };
+        assert_eq!(weight_layout(&options, Some(ShardingRules::built_in("test", table))), "[{tp},{}]");
+        assert_eq!(weight_layout(&options, None), "[{},{}]", "no built-in rules: replicated");
+        let given = ShardingRules::built_in("given", &[(r"proj\.weight", [None, Some("tp")])]);
+        let options = PipelineOptions { sharding: Some(ShardingOptions { rules: Some(given), ..sharding }), ..options };
+        assert_eq!(weight_layout(&options, Some(ShardingRules::built_in("test", table))), "[{},{tp}]");
     }
 
     #[test]

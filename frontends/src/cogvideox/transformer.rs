@@ -10,6 +10,7 @@
 //! `dtype` (`t_emb.to(hidden_states.dtype)`); the sincos table is f64 rounded to `dtype`; the RoPE
 //! tables and the rotation are f32 with q/k rounded back to `dtype`. At f32 all of this is exact math.
 
+use crate::nn::linear::linear;
 use super::config::CogVideoXTransformerConfig;
 use super::embeddings::{resize_crop_region_for_grid, rotary_pos_embed_3d, sincos_pos_embed_3d, RopeGrid};
 use crate::nn::attention::{Attention, QkNorm};
@@ -80,11 +81,11 @@ pub fn transformer(cfg: &CogVideoXTransformerConfig, shape: &TransformerShape, d
     let affine = |name: &'static str| cfg.norm_elementwise_affine.then_some(name);
     let h = layer_norm(&mut b, hidden_states, cfg.norm_eps, affine("norm_final"))?;
     let act = b.silu(emb)?;
-    let mods = b.linear(act, "norm_out.linear", 2 * d.inner, true)?;
+    let mods = linear(&mut b, act, "norm_out.linear", 2 * d.inner, true)?;
     let (shift, scale) = (chunk(&mut b, mods, 2, 0)?, chunk(&mut b, mods, 2, 1)?);
     let h = layer_norm(&mut b, h, cfg.norm_eps, affine("norm_out.norm"))?;
     let h = modulate(&mut b, h, shift, scale)?;
-    let h = b.linear(h, "proj_out", d.out_channels * d.pt * d.p * d.p, true)?;
+    let h = linear(&mut b, h, "proj_out", d.out_channels * d.pt * d.p * d.p, true)?;
 
     // 5. Unpatchify to [B, F, C, H, W].
     let (bs, c, p, pt) = (s.batch, d.out_channels, d.p, d.pt);
@@ -173,7 +174,7 @@ fn patch_embed(
     image_embeds: ValueId,
 ) -> Result<(ValueId, ValueId)> {
     let dtype = b.dtype(image_embeds);
-    let text = b.linear(text_embeds, "patch_embed.text_proj", d.inner, true)?;
+    let text = linear(b, text_embeds, "patch_embed.text_proj", d.inner, true)?;
     let [bs, f, c, h, w] = b.shape(image_embeds)[..] else { unreachable!("input declared rank 5") };
     let (p, pt) = (d.p, d.pt);
     let video = if cfg.patch_size_t.is_none() {
@@ -195,7 +196,7 @@ fn patch_embed(
         let x = b.reshape(image_embeds, &[bs, d.ppf, pt, c, d.pph, p, d.ppw, p])?;
         let x = b.transpose(x, &[0, 1, 4, 6, 3, 2, 5, 7])?;
         let x = b.reshape(x, &[bs, d.video_tokens(), c * pt * p * p])?;
-        b.linear(x, "patch_embed.proj", d.inner, true)?
+        linear(b, x, "patch_embed.proj", d.inner, true)?
     };
     if cfg.use_rotary_positional_embeddings {
         return Ok((text, video));
@@ -242,7 +243,7 @@ fn layer_norm_zero(
     temb: ValueId,
 ) -> Result<[ValueId; 4]> {
     let act = b.silu(temb)?;
-    let mods = b.linear(act, &format!("{prefix}.linear"), 6 * d.inner, true)?;
+    let mods = linear(b, act, &format!("{prefix}.linear"), 6 * d.inner, true)?;
     let [shift, scale, gate, enc_shift, enc_scale, enc_gate] = [0, 1, 2, 3, 4, 5].map(|i| chunk(b, mods, 6, i));
     let norm = format!("{prefix}.norm");
     let affine = cfg.norm_elementwise_affine.then_some(norm.as_str());
@@ -284,9 +285,9 @@ fn block(
     let [norm_h, norm_e, gate_ff, enc_gate_ff] =
         layer_norm_zero(b, &norm2, cfg, d, hidden_states, encoder_hidden_states, temb)?;
     let x = b.concat(&[norm_e, norm_h], 1)?;
-    let ff = b.linear(x, &format!("{prefix}.ff.net.0.proj"), 4 * d.inner, true)?;
+    let ff = linear(b, x, &format!("{prefix}.ff.net.0.proj"), 4 * d.inner, true)?;
     let ff = b.gelu(ff, GeluApprox::Tanh)?;
-    let ff = b.linear(ff, &format!("{prefix}.ff.net.2"), d.inner, true)?;
+    let ff = linear(b, ff, &format!("{prefix}.ff.net.2"), d.inner, true)?;
     let ff_e = b.slice_axis(ff, 1, 0, text_len)?;
     let ff_h = b.slice_axis(ff, 1, text_len, d.video_tokens())?;
     let gated = b.mul(gate_ff, ff_h)?;

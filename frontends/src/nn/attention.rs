@@ -3,6 +3,7 @@
 //! site, between [`Attention::project_qkv`] and [`Attention::project_out`], so that each model says
 //! there which kind of attention it is and where its rotary embedding goes.
 
+use crate::nn::linear::linear;
 use super::norms::{layer_norm, rms_norm};
 use vidlower_ir::{Builder, IrError, Result, ValueId};
 
@@ -62,9 +63,9 @@ impl Attention<'_> {
     /// [B, S, dim] and [B, S_ctx, dim_ctx] -> [B, S, H, D] and two [B, S_ctx, H, D].
     pub fn project_qkv(&self, b: &mut Builder, hidden_states: ValueId, context: ValueId) -> Result<Qkv> {
         let p = self.prefix;
-        let query = b.linear(hidden_states, &format!("{p}.to_q"), self.inner(), self.bias)?;
-        let key = b.linear(context, &format!("{p}.to_k"), self.inner(), self.bias)?;
-        let value = b.linear(context, &format!("{p}.to_v"), self.inner(), self.bias)?;
+        let query = linear(b, hidden_states, &format!("{p}.to_q"), self.inner(), self.bias)?;
+        let key = linear(b, context, &format!("{p}.to_k"), self.inner(), self.bias)?;
+        let value = linear(b, context, &format!("{p}.to_v"), self.inner(), self.bias)?;
         let (query, key) = match self.qk_norm {
             QkNorm::RmsAcrossHeads { eps } => {
                 (rms_norm(b, query, eps, &format!("{p}.norm_q"))?, rms_norm(b, key, eps, &format!("{p}.norm_k"))?)
@@ -94,7 +95,7 @@ impl Attention<'_> {
             )));
         }
         let out = b.merge_heads(out)?;
-        b.linear(out, &format!("{}.to_out.0", self.prefix), self.inner(), self.out_bias)
+        linear(b, out, &format!("{}.to_out.0", self.prefix), self.inner(), self.out_bias)
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod attention;
 pub mod causal_conv3d;
+pub mod linear;
 pub mod norms;
 pub mod rope;
 pub mod sentencepiece;

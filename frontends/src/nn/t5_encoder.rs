@@ -18,6 +18,7 @@
 //! are computed here, on the host, as torch computes them in f32, and the [L, L] bucket matrix is
 //! built in the graph from two iotas and a `take`.
 
+use crate::nn::linear::linear;
 use serde::Deserialize;
 use vidlower_ir::{AttentionKind, Builder, CompareDir, DType, GeluApprox, Graph, IrError, Result, TensorType, ValueId};
 
@@ -353,14 +354,14 @@ impl Encoder<'_> {
     /// `T5Attention` without a cache: q, k, v, unscaled scores plus the position bias, o.
     fn self_attention(&self, b: &mut Builder, x: ValueId, prefix: &str, bias: ValueId) -> Result<ValueId> {
         let (heads, inner) = (self.cfg.num_heads, self.cfg.num_heads * self.cfg.d_kv);
-        let q = b.linear(x, &format!("{prefix}.q"), inner, false)?;
-        let k = b.linear(x, &format!("{prefix}.k"), inner, false)?;
-        let v = b.linear(x, &format!("{prefix}.v"), inner, false)?;
+        let q = linear(b, x, &format!("{prefix}.q"), inner, false)?;
+        let k = linear(b, x, &format!("{prefix}.k"), inner, false)?;
+        let v = linear(b, x, &format!("{prefix}.v"), inner, false)?;
         let (q, k, v) = (b.split_heads(q, heads)?, b.split_heads(k, heads)?, b.split_heads(v, heads)?);
         // kind: Self
         let a = b.attention(AttentionKind::SelfAttention, q, k, v, 1.0, Some(bias), None)?;
         let a = b.merge_heads(a)?;
-        b.linear(a, &format!("{prefix}.o"), self.cfg.d_model, false)
+        linear(b, a, &format!("{prefix}.o"), self.cfg.d_model, false)
     }
 
     /// `T5DenseGatedActDense` (or `T5DenseActDense`): act(wi_0 x) * wi_1 x, then wo, the
@@ -368,17 +369,17 @@ impl Encoder<'_> {
     fn feed_forward(&self, b: &mut Builder, x: ValueId, prefix: &str) -> Result<ValueId> {
         let d_ff = self.cfg.d_ff;
         let h = if self.ffn.gated {
-            let g = b.linear(x, &format!("{prefix}.wi_0"), d_ff, false)?;
+            let g = linear(b, x, &format!("{prefix}.wi_0"), d_ff, false)?;
             let g = activation(b, g, self.ffn.act)?;
-            let lin = b.linear(x, &format!("{prefix}.wi_1"), d_ff, false)?;
+            let lin = linear(b, x, &format!("{prefix}.wi_1"), d_ff, false)?;
             b.mul(g, lin)?
         } else {
-            let h = b.linear(x, &format!("{prefix}.wi"), d_ff, false)?;
+            let h = linear(b, x, &format!("{prefix}.wi"), d_ff, false)?;
             activation(b, h, self.ffn.act)?
         };
         let wo_dtype = if self.dtype == DType::F16 { DType::F32 } else { self.dtype };
         let h = b.convert(h, wo_dtype)?;
-        b.linear(h, &format!("{prefix}.wo"), self.cfg.d_model, false)
+        linear(b, h, &format!("{prefix}.wo"), self.cfg.d_model, false)
     }
 
     /// The [L, L] bucket of (key j - query i): `buckets[(j - i) + L - 1]` from the host-computed

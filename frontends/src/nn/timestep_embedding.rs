@@ -2,6 +2,7 @@
 //! `get_timestep_embedding` in `models/embeddings.py`) and the MLP that embeds them
 //! (`TimestepEmbedding`: `linear_1`, SiLU, `linear_2`).
 
+use super::linear::linear;
 use vidlower_ir::{Builder, DType, Result, TensorType, ValueId};
 
 /// diffusers `Timesteps(num_channels, flip_sin_to_cos, downscale_freq_shift, scale)`.
@@ -53,9 +54,9 @@ impl Timesteps {
 /// `cond_proj`/`post_act`: `linear_2(silu(linear_1(sample)))`, weights `{prefix}.linear_{1,2}`.
 /// The weights take `sample`'s dtype (Wan keeps this module in f32: pass f32 features).
 pub fn timestep_embedding(b: &mut Builder, sample: ValueId, prefix: &str, time_embed_dim: i64) -> Result<ValueId> {
-    let h = b.linear(sample, &format!("{prefix}.linear_1"), time_embed_dim, true)?;
+    let h = linear(b, sample, &format!("{prefix}.linear_1"), time_embed_dim, true)?;
     let h = b.silu(h)?;
-    b.linear(h, &format!("{prefix}.linear_2"), time_embed_dim, true)
+    linear(b, h, &format!("{prefix}.linear_2"), time_embed_dim, true)
 }
 
 #[cfg(test)]

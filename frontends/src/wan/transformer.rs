@@ -12,6 +12,7 @@
 use super::config::WanTransformerConfig;
 use crate::nn::attention::{Attention, QkNorm};
 use crate::nn::norms::{fp32_layer_norm, modulate};
+use crate::nn::linear::linear;
 use crate::nn::rope::{apply_rotary_emb_interleaved, axial_rope_tables, RopeAxis, RopeTables};
 use crate::nn::timestep_embedding::{timestep_embedding, Timesteps};
 use vidlower_ir::{AttentionKind, Builder, ConvAttrs, DType, GeluApprox, Graph, IrError, Result, TensorType, ValueId};
@@ -79,7 +80,7 @@ pub fn transformer(cfg: &WanTransformerConfig, shape: &TransformerShape, dtype: 
     let h = fp32_layer_norm(&mut b, x32, cfg.eps, None)?;
     let h = modulate(&mut b, h, shift, scale)?;
     let h = b.convert(h, dtype)?;
-    let h = b.linear(h, "proj_out", dims.out_channels * dims.patch_volume(), true)?;
+    let h = linear(&mut b, h, "proj_out", dims.out_channels * dims.patch_volume(), true)?;
 
     // reshape(B, F, H, W, p_t, p_h, p_w, C).permute(0, 7, 1, 4, 2, 5, 3, 6), then flatten pairs
     let (pt, ph, pw) = (patch[0], patch[1], patch[2]);
@@ -187,11 +188,11 @@ fn condition_embedder(
     let temb = b.convert(temb, dtype)?;
     // timestep_proj = self.time_proj(self.act_fn(temb))
     let act = b.silu(temb)?;
-    let timestep_proj = b.linear(act, "condition_embedder.time_proj", 6 * d.inner, true)?;
+    let timestep_proj = linear(b, act, "condition_embedder.time_proj", 6 * d.inner, true)?;
     // text_embedder = PixArtAlphaTextProjection(text_dim, inner, act_fn="gelu_tanh")
-    let e = b.linear(encoder_hidden_states, "condition_embedder.text_embedder.linear_1", d.inner, true)?;
+    let e = linear(b, encoder_hidden_states, "condition_embedder.text_embedder.linear_1", d.inner, true)?;
     let e = b.gelu(e, GeluApprox::Tanh)?;
-    let e = b.linear(e, "condition_embedder.text_embedder.linear_2", d.inner, true)?;
+    let e = linear(b, e, "condition_embedder.text_embedder.linear_2", d.inner, true)?;
     Ok(Conditioning { temb, timestep_proj, encoder_hidden_states: e })
 }
 
@@ -246,9 +247,9 @@ fn transformer_block(
     let h = modulate(b, h, c_shift_msa?, c_scale_msa?)?;
     let norm_hidden_states = b.convert(h, dtype)?;
     // FeedForward(dim, inner_dim=ffn_dim, activation_fn="gelu-approximate"): net.0 = GELU(proj), net.2 = Linear
-    let ff = b.linear(norm_hidden_states, &format!("{prefix}.ffn.net.0.proj"), cfg.ffn_dim, true)?;
+    let ff = linear(b, norm_hidden_states, &format!("{prefix}.ffn.net.0.proj"), cfg.ffn_dim, true)?;
     let ff = b.gelu(ff, GeluApprox::Tanh)?;
-    let ff = b.linear(ff, &format!("{prefix}.ffn.net.2"), d.inner, true)?;
+    let ff = linear(b, ff, &format!("{prefix}.ffn.net.2"), d.inner, true)?;
     // (hidden_states.float() + ff_output.float() * c_gate_msa).type_as(hidden_states)
     let ff = b.convert(ff, DType::F32)?;
     let gated = b.mul(ff, c_gate_msa?)?;

@@ -9,6 +9,7 @@
 //! - self and joint attention (keys from the queries' own sequence, which sequence parallelism
 //!   has split) gather their keys and values: every device needs every key;
 //! - cross attention's keys and values are the text, which stays replicated: nothing to gather.
+//!
 //! Joint attention is split like self-attention: its text tokens are rows of the one sequence.
 //! The split itself is the same rule for every kind (the seeds apply it to their long
 //! self-attention and to the short cross-attention alike).

@@ -1,5 +1,6 @@
 //! Sharding propagation: lays a graph out over a device mesh. Weights take their layout from
-//! name rules ([`ShardingRules`], the Wan rules built in), plain inputs are split on the batch
+//! name rules ([`ShardingRules`]: a file's, or the built-in table of the model family, which
+//! the caller passes), plain inputs are split on the batch
 //! axis (CFG's stacked batch on `dp`), attention ops are split by the seeds' strategy
 //! ([`attention`]), and propagation ([`propagate`]) carries those layouts forward and backward
 //! through every op, loop regions included, until every value has one. Where an op's operands
@@ -16,11 +17,9 @@ pub mod attention;
 pub mod factors;
 pub mod propagate;
 pub mod rules;
-pub mod wan_rules;
 
 pub use attention::{AttentionChoice, AttentionSharding, AttentionSplit};
 pub use rules::{RuleSource, RulesError, ShardingRules};
-pub use wan_rules::{built_in, umt5_encoder, wan_component_rules, wan_transformer};
 
 use crate::{Pass, PassError};
 use annotate::Annotate;

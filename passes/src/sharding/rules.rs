@@ -110,6 +110,18 @@ impl ShardingRules {
         Ok(ShardingRules { rules, source })
     }
 
+    /// A model family's built-in rules from its table of `(pattern, [dim 0 axis, dim 1 axis])`
+    /// (plain data in the family's frontend, e.g. `vidlower_frontends::wan::sharding`), named
+    /// `name` in messages.
+    ///
+    /// # Panics
+    /// On a pattern that is not a regex or an axis name that is not one: a built-in table is
+    /// code, so that is a programming error (each family tests that its tables compile).
+    pub fn built_in(name: &'static str, table: &[(&str, [Option<&str>; 2])]) -> ShardingRules {
+        Self::new(RuleSource::BuiltIn(name), table.iter().map(|(p, d)| (*p, d.to_vec())))
+            .unwrap_or_else(|e| panic!("invalid built-in sharding rules: {e}"))
+    }
+
     /// Parses a rules file: a JSON list of `{"pattern": "<regex>", "dims": ["tp", null]}`.
     pub fn parse(file: &Path, text: &str) -> Result<Self, RulesError> {
         let name = file.display().to_string();
@@ -240,6 +252,17 @@ mod tests {
         assert!(w.notes[0].contains("does not divide by tp=4"), "{:?}", w.notes);
         let w = built_in.weight_sharding(&mesh("tp=4"), "w", &[8, 8]).unwrap().unwrap();
         assert_eq!(w.sharding.to_string(), "[{tp},{}]", "an axis splits one dim only");
+    }
+
+    #[test]
+    fn built_in_tables_become_rules_and_a_bad_table_is_a_programming_error() {
+        let r = ShardingRules::built_in("test table", &[(r"a\.\d+\.weight", [Some("tp"), None])]);
+        assert_eq!(r.source, RuleSource::BuiltIn("test table"));
+        let w = r.weight_sharding(&mesh("tp=2"), "a.3.weight", &[4, 4]).unwrap().unwrap();
+        assert_eq!(w.sharding.to_string(), "[{tp},{}]");
+        let bad = std::panic::catch_unwind(|| ShardingRules::built_in("bad", &[("b(", [None, None])]));
+        let message = *bad.unwrap_err().downcast::<String>().unwrap();
+        assert!(message.contains("built-in bad") && message.contains("b("), "{message}");
     }
 
     #[test]

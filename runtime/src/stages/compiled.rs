@@ -83,7 +83,7 @@ pub fn passes_for(options: &PipelineOptions, model: &dyn Model, c: Component) ->
         Component::Transformer => "built-in transformer rules",
         Component::VaeDecoder => "built-in vae rules",
     };
-    let built_in = model.sharding_rules(c).map(|t| vidlower_passes::sharding::built_in(name, t));
+    let built_in = model.sharding_rules(c).map(|t| vidlower_passes::sharding::ShardingRules::built_in(name, t));
     options.pipeline_for(built_in)
 }
 
