@@ -98,11 +98,13 @@ fn steps_stream_the_same_video() {
     assert!(e.contains("no executable for a first step of 2 latent frames"), "{e}");
     let (a, b) = (vae.decode_step(&batch(0, 3)).unwrap(), vae.decode_step(&batch(3, 2)).unwrap());
     assert_eq!((a.dims[2], b.dims[2]), (9, 8));
-    let joined: Vec<f32> = (0..3).flat_map(|c| {
-        let plane = (whole.dims[3] * whole.dims[4]) as usize;
-        let (av, bv) = (a.to_f32_vec(), b.to_f32_vec());
-        [av[c * 9 * plane..(c + 1) * 9 * plane].to_vec(), bv[c * 8 * plane..(c + 1) * 8 * plane].to_vec()].concat()
-    }).collect();
+    let joined: Vec<f32> = (0..3)
+        .flat_map(|c| {
+            let plane = (whole.dims[3] * whole.dims[4]) as usize;
+            let (av, bv) = (a.to_f32_vec(), b.to_f32_vec());
+            [av[c * 9 * plane..(c + 1) * 9 * plane].to_vec(), bv[c * 8 * plane..(c + 1) * 8 * plane].to_vec()].concat()
+        })
+        .collect();
     assert_eq!(joined, whole.to_f32_vec());
 }
 
@@ -144,7 +146,8 @@ fn tiled_decode_matches_diffusers_f32() {
         m
     };
     let band = |start: i64, blend: i64| move |p: usize| (start * 8..start * 8 + blend).contains(&(p as i64));
-    let (in_rows, in_cols) = (max_in(&band(plan.rows[1].start, plan.blend.0), &|_| true), max_in(&|_| true, &band(plan.cols[1].start, plan.blend.1)));
+    let (in_rows, in_cols) =
+        (max_in(&band(plan.rows[1].start, plan.blend.0), &|_| true), max_in(&|_| true, &band(plan.cols[1].start, plan.blend.1)));
     eprintln!("max |tiled - untiled| in the blended rows {in_rows:.3e}, columns {in_cols:.3e}");
     assert!(in_rows > 1e-2 && in_cols > 1e-2, "the tiled decode looks untiled ({in_rows:.3e}, {in_cols:.3e})");
 }

@@ -28,7 +28,8 @@ pub const LATENT_FRAMES_BATCH: i64 = 2;
 const SPATIAL_NORM_EPS: f64 = 1e-6;
 
 /// The flags of `AutoencoderKLCogVideoX.enable_tiling`'s knobs.
-const TILE_FLAGS: [&str; 4] = ["tile-sample-min-height", "tile-sample-min-width", "tile-overlap-factor-height", "tile-overlap-factor-width"];
+const TILE_FLAGS: [&str; 4] =
+    ["tile-sample-min-height", "tile-sample-min-width", "tile-overlap-factor-height", "tile-overlap-factor-width"];
 
 /// `_decode`'s frame batches of `latent_frames`: `max(T // 2, 1)` batches of 2, the first also
 /// taking the remainder `T % 2` (1 -> [1], 3 -> [3], 4 -> [2, 2], 13 -> [3, 2, 2, 2, 2, 2]).
@@ -319,12 +320,7 @@ impl VaeDecoderGraphs for CogVideoXVaeConfig {
             }
             g[i] = (latent_tile, stride, blend, keep);
         }
-        Ok(TileGeometry {
-            latent_tile: (g[0].0, g[1].0),
-            latent_stride: (g[0].1, g[1].1),
-            blend: (g[0].2, g[1].2),
-            keep: (g[0].3, g[1].3),
-        })
+        Ok(TileGeometry { latent_tile: (g[0].0, g[1].0), latent_stride: (g[0].1, g[1].1), blend: (g[0].2, g[1].2), keep: (g[0].3, g[1].3) })
     }
 
     fn clamps_sample(&self) -> bool {
@@ -337,13 +333,18 @@ mod tests {
     use super::*;
 
     fn tiny() -> CogVideoXVaeConfig {
-        CogVideoXVaeConfig { block_out_channels: vec![8, 8, 8, 16], latent_channels: 8, layers_per_block: 1, norm_num_groups: 4, ..Default::default() }
+        CogVideoXVaeConfig {
+            block_out_channels: vec![8, 8, 8, 16],
+            latent_channels: 8,
+            layers_per_block: 1,
+            norm_num_groups: 4,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn frame_batches_follow_decode() {
-        let cases: [(i64, &[i64]); 7] =
-            [(0, &[]), (1, &[1]), (2, &[2]), (3, &[3]), (4, &[2, 2]), (5, &[3, 2]), (13, &[3, 2, 2, 2, 2, 2])];
+        let cases: [(i64, &[i64]); 7] = [(0, &[]), (1, &[1]), (2, &[2]), (3, &[3]), (4, &[2, 2]), (5, &[3, 2]), (13, &[3, 2, 2, 2, 2, 2])];
         for (t, want) in cases {
             assert_eq!(frame_batches(t), want, "T = {t}");
         }
