@@ -341,3 +341,16 @@ impl std::fmt::Debug for dyn Model {
         write!(f, "Model({}, {})", self.family().name(), self.dir().display())
     }
 }
+
+/// The text length of a `prompt_embeds` / `negative_prompt_embeds` pair, each checked to be
+/// [1, L, `text_dim`] with the same L (the stage-1 files of families with one T5-style encoder).
+pub fn prompt_pair_len(e: &Embeddings, text_dim: i64) -> Result<i64, FamilyError> {
+    let p = embedding(e, "prompt_embeds")?;
+    for name in ["prompt_embeds", "negative_prompt_embeds"] {
+        let t = embedding(e, name)?;
+        if t.dims.len() != 3 || t.dims[0] != 1 || t.dims[2] != text_dim || t.dims[1] != p.dims[1] {
+            return Err(FamilyError::Invalid(format!("{name}: expected [1, L, {text_dim}] (L as prompt_embeds), got {:?}", t.dims)));
+        }
+    }
+    Ok(p.dims[1])
+}

@@ -5,6 +5,7 @@
 pub mod cogvideox;
 pub mod config;
 pub mod example;
+pub mod exec_inputs;
 pub mod family;
 pub mod nn;
 pub mod random_weights;

@@ -9,7 +9,7 @@ use super::transformer::{transformer, TransformerShape};
 use super::vae_config::CogVideoXVaeConfig;
 use crate::config::read_json;
 use crate::family::{
-    concat_batch, embedding, split_batch, take_output, Component, ComponentRunner, Defaults, DenoiseKnobs, Embeddings,
+    concat_batch, embedding, prompt_pair_len, split_batch, take_output, Component, ComponentRunner, Defaults, DenoiseKnobs, Embeddings,
     Family, FamilyError, GuidanceAt, Model, NamedGraph, PromptRequest, RuleTable, Sizes, VideoSize,
 };
 use crate::nn::t5_encoder::{t5_encoder, T5Config, T5EncoderOptions};
@@ -276,20 +276,13 @@ impl Model for CogVideoXModel {
     }
 
     fn transformer_sizes(&self, latent_shape: &[i64], e: &Embeddings, batch: i64) -> Result<Sizes, FamilyError> {
-        let text_dim = self.transformer_config()?.text_embed_dim;
-        let p = embedding(e, "prompt_embeds")?;
-        for name in ["prompt_embeds", "negative_prompt_embeds"] {
-            let t = embedding(e, name)?;
-            if t.dims.len() != 3 || t.dims[0] != 1 || t.dims[2] != text_dim || t.dims[1] != p.dims[1] {
-                return Err(FamilyError::Invalid(format!("{name}: expected [1, L, {text_dim}] (L as prompt_embeds), got {:?}", t.dims)));
-            }
-        }
+        let text_len = prompt_pair_len(e, self.transformer_config()?.text_embed_dim)?;
         Ok(Sizes {
             batch,
             latent_frames: latent_shape[1],
             latent_height: latent_shape[3],
             latent_width: latent_shape[4],
-            text_len: p.dims[1],
+            text_len,
             text_len_2: 0,
         })
     }

@@ -2,40 +2,34 @@
 //! checked against the configs before any graph is built, and seeded inputs for `bench`.
 
 use super::family::WanModel;
+use crate::exec_inputs::{filled, random_float, random_token_ids, InputFile};
 use crate::family::{Component, FamilyError, Sizes};
-use crate::random_weights::random_input;
 use std::collections::{BTreeMap, HashMap};
-use vidlower_ir::{DType, HostTensor, TensorType};
-
-fn invalid(m: String) -> FamilyError {
-    FamilyError::Invalid(m)
-}
+use vidlower_ir::{DType, HostTensor};
 
 /// What component `c` takes, for error messages.
 pub fn expected_inputs(m: &WanModel, c: Component) -> String {
+    let text = |e: FamilyError| e.to_string();
     match c {
         Component::TextEncoder => "input_ids int64 [B, L], attention_mask int64 [B, L] (optional: all ones)".into(),
-        Component::Transformer => match m.transformer_config() {
-            Ok(t) => format!(
+        Component::Transformer => m.transformer_config().map_or_else(text, |t| {
+            format!(
                 "hidden_states [B, {}, T, H, W], timestep [B] (int64 or float), encoder_hidden_states [B, L, {}]",
                 t.in_channels, t.text_dim
-            ),
-            Err(e) => e.to_string(),
-        },
-        _ => match m.vae_config() {
-            Ok(v) => format!("z [B, {}, T, h, w] (what the pipeline passes to vae.decode)", v.z_dim),
-            Err(e) => e.to_string(),
-        },
+            )
+        }),
+        Component::VaeDecoder => m.vae_config().map_or_else(text, |v| format!("z [B, {}, T, h, w] (what the pipeline passes to vae.decode)", v.z_dim)),
+        Component::TextEncoder2 => "nothing: Wan has no text_encoder_2".into(),
     }
 }
 
-/// Checks the tensors of an inputs file against component `c`; returns the sizes to build the
-/// graph for and the inputs converted to what the graph takes (floats to `dtype`, timesteps to
-/// f32, token ids to int64), and the names of tensors the component does not take.
+/// Checks an inputs file against component `c`: the sizes to build the graph for, the inputs
+/// converted to what it takes (floats to `dtype`, timesteps to f32, token ids to int64), and
+/// the names of tensors it does not take.
 pub fn checked_inputs(
     m: &WanModel,
     c: Component,
-    mut file: BTreeMap<String, HostTensor>,
+    file: BTreeMap<String, HostTensor>,
     dtype: DType,
     source: &str,
 ) -> Result<(Sizes, HashMap<String, HostTensor>, Vec<String>), FamilyError> {
@@ -43,39 +37,18 @@ pub fn checked_inputs(
         Component::TextEncoder => &["input_ids", "attention_mask"],
         Component::Transformer => &["hidden_states", "timestep", "encoder_hidden_states"],
         Component::VaeDecoder => &["z"],
-        Component::TextEncoder2 => return Err(invalid("Wan has no text_encoder_2".into())),
+        Component::TextEncoder2 => return Err(FamilyError::Invalid("Wan has no text_encoder_2".into())),
     };
-    let ignored: Vec<String> = file.keys().filter(|k| !wanted.contains(&k.as_str())).cloned().collect();
-    let expected = expected_inputs(m, c);
-    let mut take =
-        |name: &str| file.remove(name).ok_or_else(|| invalid(format!("{source} has no tensor `{name}`; the {} takes {expected}", c.name())));
-    let bad = |name: &str, t: &HostTensor, want: String| {
-        invalid(format!("input `{name}` in {source}: expected {want}, got {}", TensorType::new(t.dtype, t.dims.clone())))
-    };
-    let float = |name: &str, t: &HostTensor, want: &str| -> Result<HostTensor, FamilyError> {
-        if !t.dtype.is_float() {
-            return Err(bad(name, t, format!("a float tensor {want}")));
-        }
-        Ok(t.convert(dtype))
-    };
-    let tensor_err = |e: vidlower_ir::TensorError| invalid(e.to_string());
+    let (mut f, ignored) = InputFile::new(file, source, c, wanted, expected_inputs(m, c), dtype);
     let mut inputs = HashMap::new();
     let sizes = match c {
         Component::TextEncoder => {
-            let ids = take("input_ids")?;
-            let vocab = m.text_encoder_config()?.vocab_size;
-            if ids.dims.len() != 2 || ids.dims.contains(&0) || ids.dtype.is_float() || ids.dtype == DType::I1 {
-                return Err(bad("input_ids", &ids, "int64 [B, L]".into()));
-            }
-            let ids = ids.convert(DType::I64);
-            if let Some(id) = ids.to_vec::<i64>().map_err(tensor_err)?.into_iter().find(|&id| id < 0 || id >= vocab) {
-                return Err(invalid(format!("input `input_ids` in {source}: token id {id} is outside the vocabulary [0, {vocab})")));
-            }
+            let ids = f.token_ids("input_ids", m.text_encoder_config()?.vocab_size)?;
             let (b, l) = (ids.dims[0], ids.dims[1]);
-            let mask = match take("attention_mask") {
+            let mask = match f.take("attention_mask") {
                 Ok(mk) if mk.dims == ids.dims && !mk.dtype.is_float() => mk.convert(DType::I64),
-                Ok(mk) => return Err(bad("attention_mask", &mk, format!("int64 [{b}, {l}] (the shape of input_ids)"))),
-                Err(_) => HostTensor::from_slice([b, l], &vec![1i64; (b * l) as usize]).map_err(tensor_err)?,
+                Ok(mk) => return Err(f.bad("attention_mask", &mk, format!("int64 [{b}, {l}] (the shape of input_ids)"))),
+                Err(_) => HostTensor::from_slice([b, l], &vec![1i64; (b * l) as usize]).map_err(|e| FamilyError::Invalid(e.to_string()))?,
             };
             inputs.insert("input_ids".to_string(), ids);
             inputs.insert("attention_mask".to_string(), mask);
@@ -84,36 +57,29 @@ pub fn checked_inputs(
         Component::Transformer => {
             let cfg = m.transformer_config()?;
             let p = &cfg.patch_size;
-            let hs = take("hidden_states")?;
-            let want = format!("[B, {}, T, H, W] with T, H, W divisible by the patch size {p:?}", cfg.in_channels);
+            let hs = f.take("hidden_states")?;
             let d = hs.dims.clone();
             if d.len() != 5 || d[0] < 1 || d[1] != cfg.in_channels || (2..5).any(|i| d[i] < 1 || d[i] % p[i - 2] != 0) {
-                return Err(bad("hidden_states", &hs, want));
+                return Err(f.bad("hidden_states", &hs, format!("[B, {}, T, H, W] with T, H, W divisible by the patch size {p:?}", cfg.in_channels)));
             }
             let b = d[0];
-            let text = take("encoder_hidden_states")?;
+            let text = f.take("encoder_hidden_states")?;
             if text.dims.len() != 3 || text.dims[0] != b || text.dims[1] < 1 || text.dims[2] != cfg.text_dim {
-                return Err(bad("encoder_hidden_states", &text, format!("[{b}, L, {}] (B from hidden_states)", cfg.text_dim)));
+                return Err(f.bad("encoder_hidden_states", &text, format!("[{b}, L, {}] (B from hidden_states)", cfg.text_dim)));
             }
-            let t = take("timestep")?;
-            if t.dims != [b] || t.dtype == DType::I1 {
-                return Err(bad("timestep", &t, format!("[{b}] (one per batch row; int64 as the pipeline passes, or float)")));
-            }
-            let l = text.dims[1];
-            inputs.insert("hidden_states".to_string(), float("hidden_states", &hs, "[B, C, T, H, W]")?);
-            inputs.insert("encoder_hidden_states".to_string(), float("encoder_hidden_states", &text, "[B, L, D]")?);
-            // diffusers embeds `timestep.float()`: int64 timesteps become f32.
-            inputs.insert("timestep".to_string(), t.convert(DType::F32));
-            Sizes { batch: b, latent_frames: d[2], latent_height: d[3], latent_width: d[4], text_len: l, text_len_2: 0 }
+            inputs.insert("timestep".to_string(), f.timestep("timestep", b)?);
+            inputs.insert("hidden_states".to_string(), f.float("hidden_states", &hs, "[B, C, T, H, W]")?);
+            inputs.insert("encoder_hidden_states".to_string(), f.float("encoder_hidden_states", &text, "[B, L, D]")?);
+            Sizes { batch: b, latent_frames: d[2], latent_height: d[3], latent_width: d[4], text_len: text.dims[1], text_len_2: 0 }
         }
         _ => {
             let z_dim = m.vae_config()?.z_dim;
-            let z = take("z")?;
+            let z = f.take("z")?;
             let d = z.dims.clone();
             if d.len() != 5 || d[1] != z_dim || d.iter().any(|&n| n < 1) {
-                return Err(bad("z", &z, format!("[B, {z_dim}, T, h, w]")));
+                return Err(f.bad("z", &z, format!("[B, {z_dim}, T, h, w]")));
             }
-            inputs.insert("z".to_string(), float("z", &z, "[B, C, T, h, w]")?);
+            inputs.insert("z".to_string(), f.float("z", &z, "[B, C, T, h, w]")?);
             Sizes { batch: d[0], latent_frames: d[2], latent_height: d[3], latent_width: d[4], text_len: 1, text_len_2: 0 }
         }
     };
@@ -123,34 +89,27 @@ pub fn checked_inputs(
 /// Seeded inputs of the right sizes for timing (values do not matter for speed): floats uniform
 /// in [-1, 1), timestep 999, token ids spread over the vocabulary, a full attention mask.
 pub fn random_inputs(m: &WanModel, c: Component, s: &Sizes, dtype: DType, seed: u64) -> Result<HashMap<String, HostTensor>, FamilyError> {
-    let tensor_err = |e: vidlower_ir::TensorError| invalid(e.to_string());
-    let float = |name: &str, dims: Vec<i64>| -> Result<(String, HostTensor), FamilyError> {
-        let ty = TensorType::new(DType::F32, dims.clone());
-        Ok((name.to_string(), HostTensor::from_f32(dims, &random_input(seed, name, &ty)).map_err(tensor_err)?.convert(dtype)))
-    };
     let (b, l) = (s.batch, s.text_len);
     let inputs = match c {
         Component::TextEncoder => {
-            let vocab = m.text_encoder_config()?.vocab_size as f32;
-            let ty = TensorType::new(DType::F32, vec![b, l]);
-            let ids: Vec<i64> = random_input(seed, "input_ids", &ty).iter().map(|u| ((u + 1.0) * 0.5 * (vocab - 1.0)) as i64).collect();
+            let mask = HostTensor::from_slice([b, l], &vec![1i64; (b * l) as usize]).map_err(|e| FamilyError::Invalid(e.to_string()))?;
             vec![
-                ("input_ids".to_string(), HostTensor::from_slice([b, l], &ids).map_err(tensor_err)?),
-                ("attention_mask".to_string(), HostTensor::from_slice([b, l], &vec![1i64; (b * l) as usize]).map_err(tensor_err)?),
+                ("input_ids".to_string(), random_token_ids(seed, b, l, m.text_encoder_config()?.vocab_size)?),
+                ("attention_mask".to_string(), mask),
             ]
         }
         Component::Transformer => {
             let t = m.transformer_config()?;
             vec![
-                float("hidden_states", vec![b, t.in_channels, s.latent_frames, s.latent_height, s.latent_width])?,
-                ("timestep".to_string(), HostTensor::from_f32(vec![b], &vec![999.0; b as usize]).map_err(tensor_err)?),
-                float("encoder_hidden_states", vec![b, l, t.text_dim])?,
+                random_float(seed, "hidden_states", vec![b, t.in_channels, s.latent_frames, s.latent_height, s.latent_width], dtype)?,
+                ("timestep".to_string(), filled(b, 999.0)?),
+                random_float(seed, "encoder_hidden_states", vec![b, l, t.text_dim], dtype)?,
             ]
         }
         Component::VaeDecoder => {
-            vec![float("z", vec![b, m.vae_config()?.z_dim, s.latent_frames, s.latent_height, s.latent_width])?]
+            vec![random_float(seed, "z", vec![b, m.vae_config()?.z_dim, s.latent_frames, s.latent_height, s.latent_width], dtype)?]
         }
-        Component::TextEncoder2 => return Err(invalid("Wan has no text_encoder_2".into())),
+        Component::TextEncoder2 => return Err(FamilyError::Invalid("Wan has no text_encoder_2".into())),
     };
     Ok(inputs.into_iter().collect())
 }
