@@ -112,7 +112,7 @@ mod tests {
         let qkv = attn.project_qkv(&mut b, x, ctx).unwrap();
         assert_eq!((b.shape(qkv.query), b.shape(qkv.value)), (vec![2, 5, 2, 4], vec![2, 3, 2, 4]));
         let [q, k, v] = qkv.heads_first(&mut b).unwrap();
-        let o = b.attention(vidlower_ir::AttentionKind::SelfAttention, q, k, v, attn.scale(), None, None).unwrap();
+        let o = b.attention(vidlower_ir::AttentionKind::Cross, q, k, v, attn.scale(), None, None).unwrap();
         let y = attn.project_out(&mut b, o).unwrap();
         assert_eq!(b.shape(y), vec![2, 5, 8]);
         assert!(attn.project_out(&mut b, x).is_err());
