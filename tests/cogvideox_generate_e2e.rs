@@ -103,3 +103,38 @@ fn cogvideox_refusals_name_what_is_wrong() {
     let e = failure(vidlower(&cache, &["stage1", "--model-dir", dir.to_str().unwrap(), "--prompt", "p"]));
     assert!(e.contains("image-to-video"), "{e}");
 }
+
+#[test]
+fn a_transformer_config_that_does_not_match_its_weights_is_refused_before_stage_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/cogvideox/cogvideox-5b/model");
+    let dir = tmp.path().join("model");
+    for entry in walk(&golden) {
+        let to = dir.join(entry.strip_prefix(&golden).unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &to).unwrap();
+    }
+    // Three layers in the config, two in the checkpoint.
+    let cfg = dir.join("transformer/config.json");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("\"num_layers\": 2", "\"num_layers\": 3");
+    std::fs::write(&cfg, text).unwrap();
+    let out = tmp.path().join("run");
+    let args = ["generate", "--model-dir", dir.to_str().unwrap(), "--prompt", "p", "--height", "32", "--width", "48", "--frames", "9"];
+    let e = failure(vidlower(&tmp.path().join("exe"), &[&args[..], &["--output-dir", out.to_str().unwrap()]].concat()));
+    assert!(e.contains("transformer_blocks.2") && e.contains("missing"), "{e}");
+    assert!(!out.exists(), "stage 1 did not run");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

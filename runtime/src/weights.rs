@@ -129,6 +129,21 @@ impl WeightStore {
         bytes.into_iter().max_by_key(|&(_, n)| n).map(|(d, _)| d)
     }
 
+    /// Checks that weight `name` is stored with `ty`'s shape in a float dtype, without reading it
+    /// (the pre-flight check of a model directory before any work).
+    pub fn check(&self, name: &str, ty: &TensorType) -> Result<(), WeightsError> {
+        let e = self.entries.get(name).ok_or_else(|| WeightsError::Missing {
+            name: name.into(),
+            dir: self.root.clone(),
+            expected: ty.clone(),
+        })?;
+        let path = &self.files[e.file].0;
+        if e.shape != ty.shape {
+            return Err(WeightsError::Shape { name: name.into(), path: path.clone(), expected: ty.shape.clone(), found: e.shape.clone() });
+        }
+        float_dtype(e.dtype).map(|_| ()).ok_or_else(|| WeightsError::Dtype { name: name.into(), path: path.clone(), dtype: format!("{:?}", e.dtype) })
+    }
+
     /// Weight `name` converted to `ty.dtype`, checked against `ty.shape`.
     pub fn load(&self, name: &str, ty: &TensorType) -> Result<HostTensor, WeightsError> {
         let e = self.entries.get(name).ok_or_else(|| WeightsError::Missing {

@@ -37,6 +37,8 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     // Every flag is checked before any work starts.
     let settings = super::stage2::settings(&model, &args.denoise, &args.dtype, &args.pipeline)?;
     let decode = super::stage3::check(&model, &args.decode, &settings.pipeline)?;
+    // Every weight every component takes, by name and shape (headers only).
+    vidlower_runtime::stages::preflight::check_weights(&model, &model.components(), &settings.video)?;
     let session = Session::open(&args.runtime, &args.pipeline)?;
     println!("model: {} ({}, {})", model.spec.id(), model.family().name(), model.dir().display());
     println!("plugin: {}", session.describe_plugin());

@@ -59,6 +59,7 @@ pub fn settings(model: &OpenedModel, d: &DenoiseArgs, dtype: &DtypeArg, pipeline
         pipeline: pipeline.options()?,
     };
     vidlower_runtime::stages::stage2::check(model, &s)?;
+    vidlower_runtime::stages::preflight::check_weights(model, &[vidlower_frontends::family::Component::Transformer], &s.video)?;
     if let Some(p) = &s.latents_in {
         if !p.is_file() {
             anyhow::bail!("--latents-in {}: no such file", p.display());

@@ -5,6 +5,7 @@ pub mod compiled;
 pub mod generation_config;
 pub mod model;
 pub mod noise;
+pub mod preflight;
 pub mod preset;
 pub mod runner;
 pub mod stage1;
