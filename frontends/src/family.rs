@@ -149,6 +149,10 @@ pub struct PromptRequest<'a> {
     pub dtype: DType,
 }
 
+/// What [`Model::checked_inputs`] returns: the sizes to build for, the inputs by name, and the
+/// names of the file's tensors the component does not take.
+pub type CheckedInputs = (Sizes, HashMap<String, HostTensor>, Vec<String>);
+
 /// Stage 1's tensors by diffusers' names (`prompt_embeds`, `negative_prompt_embeds`, ...).
 pub type Embeddings = BTreeMap<String, HostTensor>;
 
@@ -271,7 +275,7 @@ pub trait Model: Send + Sync {
         file: BTreeMap<String, HostTensor>,
         dtype: DType,
         source: &str,
-    ) -> Result<(Sizes, HashMap<String, HostTensor>, Vec<String>), FamilyError>;
+    ) -> Result<CheckedInputs, FamilyError>;
     /// Seeded inputs of the right sizes for timing.
     fn random_inputs(&self, c: Component, s: &Sizes, dtype: DType, seed: u64) -> Result<HashMap<String, HostTensor>, FamilyError>;
 }

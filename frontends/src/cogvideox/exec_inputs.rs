@@ -35,7 +35,7 @@ pub fn checked_inputs(
     file: BTreeMap<String, HostTensor>,
     dtype: DType,
     source: &str,
-) -> Result<(Sizes, HashMap<String, HostTensor>, Vec<String>), FamilyError> {
+) -> Result<crate::family::CheckedInputs, FamilyError> {
     let wanted: &[&str] = match c {
         Component::TextEncoder => &["input_ids"],
         Component::Transformer => &["hidden_states", "timestep", "encoder_hidden_states"],

@@ -334,7 +334,7 @@ impl Model for WanModel {
         file: BTreeMap<String, HostTensor>,
         dtype: DType,
         source: &str,
-    ) -> Result<(Sizes, HashMap<String, HostTensor>, Vec<String>), FamilyError> {
+    ) -> Result<crate::family::CheckedInputs, FamilyError> {
         super::exec_inputs::checked_inputs(self, c, file, dtype, source)
     }
 

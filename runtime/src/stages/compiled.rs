@@ -45,7 +45,7 @@ pub enum ComponentError {
     #[error("{component}: building the graph: {source}")]
     Graph { component: String, source: vidlower_ir::IrError },
     #[error("{component}: {source}")]
-    Lower { component: String, source: crate::lowering::LowerError },
+    Lower { component: String, source: Box<crate::lowering::LowerError> },
     #[error("{component}: {source}")]
     Pjrt { component: String, source: crate::pjrt::PjrtError },
     #[error("{component}: {source}")]
@@ -123,7 +123,7 @@ pub fn compile_component(
     let start = Instant::now();
     let name = graph.name.clone();
     let lowered = crate::lowering::lower(graph, passes, format, DumpAfter::None, &mut |_, _| {})
-        .map_err(|source| ComponentError::Lower { component: c(), source })?;
+        .map_err(|source| ComponentError::Lower { component: c(), source: Box::new(source) })?;
     let passes = start.elapsed();
     let spinner = indicatif::ProgressBar::new_spinner();
     spinner.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
