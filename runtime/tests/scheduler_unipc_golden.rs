@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use vidlower_frontends::wan::config::UniPcConfig;
+use vidlower_runtime::scheduler::unipc::UniPcConfig;
 use vidlower_runtime::scheduler::unipc::UniPcScheduler;
 use vidlower_runtime::tensor::HostTensor;
 

@@ -121,53 +121,6 @@ impl WanVaeConfig {
 /// transformers `UMT5EncoderModel` (`text_encoder/config.json`): the shared T5 config.
 pub type Umt5Config = crate::nn::t5_encoder::T5Config;
 
-/// `UniPCMultistepScheduler` (`scheduler/scheduler_config.json`), the fields Wan uses.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct UniPcConfig {
-    pub num_train_timesteps: i64,
-    pub solver_order: usize,
-    pub prediction_type: String,
-    pub solver_type: String,
-    pub lower_order_final: bool,
-    pub disable_corrector: Vec<usize>,
-    pub use_flow_sigmas: bool,
-    pub flow_shift: f64,
-    pub timestep_spacing: String,
-    pub steps_offset: i64,
-    pub final_sigmas_type: String,
-    pub predict_x0: bool,
-    pub thresholding: bool,
-    pub use_karras_sigmas: bool,
-    pub use_exponential_sigmas: bool,
-    pub use_beta_sigmas: bool,
-    pub use_dynamic_shifting: bool,
-}
-
-impl Default for UniPcConfig {
-    fn default() -> Self {
-        UniPcConfig {
-            num_train_timesteps: 1000,
-            solver_order: 2,
-            prediction_type: "epsilon".into(),
-            solver_type: "bh2".into(),
-            lower_order_final: true,
-            disable_corrector: vec![],
-            use_flow_sigmas: false,
-            flow_shift: 1.0,
-            timestep_spacing: "linspace".into(),
-            steps_offset: 0,
-            final_sigmas_type: "zero".into(),
-            predict_x0: true,
-            thresholding: false,
-            use_karras_sigmas: false,
-            use_exponential_sigmas: false,
-            use_beta_sigmas: false,
-            use_dynamic_shifting: false,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,7 +83,7 @@ pub fn from_config_value(value: &serde_json::Value) -> Result<Box<dyn Scheduler>
     };
     Ok(match class {
         "UniPCMultistepScheduler" => {
-            let cfg: vidlower_frontends::wan::config::UniPcConfig = parse_config(value)?;
+            let cfg: unipc::UniPcConfig = parse_config(value)?;
             Box::new(unipc::UniPcScheduler::new(&cfg)?)
         }
         "CogVideoXDDIMScheduler" => {

@@ -16,10 +16,57 @@
 //! <= 2.5e-6 over 50-step and order-3 runs; against diffusers run with f64 sigmas and latents it is
 //! the f32 rounding of our latents (<= 1.6e-7).
 
-use vidlower_frontends::wan::config::UniPcConfig;
+use serde::Deserialize;
 
 use super::Scheduler;
 pub use super::SchedulerError;
+
+/// `UniPCMultistepScheduler` (`scheduler/scheduler_config.json`), the fields the flow-sigma path uses.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct UniPcConfig {
+    pub num_train_timesteps: i64,
+    pub solver_order: usize,
+    pub prediction_type: String,
+    pub solver_type: String,
+    pub lower_order_final: bool,
+    pub disable_corrector: Vec<usize>,
+    pub use_flow_sigmas: bool,
+    pub flow_shift: f64,
+    pub timestep_spacing: String,
+    pub steps_offset: i64,
+    pub final_sigmas_type: String,
+    pub predict_x0: bool,
+    pub thresholding: bool,
+    pub use_karras_sigmas: bool,
+    pub use_exponential_sigmas: bool,
+    pub use_beta_sigmas: bool,
+    pub use_dynamic_shifting: bool,
+}
+
+impl Default for UniPcConfig {
+    fn default() -> Self {
+        UniPcConfig {
+            num_train_timesteps: 1000,
+            solver_order: 2,
+            prediction_type: "epsilon".into(),
+            solver_type: "bh2".into(),
+            lower_order_final: true,
+            disable_corrector: vec![],
+            use_flow_sigmas: false,
+            flow_shift: 1.0,
+            timestep_spacing: "linspace".into(),
+            steps_offset: 0,
+            final_sigmas_type: "zero".into(),
+            predict_x0: true,
+            thresholding: false,
+            use_karras_sigmas: false,
+            use_exponential_sigmas: false,
+            use_beta_sigmas: false,
+            use_dynamic_shifting: false,
+        }
+    }
+}
 
 /// B(h) of the UniPC update (diffusers' `solver_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
