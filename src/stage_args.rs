@@ -67,6 +67,11 @@ pub struct DenoiseArgs {
     /// pipeline's `use_dynamic_cfg`).
     #[arg(long, alias = "use_dynamic_cfg")]
     pub use_dynamic_cfg: bool,
+    /// Scheduler class to run instead of the one `scheduler_config.json` names, with that
+    /// config's values (diffusers' `Class.from_config(pipe.scheduler.config)`): e.g.
+    /// CogVideoXDPMScheduler for the CogVideoX-5B checkpoints, as their authors run them.
+    #[arg(long, value_name = "CLASS")]
+    pub scheduler: Option<String>,
     /// Seed of the initial noise.
     #[arg(long)]
     pub seed: Option<u64>,

@@ -69,6 +69,11 @@ fn cogvideox_tiny_stages_and_dynamic_cfg() {
     let plain = std::fs::read(&file).unwrap();
     ok(vidlower(&cache, &["stage2", "--input-dir", out_s, "--num-inference-steps", "2", "--use_dynamic_cfg"]));
     assert_ne!(plain, std::fs::read(&file).unwrap(), "the dynamic guidance schedule changes the latents");
+    // The authors' choice of scheduler class over the config's, keeping its values.
+    let ddim = ok(vidlower(&cache, &["stage2", "--input-dir", out_s, "--num-inference-steps", "2", "--scheduler", "CogVideoXDDIMScheduler"]));
+    assert!(ddim.contains("CogVideoXDDIMScheduler"), "{ddim}");
+    let e = failure(vidlower(&cache, &["stage2", "--input-dir", out_s, "--scheduler", "EulerScheduler"]));
+    assert!(e.contains("--scheduler EulerScheduler") && e.contains("CogVideoXDPMScheduler"), "{e}");
     let s3 = ok(vidlower(&cache, &["stage3", "--input-dir", out_s]));
     assert!(s3.contains("9 frames at 8 fps"), "{s3}");
 }

@@ -81,6 +81,7 @@ fn stage2_matches_the_pipeline_for_every_variant_and_dynamic_cfg() {
                 warmup_steps: 0,
                 latents_in: Some(latents_in.clone()),
                 step_noise: noise.clone(),
+                scheduler_class: None,
                 pipeline: PipelineOptions::default(),
             };
             let (latents, report) = run_stage2(&model, &client, None, &embeddings, &s).unwrap();

@@ -41,6 +41,7 @@ fn settings(guidance_scale: f64, latents_in: PathBuf) -> Stage2Settings {
         warmup_steps: 0,
         latents_in: Some(latents_in),
         step_noise: None,
+        scheduler_class: None,
         // The standard pipeline (K smoothing, exp2 softmax): it must still match diffusers.
         pipeline: PipelineOptions::default(),
     }

@@ -56,6 +56,7 @@ pub fn settings(model: &OpenedModel, d: &DenoiseArgs, dtype: &DtypeArg, pipeline
         warmup_steps: d.warmup_steps,
         latents_in: d.latents_in.clone(),
         step_noise: None,
+        scheduler_class: d.scheduler.clone(),
         pipeline: pipeline.options()?,
     };
     vidlower_runtime::stages::stage2::check(model, &s)?;
@@ -83,6 +84,7 @@ pub fn execute(model: &OpenedModel, session: &Session, s: &Stage2Settings, dir: 
     config.frames = Some(s.video.frames);
     config.flow_shift = s.knobs.flow_shift;
     config.use_dynamic_cfg = s.knobs.dynamic_cfg.then_some(true);
+    config.scheduler = s.scheduler_class.clone();
     config.dtype = Some(s.dtype.to_string());
     config.latents_in = s.latents_in.clone();
     config.write(dir)?;

@@ -28,6 +28,9 @@ pub struct GenerationConfig {
     pub flow_shift: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_dynamic_cfg: Option<bool>,
+    /// `--scheduler`: the scheduler class run instead of the config's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dtype: Option<String>,
     /// Where the initial noise came from: `seed` or a `--latents-in` file.

@@ -32,6 +32,8 @@ pub struct Stage2Settings {
     /// Per-step scheduler noise to use instead of vidlower's generator (step i takes entry i):
     /// how a run replays another's stochastic steps (the goldens replay diffusers' DPM noise).
     pub step_noise: Option<Vec<Vec<f32>>>,
+    /// `--scheduler`: a scheduler class replacing the config's `_class_name`.
+    pub scheduler_class: Option<String>,
     /// How the transformer is lowered (attention, exp2, K smoothing, blocks, window, mesh).
     pub pipeline: PipelineOptions,
 }
@@ -189,7 +191,17 @@ pub fn run_stage2(
 /// `s.steps` steps.
 pub fn open_scheduler(model: &OpenedModel, s: &Stage2Settings) -> Result<Box<dyn Scheduler>, Stage2Error> {
     let err = |e: crate::scheduler::SchedulerError| Stage2Error::Scheduler(e.to_string());
-    let mut scheduler = crate::scheduler::from_config_file(&model.scheduler_config()).map_err(err)?;
+    let path = model.scheduler_config();
+    let mut scheduler = match &s.scheduler_class {
+        None => crate::scheduler::from_config_file(&path).map_err(err)?,
+        Some(class) => {
+            let mut value: serde_json::Value =
+                vidlower_frontends::config::read_json(&path).map_err(|e| Stage2Error::Scheduler(e.to_string()))?;
+            value["_class_name"] = serde_json::Value::String(class.clone());
+            crate::scheduler::from_config_value(&value)
+                .map_err(|e| Stage2Error::Invalid(format!("--scheduler {class}: {e} (with the values of {})", path.display())))?
+        }
+    };
     if let Some(shift) = s.knobs.flow_shift {
         scheduler.set_shift(shift).map_err(err)?;
     }
