@@ -3,38 +3,11 @@
 //! the pipeline's layouts ([B, F, C, H, W] latents, 1.5's padded latent frames), and the
 //! CogVideoX-specific refusals before any work.
 
+#[path = "common/cli.rs"]
+mod cli;
+
+use cli::{failure, ok, probe, vidlower};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn vidlower<S: AsRef<std::ffi::OsStr>>(cache: &Path, args: &[S]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vidlower")).args(args).arg("--cache-dir").arg(cache).output().expect("vidlower runs")
-}
-
-fn ok(o: Output) -> String {
-    let (out, err) = (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned());
-    assert!(o.status.success(), "vidlower failed:\n{out}\n{err}");
-    out
-}
-
-fn failure(o: Output) -> String {
-    assert!(!o.status.success(), "expected a failure");
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
-
-/// (codec, width, height, pix_fmt, frame rate, decoded frames) as ffprobe reads them.
-fn probe(video: &Path) -> String {
-    let o = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries"])
-        .arg("stream=codec_name,pix_fmt,width,height,nb_read_frames,r_frame_rate")
-        .args(["-of", "csv=p=0"])
-        .arg(video)
-        .output()
-        .expect("ffprobe is installed (scripts/test.sh installs ffmpeg)");
-    assert!(o.status.success(), "ffprobe rejected {}: {}", video.display(), String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
 
 fn dims(file: &Path, key: &str) -> Vec<i64> {
     vidlower_runtime::safetensors_io::load(file).unwrap().remove(key).unwrap().dims

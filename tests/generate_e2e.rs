@@ -3,43 +3,12 @@
 //! safetensors reads with the documented keys, stages re-runnable alone, and bad flags refused
 //! before any work starts.
 
+#[path = "common/cli.rs"]
+mod cli;
+
+use cli::{failure, ok, probe, vidlower};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn vidlower<S: AsRef<std::ffi::OsStr>>(cache: &Path, args: &[S]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vidlower"))
-        .args(args)
-        .arg("--cache-dir")
-        .arg(cache)
-        .output()
-        .expect("vidlower runs")
-}
-
-fn ok(o: Output) -> String {
-    let (out, err) = (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned());
-    assert!(o.status.success(), "vidlower failed:\n{out}\n{err}");
-    out
-}
-
-fn failure(o: Output) -> String {
-    assert!(!o.status.success(), "expected a failure");
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
-
-/// (codec, pix_fmt, width, height, decoded frames, frame rate) as ffprobe reads them.
-fn probe(video: &Path) -> String {
-    let o = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries"])
-        .arg("stream=codec_name,pix_fmt,width,height,nb_read_frames,r_frame_rate")
-        .args(["-of", "csv=p=0"])
-        .arg(video)
-        .output()
-        .expect("ffprobe is installed (scripts/test.sh installs ffmpeg)");
-    assert!(o.status.success(), "ffprobe rejected {}: {}", video.display(), String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
+use std::process::Command;
 
 /// Keys, dtypes and shapes of a safetensors file as Python's `safetensors` package reads them.
 fn python_safetensors(file: &Path) -> String {

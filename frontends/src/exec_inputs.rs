@@ -65,6 +65,15 @@ impl<'a> InputFile<'a> {
         Ok(ids)
     }
 
+    /// Text states `name` [batch, L, dim] (L >= 1), converted to the compute dtype.
+    pub fn text_states(&mut self, name: &str, batch: i64, dim: i64) -> Result<HostTensor, FamilyError> {
+        let t = self.take(name)?;
+        if t.dims.len() != 3 || t.dims[0] != batch || t.dims[1] < 1 || t.dims[2] != dim {
+            return Err(self.bad(name, &t, format!("[{batch}, L, {dim}] (B from hidden_states)")));
+        }
+        self.float(name, &t, "[B, L, D]")
+    }
+
     /// A `timestep` [B] (int64 as the pipelines pass it, or float) as f32, as diffusers embeds
     /// `timestep.float()`.
     pub fn timestep(&mut self, name: &str, batch: i64) -> Result<HostTensor, FamilyError> {

@@ -238,18 +238,20 @@ pub trait Model: Send + Sync {
     fn check_denoise(&self, knobs: &DenoiseKnobs) -> Result<(), FamilyError>;
     /// The transformer's sizes for the stage-1 embeddings and latents of `latent_shape`.
     fn transformer_sizes(&self, latent_shape: &[i64], embeddings: &Embeddings, batch: i64) -> Result<Sizes, FamilyError>;
-    /// The transformer's inputs for one step: `latents` (pipeline layout, batch 1) at timestep
-    /// `t`, batched as the pipeline batches classifier-free guidance when `cfg`.
-    fn transformer_inputs(
-        &self,
-        latents: &HostTensor,
-        t: f64,
-        embeddings: &Embeddings,
-        cfg: bool,
-        dtype: DType,
-    ) -> Result<HashMap<String, HostTensor>, FamilyError>;
+    /// The transformer inputs that stay the same for every step (the text conditioning,
+    /// batched as the pipeline batches classifier-free guidance when `cfg`), computed once.
+    fn conditioning_inputs(&self, embeddings: &Embeddings, cfg: bool, dtype: DType) -> Result<HashMap<String, HostTensor>, FamilyError>;
+    /// The inputs of one step: `hidden_states` (`latents`, the pipeline's layout, batch 1,
+    /// repeated for the CFG pair) and `timestep` `t` for every row, as diffusers'
+    /// `t.expand(batch)` embedded as float.
+    fn step_inputs(&self, latents: &HostTensor, t: f64, cfg: bool, dtype: DType) -> Result<HashMap<String, HostTensor>, FamilyError> {
+        let hidden = if cfg { concat_batch(&[latents, latents]) } else { latents.clone() };
+        let b = hidden.dims[0];
+        let timestep = HostTensor::from_f32(vec![b], &vec![t as f32; b as usize]).map_err(|e| FamilyError::Invalid(e.to_string()))?;
+        Ok(HashMap::from([("hidden_states".to_string(), hidden.convert(dtype)), ("timestep".to_string(), timestep)]))
+    }
     /// The noise prediction after guidance, from the transformer's output `sample` (batch 2 when
-    /// `cfg`, in the order [`Self::transformer_inputs`] batched it) at step `step` of `steps`.
+    /// `cfg`, in the order [`Self::conditioning_inputs`] batched it) at step `step` of `steps`.
     fn guide(&self, sample: &[f32], cfg: bool, guidance: &GuidanceAt) -> Vec<f32>;
 
     // ---- stage 3 ----
@@ -290,6 +292,12 @@ pub struct GuidanceAt {
     pub step: usize,
     pub steps: usize,
     pub dynamic: bool,
+}
+
+/// The config of component `c` from an `Option` a model was opened with, or an error saying the
+/// model in `dir` was opened without it.
+pub fn opened<'a, T>(config: &'a Option<T>, dir: &Path, c: Component) -> Result<&'a T, FamilyError> {
+    config.as_ref().ok_or_else(|| FamilyError::Invalid(format!("{}: the model was opened without its {}", dir.display(), c.name())))
 }
 
 /// `uncond + g * (cond - uncond)` over two halves of a batch-2 output, `cond_first` saying which

@@ -90,7 +90,7 @@ const TEMPORAL: i64 = 4;
 
 impl CogVideoXModel {
     fn cfg<'a, T>(&self, c: &'a Option<T>, component: Component) -> Result<&'a T, FamilyError> {
-        c.as_ref().ok_or_else(|| FamilyError::Invalid(format!("{}: the model was opened without its {}", self.dir.display(), component.name())))
+        crate::family::opened(c, &self.dir, component)
     }
 
     pub(super) fn transformer_config(&self) -> Result<&CogVideoXTransformerConfig, FamilyError> {
@@ -288,26 +288,14 @@ impl Model for CogVideoXModel {
     }
 
     /// CFG batch [uncond, cond]: `torch.cat([negative_prompt_embeds, prompt_embeds])`.
-    fn transformer_inputs(
-        &self,
-        latents: &HostTensor,
-        t: f64,
-        e: &Embeddings,
-        cfg: bool,
-        dtype: DType,
-    ) -> Result<HashMap<String, HostTensor>, FamilyError> {
+    fn conditioning_inputs(&self, e: &Embeddings, cfg: bool, dtype: DType) -> Result<HashMap<String, HostTensor>, FamilyError> {
         let (p, n) = (embedding(e, "prompt_embeds")?, embedding(e, "negative_prompt_embeds")?);
-        let (hidden, text) = if cfg { (concat_batch(&[latents, latents]), concat_batch(&[n, p])) } else { (latents.clone(), p.clone()) };
-        let b = hidden.dims[0] as usize;
-        let tensor = |v: f32| HostTensor::from_f32(vec![b as i64], &vec![v; b]).map_err(|e| FamilyError::Invalid(e.to_string()));
-        let mut inputs = HashMap::from([
-            ("hidden_states".to_string(), hidden.convert(dtype)),
-            ("encoder_hidden_states".to_string(), text.convert(dtype)),
-            ("timestep".to_string(), tensor(t as f32)?),
-        ]);
+        let text = if cfg { concat_batch(&[n, p]) } else { p.clone() };
+        let b = text.dims[0];
+        let mut inputs = HashMap::from([("encoder_hidden_states".to_string(), text.convert(dtype))]);
         if self.transformer_config()?.ofs_embed_dim.is_some() {
             // The 1.5 pipelines pass ofs = 2.0 where the model has the embedding.
-            inputs.insert("ofs".to_string(), tensor(2.0)?);
+            inputs.insert("ofs".to_string(), crate::exec_inputs::filled(b, 2.0)?);
         }
         Ok(inputs)
     }

@@ -63,14 +63,12 @@ pub fn checked_inputs(
                 return Err(f.bad("hidden_states", &hs, format!("[B, {}, T, H, W] with T, H, W divisible by the patch size {p:?}", cfg.in_channels)));
             }
             let b = d[0];
-            let text = f.take("encoder_hidden_states")?;
-            if text.dims.len() != 3 || text.dims[0] != b || text.dims[1] < 1 || text.dims[2] != cfg.text_dim {
-                return Err(f.bad("encoder_hidden_states", &text, format!("[{b}, L, {}] (B from hidden_states)", cfg.text_dim)));
-            }
+            let text = f.text_states("encoder_hidden_states", b, cfg.text_dim)?;
             inputs.insert("timestep".to_string(), f.timestep("timestep", b)?);
             inputs.insert("hidden_states".to_string(), f.float("hidden_states", &hs, "[B, C, T, H, W]")?);
-            inputs.insert("encoder_hidden_states".to_string(), f.float("encoder_hidden_states", &text, "[B, L, D]")?);
-            Sizes { batch: b, latent_frames: d[2], latent_height: d[3], latent_width: d[4], text_len: text.dims[1], text_len_2: 0 }
+            let sizes = Sizes { batch: b, latent_frames: d[2], latent_height: d[3], latent_width: d[4], text_len: text.dims[1], text_len_2: 0 };
+            inputs.insert("encoder_hidden_states".to_string(), text);
+            sizes
         }
         _ => {
             let z_dim = m.vae_config()?.z_dim;

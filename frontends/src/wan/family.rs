@@ -91,7 +91,7 @@ pub struct WanModel {
 
 impl WanModel {
     fn cfg<'a, T>(&self, c: &'a Option<T>, component: Component) -> Result<&'a T, FamilyError> {
-        c.as_ref().ok_or_else(|| FamilyError::Invalid(format!("{}: the model was opened without its {}", self.dir.display(), component.name())))
+        crate::family::opened(c, &self.dir, component)
     }
 
     /// The VAE config (the defaults when the directory has no `vae/`).
@@ -272,23 +272,10 @@ impl Model for WanModel {
     }
 
     /// CFG batch: [cond, uncond], as `WanPipeline` calls the transformer twice (batched here).
-    fn transformer_inputs(
-        &self,
-        latents: &HostTensor,
-        t: f64,
-        e: &Embeddings,
-        cfg: bool,
-        dtype: DType,
-    ) -> Result<HashMap<String, HostTensor>, FamilyError> {
+    fn conditioning_inputs(&self, e: &Embeddings, cfg: bool, dtype: DType) -> Result<HashMap<String, HostTensor>, FamilyError> {
         let (p, n) = (embedding(e, "prompt_embeds")?, embedding(e, "negative_prompt_embeds")?);
-        let (hidden, text) = if cfg { (concat_batch(&[latents, latents]), concat_batch(&[p, n])) } else { (latents.clone(), p.clone()) };
-        let b = hidden.dims[0];
-        let timestep = HostTensor::from_f32(vec![b], &vec![t as f32; b as usize]).map_err(|e| FamilyError::Invalid(e.to_string()))?;
-        Ok(HashMap::from([
-            ("hidden_states".to_string(), hidden.convert(dtype)),
-            ("encoder_hidden_states".to_string(), text.convert(dtype)),
-            ("timestep".to_string(), timestep),
-        ]))
+        let text = if cfg { concat_batch(&[p, n]) } else { p.clone() };
+        Ok(HashMap::from([("encoder_hidden_states".to_string(), text.convert(dtype))]))
     }
 
     fn guide(&self, sample: &[f32], cfg: bool, g: &GuidanceAt) -> Vec<f32> {

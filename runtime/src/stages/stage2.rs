@@ -144,9 +144,11 @@ pub fn run_stage2(
     let passes = passes_for(&s.pipeline, model.model.as_ref(), c);
     let (program, times) = prepare(c.name(), graph, passes, sharding_format(&s.pipeline), client, cache, &weights)?;
 
-    let run = |latents: &[f32], t: f64, step: usize| -> Result<Vec<f32>, Stage2Error> {
+    // The text conditioning is converted and batched once; each step adds its latents and t.
+    let mut inputs = model.conditioning_inputs(embeddings, cfg, s.dtype)?;
+    let mut run = |latents: &[f32], t: f64, step: usize| -> Result<Vec<f32>, Stage2Error> {
         let one = HostTensor::from_f32(shape.clone(), latents).expect("latent sizes match");
-        let inputs = model.transformer_inputs(&one, t, embeddings, cfg, s.dtype)?;
+        inputs.extend(model.step_inputs(&one, t, cfg, s.dtype)?);
         let out = program.run(&inputs)?.remove(0).1.to_f32_vec();
         let g = GuidanceAt { scale: s.guidance_scale, t, step, steps: s.steps, dynamic: s.knobs.dynamic_cfg };
         Ok(model.guide(&out, cfg, &g))
