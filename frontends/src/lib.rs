@@ -7,6 +7,7 @@ pub mod config;
 pub mod example;
 pub mod exec_inputs;
 pub mod family;
+pub mod hunyuanvideo15;
 pub mod nn;
 pub mod random_weights;
 pub mod registry;
