@@ -74,6 +74,19 @@ impl<'a> InputFile<'a> {
         self.float(name, &t, "[B, L, D]")
     }
 
+    /// An attention mask `name` [batch, len] of 0/1 (bool, integer or float), as f32 0/1.
+    pub fn mask(&mut self, name: &str, batch: i64, len: i64) -> Result<HostTensor, FamilyError> {
+        let t = self.take(name)?;
+        if t.dims != [batch, len] {
+            return Err(self.bad(name, &t, format!("[{batch}, {len}] of 0/1 (one per text token)")));
+        }
+        let m = t.convert(DType::F32);
+        if let Some(v) = m.to_f32_vec().into_iter().find(|&v| v != 0.0 && v != 1.0) {
+            return Err(FamilyError::Invalid(format!("input `{name}` in {}: mask value {v}; expected 0 or 1", self.source)));
+        }
+        Ok(m)
+    }
+
     /// A `timestep` [B] (int64 as the pipelines pass it, or float) as f32, as diffusers embeds
     /// `timestep.float()`.
     pub fn timestep(&mut self, name: &str, batch: i64) -> Result<HostTensor, FamilyError> {

@@ -309,6 +309,25 @@ pub fn classifier_free_guidance(sample: &[f32], scale: f64, cond_first: bool) ->
     cond.iter().zip(uncond).map(|(&c, &u)| u + g * (c - u)).collect()
 }
 
+/// The step graphs of a VAE decoder that carries caches between steps of several latent frames
+/// (`VaeDecoderGraphs::step_frames`): the first step's graph and one graph for each other frame
+/// count the decode runs, as the stages build them.
+pub fn vae_step_graphs(vae: &dyn VaeDecoderGraphs, s: &Sizes, dtype: DType) -> Result<Vec<NamedGraph>, FamilyError> {
+    let err = FamilyError::graph(Component::VaeDecoder);
+    let shape = crate::nn::vae_decoder::VaeDecodeShape { batch: s.batch, height: s.latent_height, width: s.latent_width };
+    let steps = vae.step_frames(s.latent_frames);
+    let mut out = Vec::new();
+    for (i, &frames) in steps.iter().enumerate() {
+        let first = i == 0;
+        if !first && steps[1..i].contains(&frames) {
+            continue;
+        }
+        let label = if first { format!("vae_decoder (first step, {frames} frames)") } else { format!("vae_decoder (later steps, {frames} frames)") };
+        out.push(NamedGraph { label, graph: vae.step_graph(&shape, frames, first, false, dtype).map_err(&err)? });
+    }
+    Ok(out)
+}
+
 /// Tensors of the same shape [1, ...] stacked along the batch dim.
 pub fn concat_batch(ts: &[&HostTensor]) -> HostTensor {
     let mut dims = ts[0].dims.clone();

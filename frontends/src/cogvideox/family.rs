@@ -13,7 +13,7 @@ use crate::family::{
     Family, FamilyError, GuidanceAt, Model, NamedGraph, PromptRequest, RuleTable, Sizes, VideoSize,
 };
 use crate::nn::t5_encoder::{t5_encoder, T5Config, T5EncoderOptions};
-use crate::nn::vae_decoder::{VaeDecodeShape, VaeDecoderGraphs};
+use crate::nn::vae_decoder::VaeDecoderGraphs;
 use crate::registry::Preset;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -212,21 +212,7 @@ impl Model for CogVideoXModel {
                 };
                 one("transformer", transformer(self.transformer_config()?, &shape, dtype).map_err(err)?)
             }
-            Component::VaeDecoder => {
-                let vae = self.vae_config()?;
-                let shape = VaeDecodeShape { batch: s.batch, height: s.latent_height, width: s.latent_width };
-                let steps = vae.step_frames(s.latent_frames);
-                let mut out = Vec::new();
-                for (i, &frames) in steps.iter().enumerate() {
-                    let first = i == 0;
-                    if !first && steps[1..i].contains(&frames) {
-                        continue;
-                    }
-                    let label = if first { format!("vae_decoder (first step, {frames} frames)") } else { format!("vae_decoder (later steps, {frames} frames)") };
-                    out.push(NamedGraph { label, graph: vae.step_graph(&shape, frames, first, false, dtype).map_err(&err)? });
-                }
-                out
-            }
+            Component::VaeDecoder => crate::family::vae_step_graphs(self.vae_config()?, s, dtype)?,
             Component::TextEncoder2 => return Err(FamilyError::Invalid("CogVideoX has no text_encoder_2".into())),
         })
     }
