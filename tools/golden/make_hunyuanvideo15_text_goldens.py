@@ -402,6 +402,15 @@ def qwen_encoder_io(qwen, tok, system_message):
     return tensors, notes, n
 
 
+def bf16_error(model, reference, forward):
+    """max |bf16 - f32| / (1 + |f32|) of torch's own bf16 run (the metric the Rust tests use): what bf16 costs."""
+    import copy
+    m = copy.deepcopy(model).to(torch.bfloat16)
+    with torch.no_grad():
+        y = forward(m).double()
+    return float(((y - reference.double()).abs() / (1 + reference.double().abs())).max())
+
+
 def main():
     TEXT.mkdir(parents=True, exist_ok=True)
     for sub in ("tokenizer", "text_encoder", "tokenizer_2", "text_encoder_2"):
@@ -436,6 +445,10 @@ def main():
     summary["text_encoder_attn_implementation"] = qwen.config._attn_implementation
     inv_freq = plain_rope_check(qwen, 64)
     tensors, notes, n = qwen_encoder_io(qwen, tok, system_message)
+    notes["torch_bf16_hidden_states_2_max_rel_err_vs_f32"] = bf16_error(
+        qwen, tensors["hidden_states_2"], lambda m: m(input_ids=tensors["input_ids"],
+                                                   attention_mask=tensors["attention_mask"],
+                                                   output_hidden_states=True).hidden_states[2])
     tensors["inv_freq"] = inv_freq
     summary["files"]["qwen_encoder_io.safetensors"] = {
         "rows": f"row 0: {n} real tokens then padding (right); row 1: the same tokens left-padded",
@@ -458,9 +471,12 @@ def main():
         out_int = byt5(input_ids=enc.input_ids, attention_mask=enc.attention_mask)
     assert torch.equal(out.last_hidden_state, out_int.last_hidden_state), "a float mask differs from an int one"
     check_nontrivial("byt5 last_hidden_state", out.last_hidden_state)
+    byt5_bf16 = bf16_error(byt5, out.last_hidden_state, lambda m: m(
+        input_ids=enc.input_ids, attention_mask=enc.attention_mask.float()).last_hidden_state)
     summary["files"]["byt5_encoder_io.safetensors"] = {
         "texts": texts,
         "note": "T5EncoderModel(input_ids, attention_mask=mask.float()) as _get_byt5_prompt_embeds calls it",
+        "torch_bf16_last_hidden_state_max_rel_err_vs_f32": byt5_bf16,
         "tensors": save_tensors(TEXT / "byt5_encoder_io.safetensors", {
             "input_ids": enc.input_ids, "attention_mask": enc.attention_mask,
             "last_hidden_state": out.last_hidden_state,
