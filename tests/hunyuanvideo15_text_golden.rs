@@ -25,7 +25,9 @@ use vidlower_runtime::weights::WeightStore;
 /// f32 tolerance, as max |ours - torch| / (1 + |torch|): both sides compute in f32 and differ in
 /// summation order and transcendental ulps only.
 const F32_TOL: f64 = 2e-5;
-/// bf16 against the f32 reference (2 layers of Qwen, 2 of ByT5; bf16 has 8 bits of mantissa).
+/// bf16 against the f32 reference (2 layers of Qwen, 2 of ByT5). torch's own bf16 runs of these
+/// checkpoints give 4.2e-2 (Qwen hidden_states[-3]) and 2.1e-2 (ByT5) on the same metric
+/// (text_goldens.json); ours 4.3e-2 and 2.4e-2.
 const BF16_TOL: f64 = 6e-2;
 
 fn golden() -> PathBuf {
