@@ -41,6 +41,9 @@ pub const TOKENIZER_2_MAX_LENGTH: usize = 256;
 /// `num_hidden_layers_to_skip` + 1 from the end: the Qwen hidden state used.
 pub const HIDDEN_STATES_INDEX: i64 = -3;
 
+/// One prompt's token ids and attention mask (1 = real token), of equal length.
+pub type Tokens = (Vec<i64>, Vec<i64>);
+
 /// The Qwen side's lengths: tokenized to `max_length + crop_start`, the first `crop_start`
 /// positions of the embeddings and the mask dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,7 +76,7 @@ pub fn format_text_input(prompt: &str, system_message: &str) -> Vec<ChatMessage>
 /// The Qwen input for one prompt: `input_ids` and `attention_mask`, each
 /// `lengths.tokenized()` long (uncropped: the encoder sees the whole chat; crop its output and
 /// this mask by `lengths.crop_start`).
-pub fn mllm_tokens(tokenizer: &Qwen2Tokenizer, prompt: &str, lengths: MllmLengths) -> Result<(Vec<i64>, Vec<i64>), TokenizerError> {
+pub fn mllm_tokens(tokenizer: &Qwen2Tokenizer, prompt: &str, lengths: MllmLengths) -> Result<Tokens, TokenizerError> {
     let chat = format_text_input(prompt, SYSTEM_MESSAGE);
     let (mut ids, mut masks) = tokenizer.encode_chats(&[chat], true, lengths.tokenized())?;
     Ok((ids.remove(0), masks.remove(0)))
@@ -112,7 +115,7 @@ pub fn extract_glyph_texts(prompt: &str) -> Option<String> {
 /// The ByT5 input for one prompt: `Some((input_ids, attention_mask))`, each `max_length` (256)
 /// long, when the prompt has glyph text; `None` when it has none (then the pipeline's
 /// `prompt_embeds_2` is zeros [max_length, d_model] and its mask zeros).
-pub fn byt5_tokens(prompt: &str, max_length: usize) -> Result<Option<(Vec<i64>, Vec<i64>)>, byt5_tokenizer::MaxLengthError> {
+pub fn byt5_tokens(prompt: &str, max_length: usize) -> Result<Option<Tokens>, byt5_tokenizer::MaxLengthError> {
     extract_glyph_texts(prompt).map(|glyph| byt5_tokenizer::encode(&glyph, max_length)).transpose()
 }
 
