@@ -1,9 +1,13 @@
 //! Layers shared by the model families (no copy-paste between families: they live here).
 
 pub mod attention;
+pub mod byt5_tokenizer;
 pub mod causal_conv3d;
+pub mod chat_template;
 pub mod linear;
 pub mod norms;
+pub mod qwen2_5_vl_text;
+pub mod qwen2_tokenizer;
 pub mod rope;
 pub mod sentencepiece;
 pub mod t5_encoder;

@@ -67,6 +67,15 @@ impl TokenizerConfig {
         }
     }
 
+    /// This config with `key` set to `token`: a class default the file did not give.
+    pub fn with_token(mut self, key: &str, token: &str) -> Self {
+        if !self.json.is_object() {
+            self.json = serde_json::Value::Object(Default::default());
+        }
+        self.json[key] = token.into();
+        self
+    }
+
     pub fn int(&self, key: &str) -> Option<i64> {
         self.json.get(key)?.as_i64()
     }
