@@ -1,3 +1,8 @@
 //! HunyuanVideo-1.5 text-to-video (diffusers `HunyuanVideo15Pipeline`): Qwen2.5-VL and ByT5 text
 //! encoders, `HunyuanVideo15Transformer3DModel`, `AutoencoderKLHunyuanVideo15`, flow-matching
 //! Euler with the pipeline's sigmas, classifier-free guidance from the guider's config.
+
+pub mod rope;
+pub mod token_refiner;
+pub mod transformer;
+pub mod transformer_config;

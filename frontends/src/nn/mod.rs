@@ -4,6 +4,7 @@ pub mod attention;
 pub mod causal_conv3d;
 pub mod linear;
 pub mod norms;
+pub mod padding_mask;
 pub mod rope;
 pub mod sentencepiece;
 pub mod t5_encoder;
