@@ -174,7 +174,7 @@ fn blockwise() -> PipelineOptions {
 fn f32_matches_diffusers_per_block() {
     // Same math in the same precision; what is left is f32 rounding in another order (XLA's dot and
     // reduce order, its exp/tanh/erf polynomial against torch's). A wrong chunk order, mask, RoPE
-    // pairing or token order shows as 1e-2 to 1.
+    // pairing or token order shows as 1e-2 to 1. Measured 1.1e-6 to 4.7e-6 over every block's output.
     for (name, err) in all_errors(DType::F32, &dense()) {
         assert!(err < 1e-5, "{name}: f32 max relative error {err:e} against diffusers");
     }
@@ -183,6 +183,7 @@ fn f32_matches_diffusers_per_block() {
 #[test]
 fn f32_blockwise_matches_diffusers_per_block() {
     // The online softmax over key blocks (base 2, K smoothed, padded keys masked) is the same math.
+    // Measured 1.2e-6 to 4.7e-6; blockwise vs dense 1e-7 to 5e-7 (blockwise_matches_dense).
     for (name, err) in all_errors(DType::F32, &blockwise()) {
         assert!(err < 1e-5, "{name}: f32 blockwise max relative error {err:e} against diffusers");
     }
@@ -205,10 +206,12 @@ fn blockwise_matches_dense() {
 #[test]
 fn bf16_is_close_to_diffusers_f32() {
     // bf16 keeps 8 mantissa bits: inputs, weights, every matmul, norm and residual are rounded
-    // through the refiner and 2 blocks.
+    // through the refiner and 2 blocks. Measured 1.7e-2 to 1.8e-2 (dense and blockwise). diffusers'
+    // own bf16 pipeline is further off (4.5e-1 on "main"), almost all of it from casting the timestep
+    // to bf16 (937.5 -> 936); this graph embeds the f32 timestep it is given.
     for options in [dense(), blockwise()] {
         for (name, err) in all_errors(DType::BF16, &options) {
-            assert!(err < 1e-1, "{name}: bf16 max relative error {err:e} against diffusers f32");
+            assert!(err < 5e-2, "{name}: bf16 max relative error {err:e} against diffusers f32");
         }
     }
 }

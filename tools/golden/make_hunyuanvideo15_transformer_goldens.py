@@ -21,6 +21,7 @@ Usage (from the repository root):
 Everything is seeded; a re-run on the same library versions reproduces the files bit for bit.
 """
 
+import copy
 import json
 import math
 import os
@@ -298,15 +299,16 @@ def run_case(model, case, seed):
 
     # For the record: diffusers' own bf16 run against its f32 output. The pipeline casts the timestep to
     # the latents' dtype (`t.expand(B).to(latent_model_input.dtype)`), so in bf16 it is rounded too.
-    bf16 = HunyuanVideo15Transformer3DModel.to(model, torch.bfloat16)
+    # (A copy: `.to(bfloat16)` rounds the parameters in place.)
+    bf16 = copy.deepcopy(model).to(torch.bfloat16)
     kw16 = {k: (v.to(torch.bfloat16) if v.is_floating_point() else v) for k, v in kw.items()}
     err16 = float(((run(bf16, kw16).float() - sample).abs() / (1 + sample.abs())).max())
-    model.to(torch.float32)
     return out, err16
 
 
 def main():
     model = save_and_reload(build(SEED_MODEL), MODEL_DIR)
+    reference = copy.deepcopy(model.state_dict())
     IO_DIR.mkdir(parents=True, exist_ok=True)
     tensors, cases = {}, {}
     for name, case in CASES.items():
@@ -316,6 +318,8 @@ def main():
         tensors.update({prefix + k: v for k, v in out.items()})
         cases[name] = dict(case, size=dict(zip(("frames", "height", "width", "text_len", "text_len_2"),
                                                case["size"])), diffusers_bf16_max_rel_err=err16)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, reference[k]), f"{k} changed while running the cases"
     summary = {
         "diffusers": diffusers.__version__,
         "torch": torch.__version__.split("+")[0],
