@@ -4,3 +4,7 @@
 
 pub mod prompt;
 pub mod tiny_tokenizer;
+pub mod rope;
+pub mod token_refiner;
+pub mod transformer;
+pub mod transformer_config;

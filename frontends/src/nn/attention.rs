@@ -1,7 +1,10 @@
 //! The projections of diffusers' `Attention` block (`models/attention_processor.py`): `to_q`, `to_k`,
 //! `to_v`, the optional `norm_q`/`norm_k`, and `to_out.0`. The attention op itself stays at the call
 //! site, between [`Attention::project_qkv`] and [`Attention::project_out`], so that each model says
-//! there which kind of attention it is and where its rotary embedding goes.
+//! there which kind of attention it is and where its rotary embedding goes. MM-DiT joint attention
+//! (`Attention(added_kv_proj_dim=...)`, HunyuanVideo) adds the context stream's `add_q_proj`,
+//! `add_k_proj`, `add_v_proj`, `norm_added_q`/`norm_added_k` and `to_add_out`
+//! ([`Attention::project_added_qkv`], [`Attention::project_added_out`]).
 
 use crate::nn::linear::linear;
 use super::norms::{layer_norm, rms_norm};
@@ -18,6 +21,9 @@ pub enum QkNorm {
     /// `"layer_norm"` (CogVideoX): LayerNorm with affine over each head's `head_dim`, after the
     /// split; weights [head_dim].
     LayerNormPerHead { eps: f64 },
+    /// `"rms_norm"` (HunyuanVideo): RMSNorm with affine over each head's `head_dim`, after the
+    /// split; weights [head_dim].
+    RmsPerHead { eps: f64 },
 }
 
 /// One diffusers `Attention` module: weights `{prefix}.to_q`, `.to_k`, `.to_v` ([inner, dim], bias when
@@ -62,14 +68,34 @@ impl Attention<'_> {
     /// `to_q(hidden_states)`, `to_k(context)`, `to_v(context)` with `norm_q`/`norm_k`, heads split:
     /// [B, S, dim] and [B, S_ctx, dim_ctx] -> [B, S, H, D] and two [B, S_ctx, H, D].
     pub fn project_qkv(&self, b: &mut Builder, hidden_states: ValueId, context: ValueId) -> Result<Qkv> {
+        let names = ["to_q", "to_k", "to_v", "norm_q", "norm_k"];
+        self.project(b, names, hidden_states, context)
+    }
+
+    /// The context stream of joint attention: `add_q_proj`, `add_k_proj`, `add_v_proj` of
+    /// `encoder_hidden_states` [B, L, dim] with `norm_added_q`/`norm_added_k` (the same kind of norm
+    /// as `norm_q`/`norm_k`; diffusers has none across heads for the added stream in the models here),
+    /// heads split: three [B, L, H, D].
+    pub fn project_added_qkv(&self, b: &mut Builder, encoder_hidden_states: ValueId) -> Result<Qkv> {
+        if let QkNorm::RmsAcrossHeads { .. } = self.qk_norm {
+            return Err(IrError::Value(format!(
+                "{}: added projections with rms_norm_across_heads (Wan's image stream: no norm_added_q) are not built here",
+                self.prefix
+            )));
+        }
+        let names = ["add_q_proj", "add_k_proj", "add_v_proj", "norm_added_q", "norm_added_k"];
+        self.project(b, names, encoder_hidden_states, encoder_hidden_states)
+    }
+
+    /// The projections named `[q, k, v, norm_q, norm_k]` under the prefix.
+    fn project(&self, b: &mut Builder, names: [&str; 5], hidden_states: ValueId, context: ValueId) -> Result<Qkv> {
         let p = self.prefix;
-        let query = linear(b, hidden_states, &format!("{p}.to_q"), self.inner(), self.bias)?;
-        let key = linear(b, context, &format!("{p}.to_k"), self.inner(), self.bias)?;
-        let value = linear(b, context, &format!("{p}.to_v"), self.inner(), self.bias)?;
+        let [q, k, v, nq, nk] = names.map(|n| format!("{p}.{n}"));
+        let query = linear(b, hidden_states, &q, self.inner(), self.bias)?;
+        let key = linear(b, context, &k, self.inner(), self.bias)?;
+        let value = linear(b, context, &v, self.inner(), self.bias)?;
         let (query, key) = match self.qk_norm {
-            QkNorm::RmsAcrossHeads { eps } => {
-                (rms_norm(b, query, eps, &format!("{p}.norm_q"))?, rms_norm(b, key, eps, &format!("{p}.norm_k"))?)
-            }
+            QkNorm::RmsAcrossHeads { eps } => (rms_norm(b, query, eps, &nq)?, rms_norm(b, key, eps, &nk)?),
             _ => (query, key),
         };
         // unflatten(2, (heads, -1))
@@ -78,15 +104,32 @@ impl Attention<'_> {
             b.reshape(x, &[s[0], s[1], self.heads, self.head_dim])
         };
         let (mut query, mut key, value) = (unflatten(b, query)?, unflatten(b, key)?, unflatten(b, value)?);
-        if let QkNorm::LayerNormPerHead { eps } = self.qk_norm {
-            query = layer_norm(b, query, eps, Some(&format!("{p}.norm_q")))?;
-            key = layer_norm(b, key, eps, Some(&format!("{p}.norm_k")))?;
+        match self.qk_norm {
+            QkNorm::LayerNormPerHead { eps } => {
+                query = layer_norm(b, query, eps, Some(&nq))?;
+                key = layer_norm(b, key, eps, Some(&nk))?;
+            }
+            QkNorm::RmsPerHead { eps } => {
+                query = rms_norm(b, query, eps, &nq)?;
+                key = rms_norm(b, key, eps, &nk)?;
+            }
+            QkNorm::None | QkNorm::RmsAcrossHeads { .. } => {}
         }
         Ok(Qkv { query, key, value })
     }
 
     /// `to_out.0` of the attention output [B, H, S, D] with its heads merged: -> [B, S, inner].
     pub fn project_out(&self, b: &mut Builder, out: ValueId) -> Result<ValueId> {
+        self.merged_linear(b, out, "to_out.0", self.out_bias)
+    }
+
+    /// `to_add_out` of the context stream's rows of a joint attention output [B, H, L, D] with its
+    /// heads merged: -> [B, L, inner]; biased like `to_out.0`.
+    pub fn project_added_out(&self, b: &mut Builder, out: ValueId) -> Result<ValueId> {
+        self.merged_linear(b, out, "to_add_out", self.out_bias)
+    }
+
+    fn merged_linear(&self, b: &mut Builder, out: ValueId, name: &str, bias: bool) -> Result<ValueId> {
         let s = b.shape(out);
         if s.len() != 4 || s[1] != self.heads || s[3] != self.head_dim {
             return Err(IrError::Value(format!(
@@ -95,7 +138,7 @@ impl Attention<'_> {
             )));
         }
         let out = b.merge_heads(out)?;
-        linear(b, out, &format!("{}.to_out.0", self.prefix), self.inner(), self.out_bias)
+        linear(b, out, &format!("{}.{name}", self.prefix), self.inner(), bias)
     }
 }
 
@@ -130,5 +173,35 @@ mod tests {
         assert!(ln.contains(&("attn1.norm_k.bias".into(), vec![4])));
         assert_eq!(names(QkNorm::None).len(), 7);
         assert_eq!((rms.len(), ln.len()), (9, 11));
+        let per_head = names(QkNorm::RmsPerHead { eps: 1e-6 });
+        assert!(per_head.contains(&("attn1.norm_k.weight".into(), vec![4])));
+        assert_eq!(per_head.len(), 9);
+    }
+
+    #[test]
+    fn joint_attention_context_stream() {
+        let mut b = Builder::new("joint");
+        let x = b.input("x", TensorType::new(DType::F32, vec![2, 5, 8])).unwrap();
+        let ctx = b.input("ctx", TensorType::new(DType::F32, vec![2, 3, 8])).unwrap();
+        let attn = Attention { prefix: "attn", heads: 2, head_dim: 4, qk_norm: QkNorm::RmsPerHead { eps: 1e-6 }, bias: true, out_bias: true };
+        let added = attn.project_added_qkv(&mut b, ctx).unwrap();
+        assert_eq!(b.shape(added.key), vec![2, 3, 2, 4]);
+        let [q, _, _] = added.heads_first(&mut b).unwrap();
+        let y = attn.project_added_out(&mut b, q).unwrap();
+        assert_eq!(b.shape(y), vec![2, 3, 8]);
+        let across = Attention { qk_norm: QkNorm::RmsAcrossHeads { eps: 1e-6 }, ..attn };
+        assert!(across.project_added_qkv(&mut b, x).unwrap_err().to_string().contains("rms_norm_across_heads"));
+        let g = b.finish().unwrap();
+        let w: Vec<(String, Vec<i64>)> = g.weights().map(|(n, t)| (n.to_string(), t.shape.clone())).collect();
+        for (name, shape) in [
+            ("attn.add_q_proj.weight", vec![8, 8]),
+            ("attn.add_v_proj.bias", vec![8]),
+            ("attn.norm_added_q.weight", vec![4]),
+            ("attn.norm_added_k.weight", vec![4]),
+            ("attn.to_add_out.bias", vec![8]),
+        ] {
+            assert!(w.contains(&(name.to_string(), shape)), "{name} in {w:?}");
+        }
+        assert_eq!(w.len(), 10);
     }
 }

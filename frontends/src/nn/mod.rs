@@ -8,6 +8,7 @@ pub mod linear;
 pub mod norms;
 pub mod qwen2_5_vl_text;
 pub mod qwen2_tokenizer;
+pub mod padding_mask;
 pub mod rope;
 pub mod sentencepiece;
 pub mod t5_encoder;

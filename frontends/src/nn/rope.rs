@@ -2,8 +2,9 @@
 //! repeat_interleave_real=True`), per axis for N-d positions (video: frames, rows, columns).
 //!
 //! The angles are computed in the graph from `iota`, never stored: a 720p Wan video has 75,600
-//! tokens, and the tables are built per axis ([len, dim/2], a few KB) in f64 as diffusers does,
-//! then broadcast over the other axes.
+//! tokens, and the tables are built per axis ([len, dim/2], a few KB) in the dtype diffusers uses
+//! for them (`freqs_dtype`: f64 for Wan, f32, the default, for HunyuanVideo), then broadcast over
+//! the other axes.
 
 use vidlower_ir::{BinaryOp, Builder, DType, Result, TensorType, ValueId};
 
@@ -23,24 +24,44 @@ pub struct RopeTables {
     pub sin: ValueId,
 }
 
-/// The angle table of one axis, [len, dim/2] in f64: `pos / theta^(2i / dim)`, the same f64 steps
-/// as `get_1d_rotary_pos_embed(freqs_dtype=torch.float64)`.
-fn axis_angles(b: &mut Builder, axis: RopeAxis, theta: f64) -> Result<ValueId> {
-    let ty = TensorType::new(DType::F64, vec![axis.len, axis.dim / 2]);
+/// The angle table of one axis, [len, dim/2] in `freqs_dtype` (f64 or f32): `pos / theta^(2i / dim)`,
+/// the steps of `get_1d_rotary_pos_embed(freqs_dtype=...)`: `arange(0, dim, 2) / dim` and
+/// `1 / theta^e` in that dtype, then the outer product with the positions. The power is taken in
+/// f64 and rounded once, which is what torch's f32 `pow` gives for these exponents.
+fn axis_angles(b: &mut Builder, axis: RopeAxis, theta: f64, freqs_dtype: DType) -> Result<ValueId> {
+    let ty = TensorType::new(freqs_dtype, vec![axis.len, axis.dim / 2]);
     let pos = b.iota(ty.clone(), 0)?;
     let i = b.iota(ty, 1)?;
     let two_i = b.mul_scalar(i, 2.0)?;
     let exponent = b.binary_scalar(BinaryOp::Div, two_i, axis.dim as f64)?;
+    let exponent = b.convert(exponent, DType::F64)?;
     let theta = b.scalar(theta, DType::F64)?;
     let denom = b.pow(theta, exponent)?;
-    let one = b.scalar(1.0, DType::F64)?;
+    let denom = b.convert(denom, freqs_dtype)?;
+    let one = b.scalar(1.0, freqs_dtype)?;
     let freqs = b.div(one, denom)?;
     b.mul(pos, freqs)
 }
 
-/// Tables for `axes` (the tokens are the grid `axes[0].len x axes[1].len x ...`), cos/sin in f64
-/// rounded to `dtype` (diffusers: f32).
+/// Tables for `axes` (the tokens are the grid `axes[0].len x axes[1].len x ...`), angles in f64
+/// as Wan's `get_1d_rotary_pos_embed(freqs_dtype=torch.float64)`, cos/sin rounded to `dtype`
+/// (diffusers: f32).
 pub fn axial_rope_tables(b: &mut Builder, axes: &[RopeAxis], theta: f64, dtype: DType) -> Result<RopeTables> {
+    axial_rope_tables_in(b, axes, theta, DType::F64, dtype)
+}
+
+/// [`axial_rope_tables`] with the angles (and cos/sin) computed in `freqs_dtype`, f64 or f32
+/// (`get_1d_rotary_pos_embed`'s default, f32 positions and frequencies), then rounded to `dtype`.
+pub fn axial_rope_tables_in(
+    b: &mut Builder,
+    axes: &[RopeAxis],
+    theta: f64,
+    freqs_dtype: DType,
+    dtype: DType,
+) -> Result<RopeTables> {
+    if !matches!(freqs_dtype, DType::F32 | DType::F64) {
+        return Err(vidlower_ir::IrError::Value(format!("rope: freqs dtype {freqs_dtype:?} must be f32 or f64")));
+    }
     for a in axes {
         if a.dim % 2 != 0 || a.dim <= 0 {
             return Err(vidlower_ir::IrError::Value(format!("rope: axis dim {} must be even and positive", a.dim)));
@@ -52,7 +73,7 @@ pub fn axial_rope_tables(b: &mut Builder, axes: &[RopeAxis], theta: f64, dtype: 
     let n = axes.len();
     let (mut cos, mut sin) = (Vec::new(), Vec::new());
     for (k, &axis) in axes.iter().enumerate() {
-        let angles = axis_angles(b, axis, theta)?;
+        let angles = axis_angles(b, axis, theta, freqs_dtype)?;
         let mut shape = grid.clone();
         shape.push(axis.dim / 2);
         for (f, out) in [(b.cos(angles)?, &mut cos), (b.sin(angles)?, &mut sin)] {
@@ -111,6 +132,9 @@ mod tests {
         let x = b.input("x", TensorType::new(DType::BF16, vec![2, 60, 3, 128])).unwrap();
         let y = apply_rotary_emb_interleaved(&mut b, x, t).unwrap();
         assert_eq!(b.ty(y), &TensorType::new(DType::BF16, vec![2, 60, 3, 128]));
+        let t32 = axial_rope_tables_in(&mut b, &axes, 256.0, DType::F32, DType::F32).unwrap();
+        assert_eq!(b.ty(t32.sin), &TensorType::new(DType::F32, vec![60, 64]));
+        assert!(axial_rope_tables_in(&mut b, &axes, 256.0, DType::BF16, DType::F32).is_err());
         b.finish().unwrap();
     }
 }
