@@ -2,6 +2,7 @@
 
 pub mod attention;
 pub mod causal_conv3d;
+pub mod channel_rms_norm;
 pub mod linear;
 pub mod norms;
 pub mod rope;
