@@ -133,6 +133,10 @@ pub struct TileArgs {
     /// CogVideoX: fraction of a tile's width blended with the tile on the left (default 1/5).
     #[arg(long, alias = "tile_overlap_factor_width", requires = "vae_tiling")]
     pub tile_overlap_factor_width: Option<f64>,
+    /// HunyuanVideo-1.5: fraction of a tile blended with the tiles above and on the left
+    /// (default 0.25; tiles 256x256 pixels by default, a multiple of the spatial compression 16).
+    #[arg(long, alias = "tile_overlap_factor", requires = "vae_tiling")]
+    pub tile_overlap_factor: Option<f64>,
 }
 
 impl TileArgs {
@@ -145,6 +149,7 @@ impl TileArgs {
             tile_sample_stride_width: self.tile_sample_stride_width,
             tile_overlap_factor_height: self.tile_overlap_factor_height,
             tile_overlap_factor_width: self.tile_overlap_factor_width,
+            tile_overlap_factor: self.tile_overlap_factor,
         })
     }
 }

@@ -8,3 +8,5 @@ pub mod rope;
 pub mod token_refiner;
 pub mod transformer;
 pub mod transformer_config;
+pub mod vae;
+pub mod vae_config;

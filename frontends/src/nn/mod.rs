@@ -4,6 +4,7 @@ pub mod attention;
 pub mod byt5_tokenizer;
 pub mod causal_conv3d;
 pub mod chat_template;
+pub mod channel_rms_norm;
 pub mod linear;
 pub mod norms;
 pub mod qwen2_5_vl_text;

@@ -24,7 +24,7 @@ pub struct VaeDecodeShape {
 /// its own, fills the rest from its diffusers defaults and refuses the others' (naming them).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct TileKnobs {
-    /// Tile size in sample pixels (both families' `enable_tiling`).
+    /// Tile size in sample pixels (every family's `enable_tiling`).
     pub tile_sample_min_height: Option<i64>,
     pub tile_sample_min_width: Option<i64>,
     /// Pixels between tile origins (`AutoencoderKLWan`).
@@ -33,6 +33,9 @@ pub struct TileKnobs {
     /// Fraction of a tile blended with its neighbour (`AutoencoderKLCogVideoX`).
     pub tile_overlap_factor_height: Option<f64>,
     pub tile_overlap_factor_width: Option<f64>,
+    /// Fraction of a tile blended with its neighbours, both directions
+    /// (`AutoencoderKLHunyuanVideo15`'s one `tile_overlap_factor`).
+    pub tile_overlap_factor: Option<f64>,
 }
 
 impl TileKnobs {
@@ -45,6 +48,7 @@ impl TileKnobs {
             ("tile-sample-stride-width", self.tile_sample_stride_width.is_some()),
             ("tile-overlap-factor-height", self.tile_overlap_factor_height.is_some()),
             ("tile-overlap-factor-width", self.tile_overlap_factor_width.is_some()),
+            ("tile-overlap-factor", self.tile_overlap_factor.is_some()),
         ];
         set.into_iter().filter(|(_, s)| *s).map(|(f, _)| f).collect()
     }
@@ -121,5 +125,7 @@ mod tests {
         let e = k.refuse_others("AutoencoderKLWan", &["tile-sample-min-height", "tile-sample-stride-height"]).unwrap_err();
         assert_eq!(e, "--tile-overlap-factor-width does not apply to AutoencoderKLWan (its tiling takes --tile-sample-min-height, --tile-sample-stride-height)");
         assert!(TileKnobs::default().refuse_others("x", &[]).is_ok());
+        let k = TileKnobs { tile_overlap_factor: Some(0.5), ..Default::default() };
+        assert_eq!(k.given(), ["tile-overlap-factor"]);
     }
 }

@@ -14,6 +14,7 @@
 
 use super::config::WanVaeConfig;
 use crate::nn::causal_conv3d::{causal_conv3d, conv2d_per_frame, CacheSlot, FrameCache};
+use crate::nn::channel_rms_norm::channel_rms_norm;
 pub use crate::nn::vae_decoder::VaeDecodeShape;
 use crate::nn::vae_decoder::{TileGeometry, TileKnobs, VaeDecoderGraphs};
 use vidlower_ir::{AttentionKind, Builder, DType, DotDims, Graph, IrError, Result, TensorType, ValueId};
@@ -199,33 +200,9 @@ fn decoder(b: &mut Builder, cache: &mut FrameCache, cfg: &WanVaeConfig, x: Value
         }
     }
 
-    x = rms_norm(b, x, "decoder.norm_out", false)?;
+    x = channel_rms_norm(b, x, "decoder.norm_out", false)?;
     x = b.silu(x)?;
     causal_conv3d(b, cache, x, "decoder.conv_out", cfg.out_channels, [3, 3, 3], [1, 1, 1])
-}
-
-/// `WanRMS_norm` (channel first): `F.normalize(x, dim=1) * dim**0.5 * gamma`, the normalize in
-/// f32 for bf16/f16 input as diffusers does. `gamma` is stored [C, 1, 1, 1] (`images=False`)
-/// or [C, 1, 1] (`images=True`); the decoder's norms have no bias.
-fn rms_norm(b: &mut Builder, x: ValueId, prefix: &str, images: bool) -> Result<ValueId> {
-    let t = b.ty(x).clone();
-    let c = t.shape[1];
-    let xf = if matches!(t.dtype, DType::BF16 | DType::F16) { b.convert(x, DType::F32)? } else { x };
-    let sq = b.mul(xf, xf)?;
-    let ss = b.sum(sq, &[1])?;
-    let norm = b.sqrt(ss)?;
-    let eps = b.scalar(1e-12, b.dtype(norm))?;
-    let norm = b.max(norm, eps)?; // `clamp_min(eps)` in F.normalize
-    let keep: Vec<usize> = (0..t.rank()).filter(|&d| d != 1).collect();
-    let norm = b.broadcast_in_dim(norm, &t.shape, &keep)?;
-    let y = b.div(xf, norm)?;
-    let y = b.convert(y, t.dtype)?;
-    let y = b.mul_scalar(y, (c as f64).sqrt())?;
-    let gshape = if images { vec![c, 1, 1] } else { vec![c, 1, 1, 1] };
-    let gamma = b.weight(&format!("{prefix}.gamma"), TensorType::new(t.dtype, gshape))?;
-    let gamma = b.reshape(gamma, &[c])?;
-    let gamma = b.broadcast_in_dim(gamma, &t.shape, &[1])?;
-    b.mul(y, gamma)
 }
 
 /// `WanResidualBlock`: shortcut (1x1x1 conv when the width changes), then norm, SiLU, causal conv,
@@ -237,10 +214,10 @@ fn residual_block(b: &mut Builder, cache: &mut FrameCache, x: ValueId, prefix: &
     }
     let h =
         if in_dim != out_dim { causal_conv3d(b, cache, x, &format!("{prefix}.conv_shortcut"), out_dim, [1, 1, 1], [0, 0, 0])? } else { x };
-    let mut y = rms_norm(b, x, &format!("{prefix}.norm1"), false)?;
+    let mut y = channel_rms_norm(b, x, &format!("{prefix}.norm1"), false)?;
     y = b.silu(y)?;
     y = causal_conv3d(b, cache, y, &format!("{prefix}.conv1"), out_dim, [3, 3, 3], [1, 1, 1])?;
-    y = rms_norm(b, y, &format!("{prefix}.norm2"), false)?;
+    y = channel_rms_norm(b, y, &format!("{prefix}.norm2"), false)?;
     y = b.silu(y)?;
     y = causal_conv3d(b, cache, y, &format!("{prefix}.conv2"), out_dim, [3, 3, 3], [1, 1, 1])?;
     b.add(y, h)
@@ -252,7 +229,7 @@ fn attention_block(b: &mut Builder, x: ValueId, prefix: &str) -> Result<ValueId>
     let s = b.shape(x);
     let (bsz, c, t, h, w) = (s[0], s[1], s[2], s[3], s[4]);
     let dtype = b.dtype(x);
-    let y = rms_norm(b, x, &format!("{prefix}.norm"), true)?;
+    let y = channel_rms_norm(b, x, &format!("{prefix}.norm"), true)?;
     // [B, C, T, H, W] -> [B*T, 1, H*W, C]: one batch entry per frame, one head.
     let y = b.transpose(y, &[0, 2, 3, 4, 1])?;
     let y = b.reshape(y, &[bsz * t, 1, h * w, c])?;
