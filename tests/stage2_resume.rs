@@ -36,9 +36,11 @@ struct Stopped {
     stderr: String,
 }
 
-/// Runs `vidlower ARGS --cache-dir CACHE` with a pause after each denoising step, waits for the first
-/// checkpoint in `dir`, sends `signal` (`INT` or `TERM`) and waits for the process to end.
-fn interrupt(cache: &Path, args: &[&str], dir: &Path, signal: &str) -> Stopped {
+/// Runs `vidlower ARGS --cache-dir CACHE` with a pause of 300 ms after each denoising step, waits for
+/// the first checkpoint in `dir` and then `wait`, sends `signal` (`INT` or `TERM`) and waits for the
+/// process to end. (With no wait the signal lands in the checkpoint's own step, so the stop finds the
+/// state already saved; 450 ms puts it a step later, so the stop writes a checkpoint of its own.)
+fn interrupt(cache: &Path, args: &[&str], dir: &Path, signal: &str, wait: Duration) -> Stopped {
     let mut child = Command::new(env!("CARGO_BIN_EXE_vidlower"))
         .args(args)
         .arg("--cache-dir")
@@ -58,6 +60,7 @@ fn interrupt(cache: &Path, args: &[&str], dir: &Path, signal: &str) -> Stopped {
         assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint after 120 s");
         std::thread::sleep(Duration::from_millis(10));
     }
+    std::thread::sleep(wait);
     let kill = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
     assert!(kill.success());
     let out = child.wait_with_output().unwrap();
@@ -111,7 +114,7 @@ fn interrupt_and_resume(model: &str, signal: &str, extra: &[&str]) -> (PathBuf, 
 
     let args = run(&a, &flags("42", &["--checkpoint-every", "2"]));
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let stopped = interrupt(&cache, &argv, &a, signal);
+    let stopped = interrupt(&cache, &argv, &a, signal, Duration::ZERO);
     let code = if signal == "INT" { 130 } else { 143 };
     assert_eq!(stopped.code, Some(code), "{}", stopped.stderr);
     let k = stopped_after(&stopped, &format!("SIG{signal}"), 8, &a, &argv[1..]);
@@ -142,7 +145,7 @@ fn wan_stage2_sigint_then_resume_gives_the_same_latents_and_generate_resumes_aft
         [&args[..], &["--num-inference-steps", "8", "--seed", "42", "--checkpoint-every", "2"]].concat()
     };
     let argv = generate("a lighthouse at dusk");
-    let stopped = interrupt(&cache, &argv, &c, "TERM");
+    let stopped = interrupt(&cache, &argv, &c, "TERM", Duration::from_millis(450));
     assert_eq!(stopped.code, Some(143), "{}", stopped.stderr);
     let k = stopped_after(&stopped, "SIGTERM", 8, &c, &argv[1..]);
     assert!(!c.join("output_video.mp4").exists());

@@ -38,14 +38,15 @@ fn from_st(d: Dtype) -> Option<DType> {
 }
 
 /// Every tensor in the file at `path`, by name.
-pub fn load(path: &Path) -> Result<BTreeMap<String, HostTensor>, SafetensorsError> {
+pub fn load(path: &Path) -> Result<Tensors, SafetensorsError> {
     load_with_metadata(path).map(|(tensors, _)| tensors)
 }
 
+/// Tensors by name.
+pub type Tensors = BTreeMap<String, HostTensor>;
+
 /// Every tensor in the file at `path`, by name, and the header's `__metadata__` strings.
-pub fn load_with_metadata(
-    path: &Path,
-) -> Result<(BTreeMap<String, HostTensor>, BTreeMap<String, String>), SafetensorsError> {
+pub fn load_with_metadata(path: &Path) -> Result<(Tensors, BTreeMap<String, String>), SafetensorsError> {
     let bytes = std::fs::read(path).map_err(|source| SafetensorsError::Io { path: path.into(), source })?;
     let format = |e: safetensors::SafeTensorError| SafetensorsError::Format { path: path.into(), message: e.to_string() };
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(format)?;
