@@ -224,9 +224,18 @@ fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("plain data serializes")
 }
 
-/// Removes `dir`'s checkpoint (after stage 2 wrote its latents, which supersede it); no error when
-/// there is none.
+/// Removes `dir`'s checkpoint (after stage 2 wrote its latents, which supersede it), and any temp
+/// file a process killed while writing one left; no error when there is none.
 pub fn remove(dir: &Path) -> std::io::Result<()> {
+    let stale_prefix = format!(".{CHECKPOINT_FILE}.");
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&stale_prefix) && name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
     match std::fs::remove_file(dir.join(CHECKPOINT_FILE)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
@@ -288,9 +297,10 @@ mod tests {
         assert_eq!(back.scheduler.counters, c.scheduler.counters);
         // Only the checkpoint is in the directory (no temp file left).
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        std::fs::write(dir.path().join(format!(".{CHECKPOINT_FILE}.abc123.tmp")), b"half").unwrap();
         remove(dir.path()).unwrap();
         remove(dir.path()).unwrap();
-        assert!(!path.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the checkpoint and a stale temp file are gone");
     }
 
     #[test]
