@@ -3,6 +3,7 @@
 mod args;
 mod commands;
 mod components;
+mod interrupt;
 mod lowering;
 mod pipeline_args;
 mod session;
@@ -60,6 +61,11 @@ fn main() {
         Command::Cache(a) => commands::cache::run(a),
     };
     if let Err(e) = result {
+        // A signal's stop is not an error: say where it stopped and how to resume.
+        if let Some(stop) = e.downcast_ref::<interrupt::Interrupted>() {
+            eprintln!("{stop}");
+            std::process::exit(stop.exit_code());
+        }
         // One clear line (plus causes), never a backtrace.
         eprintln!("error: {e}");
         for cause in e.chain().skip(1) {

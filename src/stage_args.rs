@@ -162,3 +162,17 @@ pub struct DtypeArg {
     pub dtype: DType,
 }
 
+
+/// Stage 2's checkpoints (`stage2`, `generate`).
+#[derive(Args, Clone, Debug)]
+pub struct CheckpointArgs {
+    /// Write the denoising state to stage2_checkpoint.safetensors every N steps (atomically; 0:
+    /// only when interrupted). SIGINT/SIGTERM always write one before stopping.
+    #[arg(long, alias = "checkpoint_every", value_name = "N", default_value_t = 5)]
+    pub checkpoint_every: usize,
+    /// Continue an interrupted run: stage 2 from its checkpoint (refused, naming the setting, when
+    /// it was written for other settings); `generate` also reuses stage files whose recorded
+    /// settings match. Without a checkpoint, stage 2 starts at step 0.
+    #[arg(long)]
+    pub resume: bool,
+}

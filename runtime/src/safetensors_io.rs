@@ -38,10 +38,20 @@ fn from_st(d: Dtype) -> Option<DType> {
 }
 
 /// Every tensor in the file at `path`, by name.
-pub fn load(path: &Path) -> Result<BTreeMap<String, HostTensor>, SafetensorsError> {
+pub fn load(path: &Path) -> Result<Tensors, SafetensorsError> {
+    load_with_metadata(path).map(|(tensors, _)| tensors)
+}
+
+/// Tensors by name.
+pub type Tensors = BTreeMap<String, HostTensor>;
+
+/// Every tensor in the file at `path`, by name, and the header's `__metadata__` strings.
+pub fn load_with_metadata(path: &Path) -> Result<(Tensors, BTreeMap<String, String>), SafetensorsError> {
     let bytes = std::fs::read(path).map_err(|source| SafetensorsError::Io { path: path.into(), source })?;
-    let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| SafetensorsError::Format { path: path.into(), message: e.to_string() })?;
+    let format = |e: safetensors::SafeTensorError| SafetensorsError::Format { path: path.into(), message: e.to_string() };
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(format)?;
+    let metadata: BTreeMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();
+    let st = SafeTensors::deserialize(&bytes).map_err(format)?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         let dtype = from_st(view.dtype()).ok_or_else(|| SafetensorsError::Dtype {
@@ -54,11 +64,20 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, HostTensor>, SafetensorsErro
             .map_err(|e| SafetensorsError::Format { path: path.into(), message: format!("tensor `{name}`: {e}") })?;
         out.insert(name, t);
     }
-    Ok(out)
+    Ok((out, metadata))
 }
 
 /// Writes `tensors` to `path` atomically (temp file in the same dir, then rename).
 pub fn save(path: &Path, tensors: &[(String, HostTensor)]) -> Result<(), SafetensorsError> {
+    save_with_metadata(path, tensors, &BTreeMap::new())
+}
+
+/// [`save`] with `__metadata__` strings in the header (none when `metadata` is empty).
+pub fn save_with_metadata(
+    path: &Path,
+    tensors: &[(String, HostTensor)],
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), SafetensorsError> {
     let io = |source| SafetensorsError::Io { path: path.into(), source };
     let views: Vec<(String, TensorView)> = tensors
         .iter()
@@ -69,7 +88,8 @@ pub fn save(path: &Path, tensors: &[(String, HostTensor)]) -> Result<(), Safeten
                 .map_err(|e| SafetensorsError::Format { path: path.into(), message: format!("tensor `{n}`: {e}") })
         })
         .collect::<Result<_, _>>()?;
-    let bytes = safetensors::serialize(views, &None)
+    let info = (!metadata.is_empty()).then(|| metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+    let bytes = safetensors::serialize(views, &info)
         .map_err(|e| SafetensorsError::Format { path: path.into(), message: e.to_string() })?;
     crate::atomic_file::write_atomic(path, |w| w.write_all(&bytes)).map_err(io)
 }
@@ -88,6 +108,9 @@ mod tests {
         let back = load(&p).unwrap();
         assert_eq!(back["a"], a);
         assert_eq!(back["b"], b);
+        let meta: BTreeMap<String, String> = [("k".to_string(), "{\"v\": 1}".to_string())].into();
+        save_with_metadata(&p, &[("a".into(), a.clone())], &meta).unwrap();
+        assert_eq!(load_with_metadata(&p).unwrap(), ([("a".to_string(), a.clone())].into(), meta));
         std::fs::write(&p, b"garbage").unwrap();
         assert!(load(&p).unwrap_err().to_string().contains("not a valid safetensors file"));
         assert!(load(&dir.path().join("missing.safetensors")).unwrap_err().to_string().contains("missing.safetensors"));

@@ -3,12 +3,15 @@
 use crate::args::RuntimeArgs;
 use crate::pipeline_args::PipelineArgs;
 use crate::session::Session;
-use crate::stage_args::{DecodeArgs, DenoiseArgs, DtypeArg, ModelArgs, PromptArgs};
+use crate::interrupt::{received, Interrupted};
+use crate::stage_args::{CheckpointArgs, DecodeArgs, DenoiseArgs, DtypeArg, ModelArgs, PromptArgs};
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Instant;
 use vidlower_runtime::stages::model::OpenedModel;
+use vidlower_runtime::stages::stage1::EMBEDDINGS_FILE;
+use vidlower_runtime::stages::stage3::LATENTS_FILE;
 
 #[derive(Args)]
 pub struct GenerateArgs {
@@ -22,6 +25,8 @@ pub struct GenerateArgs {
     decode: DecodeArgs,
     #[command(flatten)]
     dtype: DtypeArg,
+    #[command(flatten)]
+    checkpoint: CheckpointArgs,
     #[command(flatten)]
     pipeline: PipelineArgs,
     #[command(flatten)]
@@ -42,9 +47,34 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let session = Session::open(&args.runtime, &args.pipeline)?;
     println!("model: {} ({}, {})", model.spec.id(), model.family().name(), model.dir().display());
     println!("plugin: {}", session.describe_plugin());
-    let mut config = super::stage1::execute(&model, &session, &args.prompt, &args.dtype, &settings.pipeline, &args.output_dir)?;
-    super::stage2::execute(&model, &session, &settings, &args.output_dir, &mut config)?;
-    super::stage3::execute(&model, &session, &args.decode, &decode, &args.output_dir, &mut config)?;
+    let dir = &args.output_dir;
+    let stop = crate::interrupt::install()?;
+    // A signal during stage 1 or 3 stops the run after that stage (a second one at once).
+    let stopped = |after: &str| match received(&stop) {
+        Some(signal) => Err(anyhow::Error::new(Interrupted {
+            signal,
+            message: format!("generate: interrupted by {} after {after}", vidlower_runtime::stages::stage2::signal_name(signal)),
+        })),
+        None => Ok(()),
+    };
+    let resume = args.checkpoint.resume;
+    let stage1 = if resume { super::stage1::done_before(&model, &args.prompt, &args.dtype, dir)? } else { None };
+    let mut config = match stage1 {
+        Some(config) => {
+            println!("stage 1: --resume: reusing {}", dir.join(EMBEDDINGS_FILE).display());
+            config
+        }
+        None => super::stage1::execute(&model, &session, &args.prompt, &args.dtype, &settings.pipeline, dir)?,
+    };
+    stopped("stage 1")?;
+    if resume && super::stage2::done_before(&config, &settings, dir) {
+        println!("stage 2: --resume: reusing {}", dir.join(LATENTS_FILE).display());
+    } else {
+        let control = super::stage2::checkpointing(&args.checkpoint, dir, stop.clone());
+        super::stage2::execute(&model, &session, &settings, &control, dir, &mut config)?;
+    }
+    stopped("stage 2")?;
+    super::stage3::execute(&model, &session, &args.decode, &decode, dir, &mut config)?;
     println!("generate: done in {}", vidlower_runtime::timing::format_duration(start.elapsed()));
     Ok(())
 }

@@ -38,6 +38,33 @@ pub fn run(args: Stage1Args) -> Result<()> {
     Ok(())
 }
 
+/// `generate --resume`: the generation config of a finished stage 1 in `dir` for this prompt,
+/// model and dtype; `None` when stage 1 has not finished there; an error naming the setting when
+/// it was run with another.
+pub fn done_before(model: &OpenedModel, p: &PromptArgs, dtype: &DtypeArg, dir: &Path) -> Result<Option<GenerationConfig>> {
+    use vidlower_runtime::stages::generation_config::FILE_NAME;
+    if !dir.join(FILE_NAME).is_file() || !dir.join(EMBEDDINGS_FILE).is_file() {
+        return Ok(None);
+    }
+    let config = GenerationConfig::read(dir)?;
+    let max_len = p.max_sequence_length.unwrap_or(model.defaults.max_sequence_length);
+    let recorded_dtype = config.dtype.clone().unwrap_or_else(|| dtype.dtype.to_string());
+    let fields = [
+        ("--model", config.model_id.clone(), model.spec.id()),
+        ("--prompt", format!("{:?}", config.prompt), format!("{:?}", p.prompt)),
+        ("--negative-prompt", format!("{:?}", config.negative_prompt), format!("{:?}", p.negative_prompt)),
+        ("--max-sequence-length", config.max_sequence_length.to_string(), max_len.to_string()),
+        ("--dtype", recorded_dtype, dtype.dtype.to_string()),
+    ];
+    if let Some((flag, was, now)) = fields.into_iter().find(|(_, was, now)| was != now) {
+        anyhow::bail!(
+            "--resume: {} was written for {flag} {was}, this run has {flag} {now} (resume with the same settings, or run without --resume to start over)",
+            dir.join(FILE_NAME).display()
+        );
+    }
+    Ok(Some(config))
+}
+
 /// Runs stage 1 and writes its files; returns the generation config it started.
 pub fn execute(
     model: &OpenedModel,
@@ -66,6 +93,8 @@ pub fn execute(
         negative_prompt: p.negative_prompt.clone(),
         model_id: model.spec.id(),
         max_sequence_length: max_len,
+        // The embeddings' compute dtype (stage 2 records its own over it).
+        dtype: Some(dtype.dtype.to_string()),
         ..Default::default()
     };
     config.write(dir)?;

@@ -3,15 +3,20 @@
 use crate::args::RuntimeArgs;
 use crate::pipeline_args::PipelineArgs;
 use crate::session::Session;
-use crate::stage_args::{DenoiseArgs, DtypeArg, ModelArgs};
+use crate::interrupt::Interrupted;
+use crate::stage_args::{CheckpointArgs, DenoiseArgs, DtypeArg, ModelArgs};
 use anyhow::{anyhow, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+use vidlower_runtime::stages::checkpoint::{self, CHECKPOINT_FILE};
 use vidlower_runtime::stages::generation_config::GenerationConfig;
 use vidlower_runtime::stages::model::OpenedModel;
 use vidlower_frontends::family::{Component, DenoiseKnobs, VideoSize};
 use vidlower_runtime::stages::stage1::load_embeddings;
-use vidlower_runtime::stages::stage2::{run_stage2, Stage2Settings};
+use vidlower_runtime::stages::stage2::{run_stage2_checkpointed, Checkpointing, Stage2Error, Stage2Settings};
 use vidlower_runtime::stages::stage3::LATENTS_FILE;
 
 #[derive(Args)]
@@ -22,6 +27,8 @@ pub struct Stage2Args {
     denoise: DenoiseArgs,
     #[command(flatten)]
     dtype: DtypeArg,
+    #[command(flatten)]
+    checkpoint: CheckpointArgs,
     #[command(flatten)]
     pipeline: PipelineArgs,
     #[command(flatten)]
@@ -36,7 +43,22 @@ pub fn run(args: Stage2Args) -> Result<()> {
     let model = OpenedModel::open(&args.model.spec(Some(&config.model_id))?, &[Component::Transformer])?;
     let settings = settings(&model, &args.denoise, &args.dtype, &args.pipeline)?;
     let session = Session::open(&args.runtime, &args.pipeline)?;
-    execute(&model, &session, &settings, &args.input_dir, &mut config)
+    let stop = crate::interrupt::install()?;
+    let control = checkpointing(&args.checkpoint, &args.input_dir, stop);
+    execute(&model, &session, &settings, &control, &args.input_dir, &mut config)
+}
+
+/// How stage 2 checkpoints into `dir`, stopping when `stop` is set.
+pub fn checkpointing(args: &CheckpointArgs, dir: &Path, stop: Arc<AtomicUsize>) -> Checkpointing {
+    // A test hook: a pause after each step, so that a test's signal lands while the loop runs.
+    let step_delay = std::env::var("VIDLOWER_TEST_STEP_DELAY_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis);
+    Checkpointing {
+        dir: Some(dir.to_path_buf()),
+        every: args.checkpoint_every,
+        resume: args.resume,
+        stop: Some(stop),
+        step_delay: step_delay.unwrap_or_default(),
+    }
 }
 
 /// Flags resolved against the model's defaults, checked before any work starts.
@@ -69,13 +91,53 @@ pub fn settings(model: &OpenedModel, d: &DenoiseArgs, dtype: &DtypeArg, pipeline
     Ok(s)
 }
 
-/// Runs stage 2 from the files in `dir` and writes the latents; records the settings.
-pub fn execute(model: &OpenedModel, session: &Session, s: &Stage2Settings, dir: &Path, config: &mut GenerationConfig) -> Result<()> {
+/// Runs stage 2 from the files in `dir` and writes the latents; records the settings. The
+/// checkpoint, superseded by the latents, is removed.
+pub fn execute(
+    model: &OpenedModel,
+    session: &Session,
+    s: &Stage2Settings,
+    control: &Checkpointing,
+    dir: &Path,
+    config: &mut GenerationConfig,
+) -> Result<()> {
     let embeddings = load_embeddings(dir, &model.embedding_names()).map_err(anyhow::Error::msg)?;
-    let (latents, report) = run_stage2(model, &session.client, session.cache.as_ref(), &embeddings, s)
-        .map_err(|e| anyhow!("stage 2: {e}"))?;
+    let existing = dir.join(CHECKPOINT_FILE);
+    match (existing.is_file(), control.resume) {
+        (true, false) => println!("stage 2: {} of an earlier run will be replaced (pass --resume to continue it)", existing.display()),
+        (false, true) => println!("stage 2: --resume: no {CHECKPOINT_FILE} in {}; starting at step 0", dir.display()),
+        _ => {}
+    }
+    let (latents, report) = run_stage2_checkpointed(model, &session.client, session.cache.as_ref(), &embeddings, s, control)
+        .map_err(|e| match e {
+            Stage2Error::Interrupted { signal, .. } => anyhow::Error::new(Interrupted { signal, message: format!("stage 2: {e}") }),
+            e => anyhow!("stage 2: {e}"),
+        })?;
     let path = dir.join(LATENTS_FILE);
     vidlower_runtime::safetensors_io::save(&path, &[("latents".into(), latents)])?;
+    checkpoint::remove(dir).map_err(|e| anyhow!("removing {}: {e}", existing.display()))?;
+    record(config, s);
+    config.write(dir)?;
+    println!("stage 2: transformer lowered with {}", s.pipeline.describe());
+    println!("stage 2: {}", report.describe());
+    for note in &report.notes {
+        println!("stage 2: note: {note}");
+    }
+    println!("stage 2: wrote {}", path.display());
+    Ok(())
+}
+
+/// Whether `dir` holds stage 2's latents for exactly `s` (recorded in `config`, no checkpoint
+/// pending): what `generate --resume` reuses.
+pub fn done_before(config: &GenerationConfig, s: &Stage2Settings, dir: &Path) -> bool {
+    let mut want = config.clone();
+    record(&mut want, s);
+    // A --latents-in file may have changed since; that run is redone.
+    want == *config && s.latents_in.is_none() && dir.join(LATENTS_FILE).is_file() && !dir.join(CHECKPOINT_FILE).exists()
+}
+
+/// Writes stage 2's settings into the generation config.
+fn record(config: &mut GenerationConfig, s: &Stage2Settings) {
     config.steps = Some(s.steps);
     config.guidance_scale = Some(s.guidance_scale);
     config.seed = Some(s.seed);
@@ -87,9 +149,4 @@ pub fn execute(model: &OpenedModel, session: &Session, s: &Stage2Settings, dir: 
     config.scheduler = s.scheduler_class.clone();
     config.dtype = Some(s.dtype.to_string());
     config.latents_in = s.latents_in.clone();
-    config.write(dir)?;
-    println!("stage 2: transformer lowered with {}", s.pipeline.describe());
-    println!("stage 2: {}", report.describe());
-    println!("stage 2: wrote {}", path.display());
-    Ok(())
 }

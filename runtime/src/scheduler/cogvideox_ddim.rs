@@ -5,7 +5,7 @@
 //! coefficients computed in f64 and rounded to f32 (torch's 0-d f64 tensor times an f32 tensor).
 
 use super::cogvideox_schedule::{CogVideoXSchedule, CogVideoXSchedulerConfig, Kind};
-use super::{check_step, unsupported, Scheduler, SchedulerError};
+use super::{check_step, unsupported, Scheduler, SchedulerError, SchedulerState, StateArray};
 
 const NAME: &str = "CogVideoXDDIMScheduler";
 
@@ -95,6 +95,22 @@ impl Scheduler for CogVideoXDdimScheduler {
     fn describe(&self) -> String {
         format!("{NAME} ({})", self.schedule.config.summary())
     }
+
+    /// The step index, and the last `pred_original_sample` (f32; inspection only, DDIM does not reuse it).
+    fn state(&self) -> SchedulerState {
+        let mut st = SchedulerState::new(NAME, self.schedule.timesteps.len(), self.step_index);
+        if let Some(x0) = &self.pred_original_sample {
+            st.arrays.insert("pred_original_sample".into(), StateArray::F32(x0.clone()));
+        }
+        st
+    }
+
+    fn restore(&mut self, st: &SchedulerState) -> Result<(), SchedulerError> {
+        st.check(NAME, self.schedule.timesteps.len())?;
+        self.pred_original_sample = st.f32_array("pred_original_sample")?;
+        self.step_index = st.step_index;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -128,6 +144,11 @@ mod tests {
         s.step(&[0.0; 2], &[1.0; 2], None).unwrap();
         assert_eq!(s.step(&[0.0; 2], &[1.0; 2], None), Err(SchedulerError::Finished(2)));
         assert!(s.describe().contains("v_prediction, trailing, snr_shift_scale 3.0"), "{}", s.describe());
+    }
+
+    #[test]
+    fn resumes_bit_exactly_from_its_state() {
+        super::super::state::tests::assert_resumes_exactly(&|| Box::new(two_b()), 6);
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //! says how many normal draws diffusers makes, for a caller that replays a torch generator stream.
 
 use super::cogvideox_schedule::{CogVideoXSchedule, CogVideoXSchedulerConfig, Kind};
-use super::{check_step, unsupported, Scheduler, SchedulerError};
+use super::{check_step, unsupported, Scheduler, SchedulerError, SchedulerState, StateArray};
 
 const NAME: &str = "CogVideoXDPMScheduler";
 
@@ -187,6 +187,28 @@ impl Scheduler for CogVideoXDpmScheduler {
     fn describe(&self) -> String {
         format!("{NAME} ({})", self.schedule.config.summary())
     }
+
+    /// The step index and `old_pred_original_sample` (f32). The noise is not state here: the caller draws
+    /// step i's noise from (seed, i), so a resumed loop draws the same noise for the same steps.
+    fn state(&self) -> SchedulerState {
+        let mut st = SchedulerState::new(NAME, self.schedule.timesteps.len(), self.step_index);
+        if let Some(old) = &self.old_pred_original_sample {
+            st.arrays.insert("old_pred_original_sample".into(), StateArray::F32(old.clone()));
+        }
+        st
+    }
+
+    fn restore(&mut self, st: &SchedulerState) -> Result<(), SchedulerError> {
+        st.check(NAME, self.schedule.timesteps.len())?;
+        let old = st.f32_array("old_pred_original_sample")?;
+        if old.is_some() != (st.step_index > 0) {
+            let what = if old.is_some() { "set" } else { "missing" };
+            return Err(st.invalid(format!("old_pred_original_sample is {what} after {} steps", st.step_index)));
+        }
+        self.old_pred_original_sample = old;
+        self.step_index = st.step_index;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -212,6 +234,12 @@ mod tests {
         let last = s.multipliers(2, true);
         assert_eq!((last.mult1, last.mult2, last.mult_noise, last.second_order), (0.0, -1.0, 0.0, None));
         assert_eq!((s.noise_draws(), s.needs_noise()), (1, true));
+    }
+
+    #[test]
+    fn resumes_bit_exactly_from_its_state() {
+        // 6 steps: first-order, second-order and the last step past t = 0, with noise on each.
+        super::super::state::tests::assert_resumes_exactly(&|| Box::new(five_b()), 6);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! order, so timesteps and steps match diffusers bit for bit.
 
 use super::numerics::np_linspace;
-use super::{check_step, unsupported, Scheduler, SchedulerError};
+use super::{check_step, unsupported, Scheduler, SchedulerError, SchedulerState};
 use serde::Deserialize;
 
 const NAME: &str = "FlowMatchEulerDiscreteScheduler";
@@ -197,6 +197,20 @@ impl Scheduler for FlowMatchEulerScheduler {
     fn describe(&self) -> String {
         format!("{NAME} (shift {:?}, sigmas linspace(1, 0, n + 1)[:-1])", self.shift)
     }
+
+    /// Euler is one-step: the step index is all the state.
+    fn state(&self) -> SchedulerState {
+        SchedulerState::new(NAME, self.timesteps.len(), self.step_index)
+    }
+
+    fn restore(&mut self, st: &SchedulerState) -> Result<(), SchedulerError> {
+        st.check(NAME, self.timesteps.len())?;
+        if let Some(name) = st.arrays.keys().next() {
+            return Err(st.invalid(format!("unexpected array `{name}` (Euler keeps none)")));
+        }
+        self.step_index = st.step_index;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -220,6 +234,12 @@ mod tests {
             assert_eq!(e.field(), Some(field), "{e}");
             assert!(e.to_string().contains(field), "{e}");
         }
+    }
+
+    #[test]
+    fn resumes_bit_exactly_from_its_state() {
+        let cfg = FlowMatchEulerConfig { shift: 5.0, ..Default::default() };
+        super::super::state::tests::assert_resumes_exactly(&|| Box::new(FlowMatchEulerScheduler::new(&cfg).unwrap()), 6);
     }
 
     #[test]

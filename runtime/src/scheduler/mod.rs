@@ -22,7 +22,10 @@ pub mod cogvideox_dpm;
 pub mod cogvideox_schedule;
 pub mod flow_match_euler;
 pub mod numerics;
+pub mod state;
 pub mod unipc;
+
+pub use state::{SchedulerState, StateArray};
 
 use std::path::{Path, PathBuf};
 
@@ -55,6 +58,13 @@ pub trait Scheduler: Send {
     /// One line for logs: class and the config values that matter, e.g.
     /// `CogVideoXDPMScheduler (v_prediction, trailing, snr_shift_scale 1.0)`.
     fn describe(&self) -> String;
+    /// The multistep state after the steps taken so far (step index, counters, history arrays), for a
+    /// checkpoint. The schedule is not part of it: it is rebuilt from the config.
+    fn state(&self) -> SchedulerState;
+    /// Continues from `state` (written by [`state`](Scheduler::state) of a scheduler of the same class and
+    /// config after `set_timesteps` with the same steps): call `set_timesteps` first, then `restore`; the
+    /// next [`step`](Scheduler::step) is then exactly the step the saved scheduler would have taken next.
+    fn restore(&mut self, state: &SchedulerState) -> Result<(), SchedulerError>;
 }
 
 /// The `_class_name`s [`from_config_file`] accepts.
@@ -155,6 +165,8 @@ pub enum SchedulerError {
     NonFinite { scheduler: &'static str, step_index: usize, timestep: f64, reason: String },
     #[error("UniPC scheduler: the order-{order} coefficient system is singular at step {step_index}")]
     Singular { order: usize, step_index: usize },
+    #[error("scheduler state: {0}")]
+    State(String),
 }
 
 impl SchedulerError {

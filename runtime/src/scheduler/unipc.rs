@@ -18,8 +18,10 @@
 
 use serde::Deserialize;
 
-use super::Scheduler;
+use super::{Scheduler, SchedulerState, StateArray};
 pub use super::SchedulerError;
+
+const NAME: &str = "UniPCMultistepScheduler";
 
 /// `UniPCMultistepScheduler` (`scheduler/scheduler_config.json`), the fields the flow-sigma path uses.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -457,7 +459,7 @@ impl Scheduler for UniPcScheduler {
     ) -> Result<Vec<f32>, SchedulerError> {
         if noise.is_some() {
             return Err(SchedulerError::UnexpectedNoise {
-                scheduler: "UniPCMultistepScheduler",
+                scheduler: NAME,
                 step_index: self.step_index,
             });
         }
@@ -469,6 +471,49 @@ impl Scheduler for UniPcScheduler {
             "UniPCMultistepScheduler (flow_prediction, flow_shift {:?}, order {}, {:?})",
             self.flow_shift, self.solver_order, self.solver_type
         )
+    }
+
+    /// `model_outputs.0..` (oldest first) and `last_sample`, in f64 as kept; `lower_order_nums`, `this_order`.
+    fn state(&self) -> SchedulerState {
+        let mut st = SchedulerState::new(NAME, self.timesteps.len(), self.step_index);
+        st.counters.insert("lower_order_nums".into(), self.lower_order_nums as u64);
+        st.counters.insert("this_order".into(), self.this_order as u64);
+        for (k, m) in self.model_outputs.iter().enumerate() {
+            st.arrays.insert(format!("model_outputs.{k}"), StateArray::F64(m.clone()));
+        }
+        if let Some(last) = &self.last_sample {
+            st.arrays.insert("last_sample".into(), StateArray::F64(last.clone()));
+        }
+        st
+    }
+
+    fn restore(&mut self, st: &SchedulerState) -> Result<(), SchedulerError> {
+        st.check(NAME, self.timesteps.len())?;
+        st.check_lengths()?;
+        let model_outputs = st.f64_list("model_outputs")?;
+        let last_sample = st.f64_array("last_sample")?;
+        let lower_order_nums = st.counter("lower_order_nums")? as usize;
+        let this_order = st.counter("this_order")? as usize;
+        // What `step` leaves after `step_index` steps: min(steps, order) outputs, the counters as high.
+        let expected = st.step_index.min(self.solver_order);
+        if model_outputs.len() != expected || lower_order_nums != expected || this_order > self.solver_order {
+            return Err(st.invalid(format!(
+                "after {} steps of order {} expected {expected} model outputs and lower_order_nums {expected}, \
+                 got {} and {lower_order_nums} (this_order {this_order})",
+                st.step_index,
+                self.solver_order,
+                model_outputs.len()
+            )));
+        }
+        if last_sample.is_some() != (st.step_index > 0) {
+            return Err(st.invalid(format!("last_sample is {} after {} steps", if last_sample.is_some() { "set" } else { "missing" }, st.step_index)));
+        }
+        self.model_outputs = model_outputs;
+        self.last_sample = last_sample;
+        self.lower_order_nums = lower_order_nums;
+        self.this_order = this_order;
+        self.step_index = st.step_index;
+        Ok(())
     }
 }
 
@@ -608,6 +653,23 @@ mod tests {
         let out = s.step(&[0.25, -1.0], &[1.0, 2.0]).unwrap();
         let sigma = s.sigmas()[0];
         assert_eq!(out, vec![(1.0 - sigma * 0.25) as f32, (2.0 + sigma) as f32]);
+    }
+
+    #[test]
+    fn resumes_bit_exactly_from_its_state() {
+        for order in [1, 2, 3] {
+            let cfg = UniPcConfig { solver_order: order, ..wan() };
+            super::super::state::tests::assert_resumes_exactly(&|| Box::new(UniPcScheduler::new(&cfg).unwrap()), 6);
+        }
+        let mut s = UniPcScheduler::new(&wan()).unwrap();
+        s.set_timesteps(4, None);
+        s.step(&[0.5; 4], &[1.0; 4]).unwrap();
+        let mut st = Scheduler::state(&s);
+        st.arrays.remove("model_outputs.0");
+        let mut fresh = UniPcScheduler::new(&wan()).unwrap();
+        fresh.set_timesteps(4, None);
+        let e = fresh.restore(&st).unwrap_err().to_string();
+        assert!(e.contains("expected 1 model outputs"), "{e}");
     }
 
     #[test]

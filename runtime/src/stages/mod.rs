@@ -1,6 +1,7 @@
 //! The three stages of a text-to-video run, each runnable alone with files between them:
 //! stage 1 prompt -> embeddings, stage 2 embeddings + noise -> latents, stage 3 latents -> mp4.
 
+pub mod checkpoint;
 pub mod compiled;
 pub mod generation_config;
 pub mod model;
