@@ -260,6 +260,11 @@ pub trait Model: Send + Sync {
     /// Stage 2's latents -> what the pipeline passes to `vae.decode` ([B, C, T, h, w], unscaled,
     /// padding frames dropped); `video` is the request stage 2 ran.
     fn vae_input(&self, latents: &HostTensor, video: &VideoSize) -> Result<HostTensor, FamilyError>;
+    /// Whether stage 3 writes `stage3_frames.safetensors` without `--save-frames` (the family's
+    /// seed pipeline always wrote it, and its users read it).
+    fn writes_frames_file(&self) -> bool {
+        false
+    }
     /// The frame rate of the model's videos.
     fn fps(&self) -> u32 {
         self.defaults().fps

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use std::path::Path;
 
 /// Every family, in the order `vidlower models` lists them.
-pub static FAMILIES: &[&dyn Family] = &[&crate::wan::family::FAMILY, &crate::cogvideox::family::FAMILY];
+pub static FAMILIES: &[&dyn Family] = &[&crate::wan::family::FAMILY, &crate::cogvideox::family::FAMILY, &crate::hunyuanvideo15::family::FAMILY];
 
 /// A built-in model: configs and tokenizer files compiled into vidlower, weights drawn from a seed.
 #[derive(Clone, Debug)]

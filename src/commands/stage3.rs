@@ -57,7 +57,7 @@ pub fn execute(
     if fps == 0 {
         anyhow::bail!("--fps must be at least 1");
     }
-    let frames_file = d.save_frames.then(|| dir.join(FRAMES_FILE));
+    let frames_file = (d.save_frames || model.writes_frames_file()).then(|| dir.join(FRAMES_FILE));
     let d = &model.defaults;
     let request = VideoSize {
         height: config.height.unwrap_or(d.height),
