@@ -5,18 +5,18 @@
 //! on every value and the IR dump shows them, and the built-in rules reach every projection.
 
 mod common;
+#[path = "common/sharded.rs"]
+mod sharded;
 
+use sharded::{Case, Order};
 use std::collections::HashMap;
 use std::time::Instant;
-use vidlower_backends::{emit_module, EmitOptions, ShardingFormat};
 use vidlower_frontends::wan::config::{Umt5Config, WanTransformerConfig};
 use vidlower_frontends::wan::text_encoder::umt5_encoder;
 use vidlower_frontends::wan::transformer::{transformer, TransformerShape};
 use vidlower_ir::{text, DType, Graph, Mesh, Op};
 use vidlower_passes::sharding::AttentionSplit;
-use vidlower_passes::{PassManager, ShardingPropagation, ShardingRules, DEFAULT_PIPELINE};
-use vidlower_runtime::pjrt::CompileOptions;
-use vidlower_runtime::program::{Program, Signature};
+use vidlower_passes::{ShardingPropagation, ShardingRules};
 use vidlower_runtime::tensor::HostTensor;
 
 const TINY_TRANSFORMER: &str = include_str!("../frontends/src/wan/tiny/transformer.json");
@@ -46,103 +46,23 @@ fn graph(heads: i64) -> Graph {
     transformer(&config(heads), &SHAPE, DType::F32).unwrap()
 }
 
-/// Where the sharding pass goes in the pipeline.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Order {
-    /// First, as the standard pipeline runs it (attention still one op).
-    BeforeDecompose,
-    /// After `decompose`: primitives only, no attention strategy to apply.
-    AfterDecompose,
+fn wan(heads: i64) -> Case {
+    Case::new(graph(heads), wan_rules(), None)
 }
-
-/// The default pipeline with the sharding pass (`rules` on `mesh`) placed as `order` says.
-fn sharded_pipeline(mesh: &Mesh, rules: &ShardingRules, order: Order) -> PassManager {
-    let mut pm = PassManager::new();
-    let sharding = || Box::new(ShardingPropagation::new(mesh.clone(), rules.clone()));
-    for (i, name) in DEFAULT_PIPELINE.iter().enumerate() {
-        if i == usize::from(order == Order::AfterDecompose) {
-            pm.add(sharding());
-        }
-        pm.add(vidlower_passes::create_pass(name).unwrap());
-    }
-    pm
-}
-
-/// A graph, its weights and inputs, and its single-device output.
-struct Case {
-    graph: Graph,
-    rules: ShardingRules,
-    weights: HashMap<String, HostTensor>,
-    inputs: HashMap<String, HostTensor>,
-    want: Vec<f64>,
-}
-
-impl Case {
-    fn new(graph: Graph, rules: ShardingRules, inputs: Option<HashMap<String, HostTensor>>) -> Case {
-        let (weights, random_inputs) = common::random_params(&graph, 11);
-        let inputs = inputs.unwrap_or(random_inputs);
-        let client = common::cpu_client(1);
-        let single = common::program(&client, graph.clone(), DEFAULT_PIPELINE, &weights);
-        let want = single.run(&inputs).unwrap().remove(0).1.to_f64_vec();
-        Case { graph, rules, weights, inputs, want }
-    }
-
-    fn wan(heads: i64) -> Case {
-        Case::new(graph(heads), wan_rules(), None)
-    }
-
-    /// Runs the graph sharded on `mesh` in `format` on the mesh's CPU devices; the max relative
-    /// error against the single-device output, or why it could not run.
-    fn error(&self, mesh: &str, format: ShardingFormat, order: Order) -> Result<f64, String> {
-        let mesh = Mesh::parse(mesh).unwrap();
-        let run = sharded_pipeline(&mesh, &self.rules, order).run(self.graph.clone()).unwrap();
-        let module = emit_module(&run.graph, &EmitOptions { sharding: format }).unwrap();
-        let client = common::cpu_client(mesh.device_count());
-        let start = Instant::now();
-        let exe = client.compile(&module, &CompileOptions::for_graph(&run.graph, format)).map_err(|e| e.to_string())?;
-        let compile = start.elapsed();
-        let mut program = Program::new(exe, Signature::of(&run.graph), &client).unwrap();
-        program.upload_weights(&mut |name, _| self.weights.get(name).cloned()).unwrap();
-        let out = program.run(&self.inputs).unwrap().remove(0).1;
-        let err = common::max_rel_err(&out.to_f64_vec(), &self.want);
-        let reshards = run.graph.op_counts().get("reshard").copied().unwrap_or(0);
-        let name = &self.graph.name;
-        println!("{name} on {mesh}, {format:?}, {order:?}: max rel err {err:.2e}, {reshards} reshards, compile {compile:.1?}");
-        Ok(err)
-    }
-
-    /// Every mesh in both formats; all failures are listed together.
-    fn check(&self, meshes: &[&str], order: Order) {
-        let mut failures = Vec::new();
-        for mesh in meshes {
-            for format in [ShardingFormat::Shardy, ShardingFormat::Gspmd] {
-                match self.error(mesh, format, order) {
-                    Ok(err) if err < TOLERANCE => {}
-                    Ok(err) => failures.push(format!("{mesh} ({format:?}): max rel err {err:e}")),
-                    Err(e) => failures.push(format!("{mesh} ({format:?}): {e}")),
-                }
-            }
-        }
-        assert!(failures.is_empty(), "{}:\n{}", self.graph.name, failures.join("\n"));
-    }
-}
-
-/// f32 sums in another order across devices: a few ulps of the output's scale.
-const TOLERANCE: f64 = 1e-5;
 
 #[test]
 fn eight_heads_context_and_sequence_parallel_match_one_device() {
-    Case::wan(8).check(&["dp=2,tp=4", "tp=8", "sp=8", "dp=2,sp=4"], Order::BeforeDecompose);
+    wan(8).check(&["dp=2,tp=4", "tp=8", "sp=8", "dp=2,sp=4"], Order::BeforeDecompose);
 }
 
 #[test]
 fn two_heads_force_sequence_parallel_and_match_one_device() {
-    Case::wan(2).check(&["dp=2,tp=4", "tp=8"], Order::BeforeDecompose);
+    wan(2).check(&["dp=2,tp=4", "tp=8"], Order::BeforeDecompose);
 }
 
 #[test]
 fn after_decompose_the_primitives_are_laid_out_and_match_one_device() {
-    Case::wan(2).check(&["dp=2,tp=4"], Order::AfterDecompose);
+    wan(2).check(&["dp=2,tp=4"], Order::AfterDecompose);
 }
 
 /// UMT5 (tiny preset): 4 heads context parallel on tp=4, the relative-position bias table
