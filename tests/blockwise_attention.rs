@@ -266,3 +266,48 @@ fn long_attention_peak_memory() {
     assert!(kib < 1536 * 1024, "peak RSS {kib} KiB at S = {s}");
     assert!(kib < dense_scores_kib / 4, "peak RSS {kib} KiB is not far below the dense scores' {dense_scores_kib} KiB");
 }
+
+/// HunyuanVideo-1.5's joint attention as its transformer builds it: one sequence of `video`
+/// tokens (always valid) then `text` tokens with a per-row padding mask, masked as keys
+/// ([B, 1, 1, S], so every query row keeps the video keys).
+fn joint_masked_graph(b_: i64, h: i64, video: i64, text: i64, d: i64) -> Graph {
+    let s = video + text;
+    let mut b = Builder::new("joint");
+    let f = |sh: [i64; 4]| TensorType::new(DType::F32, sh.to_vec());
+    let q = b.input("q", f([b_, h, s, d])).unwrap();
+    let k = b.input("k", f([b_, h, s, d])).unwrap();
+    let v = b.input("v", f([b_, h, s, d])).unwrap();
+    let mask = b.input("mask", TensorType::new(DType::I1, vec![b_, 1, 1, s])).unwrap();
+    let a = b.attention(AttentionKind::Joint, q, k, v, 1.0 / (d as f64).sqrt(), Some(mask), None).unwrap();
+    b.output("o", a);
+    b.finish().unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn hunyuan_joint_padding_mask_blockwise_matches_dense(
+        (batch, h, video, text, d) in (1i64..3, 1i64..3, 1i64..24, 1i64..20, 1i64..9),
+        valid in proptest::collection::vec(0i64..20, 2),
+        (bq, bkv, bkv_compute) in (1i64..9, 1i64..13, prop_oneof![Just(1 << 20), 1i64..6]),
+        seed in any::<u64>(),
+    ) {
+        let g = joint_masked_graph(batch, h, video, text, d);
+        let mut inputs = inputs_of(&g, seed);
+        let s = video + text;
+        let keep: Vec<i64> = valid.iter().map(|&n| video + n.min(text)).collect();
+        let m: Vec<f32> = (0..batch as usize)
+            .flat_map(|r| { let keep = keep[r]; (0..s).map(move |j| if j < keep { 1.0 } else { 0.0 }) })
+            .collect();
+        inputs.insert("mask".into(), HostTensor::from_f32(vec![batch, 1, 1, s], &m).unwrap().convert(DType::I1));
+        let dense = run(&lower(g.clone(), None), &inputs);
+        prop_assert!(dense.iter().all(|x| x.is_finite()), "every row keeps the video keys");
+        for exp2 in [false, true] {
+            let pass = Some(BlockwiseAttention { bq, bkv, bkv_compute, exp2, min_keys: 0 });
+            let blockwise = run(&lower(g.clone(), pass), &inputs);
+            let err = common::max_rel_err(&blockwise, &dense);
+            prop_assert!(err < 2e-5, "video {} text {} valid {:?}, exp2 {}: max relative error {:e}", video, text, valid, exp2, err);
+        }
+    }
+}

@@ -58,14 +58,54 @@ fn hunyuanvideo15_refusals_name_what_is_wrong() {
     assert!(e.contains("--frames 10") && e.contains("4n+1"), "{e}");
     let e = run(&["--height", "72"]);
     assert!(e.contains("--height 72") && e.contains("16"), "{e}");
+    let e = run(&["--window-size", "4,4"]);
+    assert!(e.contains("--window-size") && e.contains("joint"), "{e}");
     let e = run(&["--use-dynamic-cfg"]);
     assert!(e.contains("--use-dynamic-cfg"), "{e}");
     assert!(!out.exists(), "nothing was written");
 
-    // An image-to-video pipeline directory is refused with the reason.
+    // A copy of the golden model directory, broken one way at a time; each refused before any work.
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/hunyuanvideo15/hunyuanvideo1.5-480p-t2v/model");
     let dir = tmp.path().join("model");
-    std::fs::create_dir_all(&dir).unwrap();
+    copy_dir(&golden, &dir);
+    let generate = |extra: &[&str]| {
+        let mut a = vec!["generate", "--model-dir", dir.to_str().unwrap(), "--prompt", "p", "--output-dir", out.to_str().unwrap()];
+        a.extend_from_slice(&["--height", "64", "--width", "96", "--num-inference-steps", "1"]);
+        a.extend_from_slice(if extra.is_empty() { &["--frames", "9"] } else { extra });
+        failure(vidlower(&cache, &a))
+    };
+    let e = generate(&["--frames", "8"]);
+    assert!(e.contains("--frames 8") && e.contains("4n+1"), "{e}");
+    let guider = dir.join("guider/guider_config.json");
+    let good_guider = std::fs::read(&guider).unwrap();
+    std::fs::write(&guider, r#"{"_class_name": "AdaptiveProjectedGuidance", "guidance_scale": 6.0}"#).unwrap();
+    let e = generate(&[]);
+    assert!(e.contains("guider_config.json") && e.contains("AdaptiveProjectedGuidance") && e.contains("ClassifierFreeGuidance"), "{e}");
+    std::fs::write(&guider, good_guider).unwrap();
+    std::fs::rename(dir.join("text_encoder_2"), tmp.path().join("te2")).unwrap();
+    let e = generate(&[]);
+    assert!(e.contains("text_encoder_2/config.json"), "{e}");
+    std::fs::rename(tmp.path().join("te2"), dir.join("text_encoder_2")).unwrap();
+    std::fs::rename(dir.join("tokenizer/tokenizer.json"), tmp.path().join("tokenizer.json")).unwrap();
+    let e = generate(&[]);
+    assert!(e.contains("tokenizer/tokenizer.json") && e.contains("missing"), "{e}");
+    assert!(!out.exists(), "nothing was written");
+
+    // An image-to-video pipeline directory is refused with the reason.
     std::fs::write(dir.join("model_index.json"), r#"{"_class_name": "HunyuanVideo15ImageToVideoPipeline"}"#).unwrap();
     let e = failure(vidlower(&cache, &["stage1", "--model-dir", dir.to_str().unwrap(), "--prompt", "p", "--output-dir", out.to_str().unwrap()]));
     assert!(e.contains("image-to-video"), "{e}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
 }
