@@ -325,33 +325,13 @@ impl VaeDecoderGraphs for HunyuanVideo15VaeConfig {
         ];
         let factor = knobs.tile_overlap_factor.unwrap_or(DEFAULT_TILE_OVERLAP_FACTOR);
         let factor_flag = TILE_FLAGS[2];
-        if !(factor > 0.0 && factor < 1.0) {
-            return Err(format!("--{factor_flag} is {factor}: expected a fraction between 0 and 1"));
-        }
         let mut g = [(0, 0, 0, 0); 2];
         for (i, what) in ["rows", "columns"].into_iter().enumerate() {
             let (tile, tile_flag) = (tiles[i], TILE_FLAGS[i]);
             if tile <= 0 || tile % ratio != 0 {
                 return Err(format!("--{tile_flag} is {tile}: expected a positive multiple of the VAE's spatial compression {ratio}"));
             }
-            let latent_tile = tile / ratio;
-            let stride = (latent_tile as f64 * (1.0 - factor)) as i64;
-            let blend = (tile as f64 * factor) as i64;
-            let keep = tile - blend;
-            if stride < 1 {
-                return Err(format!(
-                    "--{tile_flag} {tile} with --{factor_flag} {factor}: tiles of {latent_tile} latent {what} overlap entirely (stride 0)"
-                ));
-            }
-            if keep != stride * ratio {
-                return Err(format!(
-                    "--{tile_flag} {tile} with --{factor_flag} {factor}: tiles start every {stride} latent {what} ({} pixels) but each keeps \
-                     {keep} pixels ({tile} - int({tile} * {factor})), so diffusers' tiled_decode would assemble a video of another size \
-                     than the latents'; choose values for which the two agree (the defaults do)",
-                    stride * ratio
-                ));
-            }
-            g[i] = (latent_tile, stride, blend, keep);
+            g[i] = crate::nn::vae_decoder::overlap_tile_axis(tile, factor, ratio, (tile_flag, factor_flag), what)?;
         }
         Ok(TileGeometry { latent_tile: (g[0].0, g[1].0), latent_stride: (g[0].1, g[1].1), blend: (g[0].2, g[1].2), keep: (g[0].3, g[1].3) })
     }

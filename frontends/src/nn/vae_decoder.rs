@@ -83,6 +83,40 @@ pub struct TileGeometry {
     pub keep: (i64, i64),
 }
 
+/// One axis of an overlap-factor tiling (`AutoencoderKLCogVideoX`, `AutoencoderKLHunyuanVideo15`)
+/// reduced as their `tiled_decode`s do: latent tile `tile / ratio`, latent stride
+/// `int(latent_tile * (1 - factor))`, blend `int(tile * factor)` sample pixels, each tile keeping
+/// `tile - blend`; as (latent tile, latent stride, blend, keep). Knobs for which the kept part
+/// differs from the stride are refused, naming both flags: diffusers would assemble a video of
+/// another size than the latents'. `what` is "rows" or "columns".
+pub fn overlap_tile_axis(
+    tile: i64,
+    factor: f64,
+    ratio: i64,
+    (tile_flag, factor_flag): (&str, &str),
+    what: &str,
+) -> std::result::Result<(i64, i64, i64, i64), String> {
+    if !(factor > 0.0 && factor < 1.0) {
+        return Err(format!("--{factor_flag} is {factor}: expected a fraction between 0 and 1"));
+    }
+    let latent_tile = tile / ratio;
+    let stride = (latent_tile as f64 * (1.0 - factor)) as i64;
+    let blend = (tile as f64 * factor) as i64;
+    let keep = tile - blend;
+    if stride < 1 {
+        return Err(format!("--{tile_flag} {tile} with --{factor_flag} {factor}: tiles of {latent_tile} latent {what} overlap entirely (stride 0)"));
+    }
+    if keep != stride * ratio {
+        return Err(format!(
+            "--{tile_flag} {tile} with --{factor_flag} {factor}: tiles start every {stride} latent {what} ({} pixels) but each keeps \
+             {keep} pixels ({tile} - int({tile} * {factor})), so diffusers' tiled_decode would assemble a video of another size \
+             than the latents'; choose values for which the two agree (the defaults do)",
+            stride * ratio
+        ));
+    }
+    Ok((latent_tile, stride, blend, keep))
+}
+
 /// A family's VAE decoder as step graphs (see the module doc). Implemented by the VAE config
 /// (`WanVaeConfig`, `CogVideoXVaeConfig`).
 pub trait VaeDecoderGraphs: Send + Sync {
