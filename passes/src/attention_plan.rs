@@ -161,11 +161,12 @@ pub struct PlannedAttention {
 }
 
 impl fmt::Display for PlannedAttention {
-    /// "%41 self q bf16[2,12,32760,128] k bf16[2,12,32760,128] mask none -> cudnn: bf16, ...".
+    /// "self q bf16[2,12,32760,128] k bf16[2,12,32760,128] mask none -> cudnn: bf16, ...". (No
+    /// value id: the plan is made after the passes before the lowering, which renumber.)
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.site;
         let mask = s.mask.as_ref().map_or("none".to_string(), |m| m.to_string());
-        write!(f, "{} {} q {} k {} mask {}", s.value, s.kind.name(), s.q, s.k, mask)?;
+        write!(f, "{} q {} k {} mask {}", s.kind.name(), s.q, s.k, mask)?;
         if let Some((l, r)) = s.window {
             write!(f, " window ({l}, {r})")?;
         }
@@ -284,7 +285,7 @@ graph @attn {
     fn a_planned_op_prints_its_kind_shapes_mask_and_choice() {
         let g = parse(GRAPH).unwrap();
         let p = plan(&g, AttentionLowering::Auto, Target::Cuda);
-        assert_eq!(p[0].to_string(), "%3 joint q bf16[1,2,16,64] k bf16[1,2,16,64] mask i1[1,1,1,16] -> cudnn: bf16, head_dim 64, mask as bias");
+        assert_eq!(p[0].to_string(), "joint q bf16[1,2,16,64] k bf16[1,2,16,64] mask i1[1,1,1,16] -> cudnn: bf16, head_dim 64, mask as bias");
         assert_eq!(describe(AttentionLowering::Auto, Target::Cuda), "auto on cuda -> cudnn where it applies, else blockwise above 20000 keys, dense below");
         assert_eq!(describe(AttentionLowering::Dense, Target::Cuda), "dense");
     }

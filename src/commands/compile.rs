@@ -33,11 +33,13 @@ pub fn run(args: CompileArgs) -> Result<()> {
     for line in selection.describe()? {
         println!("{line}");
     }
-    // The plugin first: the pipeline is made for its platform (`--attention auto` follows it).
+    // The graphs (checking the size flags), then the plugin: the pipeline is made for its
+    // platform (`--attention auto` follows it).
+    let graphs = selection.graphs()?;
     let session = Session::open(&args.runtime, &args.passes.pipeline)?;
     println!("plugin: {}", session.describe_plugin());
     let target = session.target()?;
-    for g in selection.graphs()? {
+    for g in graphs {
         let (label, cache_label, rules) = (g.label.clone(), g.cache_label(), g.rules);
         let graph = g.graph;
         let title = if label == graph.name { String::new() } else { format!("{label} ") };
@@ -65,8 +67,8 @@ pub fn run(args: CompileArgs) -> Result<()> {
         if let Some(options) = &standard {
             println!("  standard pipeline: {}", options.describe());
             println!("  attention ops: {}", plan.len());
-            for p in &plan {
-                println!("    {p}");
+            for (i, p) in plan.iter().enumerate() {
+                println!("    {}. {p}", i + 1);
             }
         }
         if args.explain {
