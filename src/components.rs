@@ -137,7 +137,7 @@ impl Runner {
                 bail!("--passes: the vae_decoder runs with the stages' pipeline, shaped by the pipeline flags (compile and dump-ir take --passes)");
             }
             let shape = VaeDecodeShape { batch: s.batch, height: s.latent_height, width: s.latent_width };
-            let settings = VaeDecodeSettings { dtype, tiling, pipeline: passes.pipeline.options()? };
+            let settings = VaeDecodeSettings { dtype, tiling, pipeline: passes.pipeline.options(session.target()?)? };
             let graphs = model.vae_decoder()?;
             if let Some(knobs) = &settings.tiling {
                 graphs.tile_geometry(knobs).map_err(|e| anyhow!("{e}"))?;
@@ -153,7 +153,7 @@ impl Runner {
         let mut built = graphs(model, weights, c, s, dtype)?;
         let g = built.pop().ok_or_else(|| anyhow!("{}: no graph", c.name()))?;
         let format = passes.pipeline.format();
-        let (program, times) = prepare(&g.label, g.graph, pipeline(passes, g.rules)?, format, &session.client, session.cache.as_ref(), weights)?;
+        let (program, times) = prepare(&g.label, g.graph, pipeline(passes, g.rules, session.target()?)?, format, &session.client, session.cache.as_ref(), weights)?;
         println!("executable: {} {}", g.label, times.describe());
         Ok(Runner::Program(Box::new(program)))
     }

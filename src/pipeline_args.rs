@@ -11,12 +11,15 @@ use vidlower_backends::ShardingFormat;
 use vidlower_ir::Mesh;
 use vidlower_passes::pipeline_options::{AttentionLowering, Exp2Choice, PipelineOptions, ShardingOptions};
 use vidlower_passes::sharding::{AttentionSharding, ShardingRules};
+use vidlower_passes::Target;
 
 /// The pipeline flags. Unset values take [`PipelineOptions::default`].
 #[derive(Args, Clone, Debug, Default)]
 pub struct PipelineArgs {
-    /// Attention lowering: auto (blockwise for more than 20000 keys, dense below), dense,
-    /// blockwise, or cudnn (cuDNN fused attention on CUDA where it applies, dense elsewhere).
+    /// Attention lowering: auto (per op and per target: on CUDA cuDNN fused attention where it
+    /// applies; otherwise blockwise for more than 20000 keys, dense below; `compile --explain`
+    /// shows each op's choice), dense, blockwise, or cudnn (cuDNN fused attention on CUDA where
+    /// it applies, dense elsewhere).
     #[arg(long, value_name = "KIND", value_parser = parse_lowering)]
     pub attention: Option<AttentionLowering>,
     /// Softmax in base 2 with scale*log2(e) folded into Q: auto (default: inside blockwise
@@ -56,9 +59,9 @@ pub struct PipelineArgs {
 }
 
 impl PipelineArgs {
-    /// The options the flags give, checked.
-    pub fn options(&self) -> Result<PipelineOptions> {
-        let mut o = PipelineOptions::default();
+    /// The options the flags give for `target` (the plugin's platform), checked.
+    pub fn options(&self, target: Target) -> Result<PipelineOptions> {
+        let mut o = PipelineOptions { target, ..Default::default() };
         if let Some(a) = self.attention {
             o.attention = a;
         }
@@ -182,11 +185,11 @@ mod tests {
         assert_eq!(parse_switch("off"), Ok(false));
         assert!(parse_switch("maybe").is_err());
         let args = PipelineArgs { attention: Some(AttentionLowering::Dense), bkv: Some(512), ..Default::default() };
-        assert!(args.options().unwrap_err().to_string().contains("do not apply to --attention dense"));
+        assert!(args.options(Target::Cpu).unwrap_err().to_string().contains("do not apply to --attention dense"));
         let zero = PipelineArgs { bq: Some(0), ..Default::default() };
-        assert_eq!(zero.options().unwrap_err().to_string(), "--bq must be at least 1 (got 0)");
+        assert_eq!(zero.options(Target::Cpu).unwrap_err().to_string(), "--bq must be at least 1 (got 0)");
         let some = PipelineArgs { bkv_compute: Some(128), window_size: Some((8, 8)), ..Default::default() };
-        let o = some.options().unwrap();
+        let o = some.options(Target::Cpu).unwrap();
         assert_eq!((o.blocks.bkv_compute, o.window, o.exp2_softmax), (128, Some((8, 8)), Exp2Choice::Auto));
     }
 }

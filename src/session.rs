@@ -6,6 +6,7 @@ use crate::pipeline_args::PipelineArgs;
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::sync::Arc;
+use vidlower_passes::Target;
 use vidlower_runtime::cache::ExecutableCache;
 use vidlower_runtime::pjrt::{Client, NamedValue, Plugin};
 use vidlower_runtime::plugin::{self, Candidate, PluginKind, PluginSpec};
@@ -57,6 +58,11 @@ impl Session {
         }
         let cache = if args.no_cache { None } else { Some(open_cache(args.cache_dir.as_deref())?) };
         Ok(Session { candidate, plugin, client, cache })
+    }
+
+    /// The platform the plugin runs on: what the pipeline options are made for.
+    pub fn target(&self) -> Result<Target> {
+        Ok(vidlower_runtime::stages::compiled::target_of(&self.client)?)
     }
 
     /// "cpu (xla-cpu-pjrt, PJRT API 0.81) from pip (/path/site-packages)".

@@ -166,6 +166,19 @@ fn pipeline_flags_shape_the_passes_and_keep_the_numbers() {
     assert!(short.contains("attention(") && !short.contains("while("), "32 keys are not long: {short}");
     let blockwise = ok(vidlower(r, &["dump-ir", "--attention", "blockwise", "--bkv", "8", "--after", "blockwise_attention"]));
     assert!(blockwise.contains("while(") && !blockwise.contains("attention("), "{blockwise}");
+    // --attention auto follows the target (dump-ir opens no plugin: --target, cpu by default):
+    // on cuda a bf16 attention becomes cuDNN's custom call, an f32 one stays for the key rule;
+    // on tpu and cpu no custom call.
+    let cuda_bf16 = ok(vidlower(r, &["dump-ir", "--target", "cuda", "--dtype", "bf16", "--after", "cudnn_attention"]));
+    assert!(cuda_bf16.contains("custom_call(") && !cuda_bf16.contains("attention("), "{cuda_bf16}");
+    let cuda_f32 = ok(vidlower(r, &["dump-ir", "--target", "cuda", "--after", "cudnn_attention"]));
+    assert!(!cuda_f32.contains("custom_call(") && cuda_f32.contains("attention("), "{cuda_f32}");
+    for target in ["tpu", "cpu"] {
+        let all = ok(vidlower(r, &["dump-ir", "--target", target, "--dtype", "bf16", "--after", "all"]));
+        assert!(!all.contains("IR after cudnn_attention") && !all.contains("custom_call("), "{target}: {all}");
+    }
+    let o = vidlower(r, &["dump-ir", "--target", "gpu"]);
+    assert!(!o.status.success() && stderr(&o).contains("unknown target `gpu`; expected one of cpu, cuda, tpu"), "{}", stderr(&o));
     let window = ok(vidlower(r, &["dump-ir", "--window-size", "4,2", "--after", "sliding_window"]));
     assert!(window.contains("window=[4, 2]"), "{window}");
 
@@ -194,6 +207,10 @@ fn pipeline_flags_shape_the_passes_and_keep_the_numbers() {
     // are refused, as are wrong values.
     let explained = ok(vidlower(r, &["compile", "--explain", "--attention", "blockwise"]));
     assert!(explained.contains("standard pipeline: attention blockwise (bq 3328, bkv 2816, bkv-compute 256), exp2 softmax auto (blockwise only), k smoothing on"), "{explained}");
+    assert!(explained.contains("    1. self q f32[2,4,32,16] k f32[2,4,32,16] mask none -> blockwise: --attention blockwise"), "{explained}");
+    let auto = ok(vidlower(r, &["compile", "--explain"]));
+    assert!(auto.contains("standard pipeline: attention auto on cpu -> blockwise above 20000 keys, dense below"), "{auto}");
+    assert!(auto.contains("attention ops: 1\n    1. self q f32[2,4,32,16] k f32[2,4,32,16] mask none -> dense: 32 keys <= 20000"), "{auto}");
     for (args, want) in [
         (&["compile", "--passes", "dce", "--attention", "dense"][..], "--attention shapes the standard pipeline"),
         (&["compile", "--attention", "flash"][..], "unknown attention lowering `flash`"),

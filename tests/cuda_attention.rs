@@ -2,7 +2,9 @@
 //! CUDA plugin compiles), the CPU plugin's refusal of the cuDNN custom call (a clear compile error),
 //! and, wherever a CUDA plugin and an NVIDIA device are found, cuDNN attention against dense
 //! attention (`decompose`) on the CUDA plugin for bf16 shapes with and without masks and with the
-//! causal window. Without CUDA the last test says what it looked for and passes (DESIGN.md).
+//! causal window. Without CUDA the last test says what it looked for, records the skip and passes (fails under
+//! `VIDLOWER_REQUIRE_CUDA=1`; DESIGN.md). `--attention auto` on a CUDA target is checked here
+//! without a GPU: the module it emits is built and verified on the CPU.
 
 mod common;
 #[path = "common/cuda.rs"]
@@ -10,6 +12,8 @@ mod cuda;
 
 use vidlower_ir::text::parse;
 use vidlower_ir::Graph;
+use vidlower_passes::pipeline_options::PipelineOptions;
+use vidlower_passes::Target;
 use vidlower_runtime::pjrt::CompileOptions;
 use vidlower_runtime::safetensors_io;
 use vidlower_runtime::tensor::HostTensor;
@@ -92,6 +96,43 @@ fn emitted_module_snapshot() {
     }
 }
 
+/// A joint attention (text and video tokens in one sequence) with a key padding mask, in `dtype`.
+fn joint_attention(dtype: &str) -> String {
+    format!(
+        "graph @joint {{\n  %0 = input \"q\" : {dtype}[1,2,96,64]\n  %1 = input \"k\" : {dtype}[1,2,96,64]\n  %2 = input \"v\" : {dtype}[1,2,96,64]\n  %3 = input \"mask\" : i1[1,1,1,96]\n  %4 = attention(%0, %1, %2, %3) {{kind=joint, scale=0.125, mask=true}} : {dtype}[1,2,96,64]\n  output \"o\" = %4\n}}\n"
+    )
+}
+
+/// The standard pipeline for `target` with `--attention auto`, lowered to StableHLO (no plugin).
+fn auto_module(ir: &str, target: Target) -> (Graph, String) {
+    let options = PipelineOptions { target, ..Default::default() };
+    let lowered = vidlower_runtime::lowering::lower(parse(ir).unwrap(), options.pipeline(), vidlower_backends::ShardingFormat::Shardy, vidlower_passes::DumpAfter::None, &mut |_, _| {})
+        .unwrap_or_else(|e| panic!("{e}"));
+    (lowered.graph, lowered.module)
+}
+
+#[test]
+fn auto_on_cuda_takes_cudnn_for_bf16_joint_attention_with_a_mask_and_not_for_f32() {
+    let (g, module) = auto_module(&joint_attention("bf16"), Target::Cuda);
+    assert_eq!(g.op_counts().get("custom_call"), Some(&1), "{module}");
+    assert!(module.contains("call_target_name = \"__cudnn$fmhaScaleBiasSoftmax\""), "{module}");
+    #[cfg(feature = "mlir")]
+    vidlower_backends::mlir_verify::verify_module(&module).unwrap_or_else(|e| panic!("{e}\n{module}"));
+    // The plan says so too, per op, as `compile --explain` prints it.
+    let plan = PipelineOptions { target: Target::Cuda, ..Default::default() }.attention_plan(parse(&joint_attention("bf16")).unwrap(), None).unwrap();
+    assert_eq!(plan.len(), 1);
+    assert_eq!(plan[0].decision.to_string(), "cudnn: bf16, head_dim 64, mask as bias");
+
+    let (g, module) = auto_module(&joint_attention("f32"), Target::Cuda);
+    assert!(!module.contains("__cudnn") && !g.op_counts().contains_key("custom_call"), "f32 stays dense: {module}");
+    // On CPU and TPU, bf16 too stays dense (96 keys), and the module runs on the CPU plugin.
+    for target in [Target::Cpu, Target::Tpu] {
+        let (_, module) = auto_module(&joint_attention("bf16"), target);
+        assert!(!module.contains("__cudnn"), "{target}: {module}");
+        common::cpu_client(1).compile(&module, &CompileOptions::single_device()).unwrap_or_else(|e| panic!("{target}: {e}"));
+    }
+}
+
 #[test]
 fn cpu_plugin_refuses_the_cudnn_custom_call() {
     // The custom call exists only in XLA's CUDA backend; the CPU plugin names it when compiling.
@@ -106,13 +147,7 @@ fn cpu_plugin_refuses_the_cudnn_custom_call() {
 
 #[test]
 fn cudnn_matches_dense_on_cuda() {
-    let cuda = match cuda::cuda_plugin() {
-        Ok(path) => path,
-        Err(skipped) => {
-            println!("{skipped}");
-            return;
-        }
-    };
+    let Some(cuda) = cuda::cuda_plugin_or_skip("cuda_attention::cudnn_matches_dense_on_cuda") else { return };
     let cuda = cuda.to_str().expect("a UTF-8 plugin path");
     for (i, case) in CASES.iter().enumerate() {
         let root = tempfile::tempdir().unwrap();

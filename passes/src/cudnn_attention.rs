@@ -54,32 +54,42 @@ impl Pass for CudnnAttention {
             let args = rw.operands(v);
             let ty = |i: usize| rw.new.tensor_ty(args[i]).clone();
             let mask = has_mask.then(|| ty(3));
-            let Some(causal) = supported(&ty(0), &ty(1), &ty(2), mask.as_ref(), window) else { return Ok(None) };
+            let Ok(causal) = support(&ty(0), &ty(1), &ty(2), mask.as_ref(), window) else { return Ok(None) };
             lower(&mut Emitter { g: &mut rw.new }, &args, scale, causal).map(Some)
         })
     }
 }
 
-/// Whether cuDNN takes this attention, and if so whether it is causal; see the module docs.
-fn supported(
+/// Whether cuDNN takes this attention: `Ok(causal)`, or `Err` saying why not (what the attention
+/// has, then what cuDNN takes), for `compile --explain`; see the module docs.
+pub fn support(
     q: &TensorType,
     k: &TensorType,
     v: &TensorType,
     mask: Option<&TensorType>,
     window: Option<(i64, i64)>,
-) -> Option<bool> {
-    let d = q.shape[3];
-    let dtype_ok = matches!(q.dtype, DType::BF16 | DType::F16) && k.dtype == q.dtype && v.dtype == q.dtype;
-    let head_ok = d == v.shape[3] && d % 8 == 0 && d <= CudnnAttention::MAX_HEAD_DIM;
-    let mask_ok = mask.is_none_or(|m| m.dtype == DType::I1 || m.dtype == q.dtype);
-    if !(dtype_ok && head_ok && mask_ok) {
-        return None;
+) -> Result<bool, String> {
+    let (d, dv) = (q.shape[3], v.shape[3]);
+    if !matches!(q.dtype, DType::BF16 | DType::F16) {
+        return Err(format!("{} (cuDNN takes bf16/f16)", q.dtype));
+    }
+    if k.dtype != q.dtype || v.dtype != q.dtype {
+        return Err(format!("q {}, k {}, v {} (cuDNN takes one dtype)", q.dtype, k.dtype, v.dtype));
+    }
+    if d != dv {
+        return Err(format!("head_dim {d}, value head_dim {dv} (cuDNN takes equal ones)"));
+    }
+    if d % 8 != 0 || d > CudnnAttention::MAX_HEAD_DIM {
+        return Err(format!("head_dim {d} (cuDNN takes a multiple of 8 up to {})", CudnnAttention::MAX_HEAD_DIM));
+    }
+    if let Some(m) = mask.filter(|m| m.dtype != DType::I1 && m.dtype != q.dtype) {
+        return Err(format!("{} mask with {} q (cuDNN takes a boolean mask or a bias in q's dtype)", m.dtype, q.dtype));
     }
     match window {
-        None => Some(false),
-        Some((l, r)) if l < 0 && r < 0 => Some(false),
-        Some((l, 0)) if l < 0 => Some(true),
-        Some(_) => None,
+        None => Ok(false),
+        Some((l, r)) if l < 0 && r < 0 => Ok(false),
+        Some((l, 0)) if l < 0 => Ok(true),
+        Some((l, r)) => Err(format!("window ({l}, {r}) (cuDNN takes none or the causal (-1, 0))")),
     }
 }
 

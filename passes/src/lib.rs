@@ -5,6 +5,7 @@
 //! `decompose` first because the backend has no composite ops yet, and the cleanups after it
 //! because decompositions leave foldable constants and repeated subexpressions behind.
 
+pub mod attention_plan;
 pub mod blockwise_attention;
 pub mod canonicalize;
 pub mod cudnn_attention;
@@ -21,6 +22,7 @@ pub mod pipeline_options;
 pub mod registry;
 pub mod rewrite;
 pub mod sliding_window;
+pub mod target;
 #[cfg(test)]
 mod test_support;
 pub mod sharding;
@@ -36,5 +38,6 @@ pub use exp2_softmax::Exp2Softmax;
 pub use k_smooth::KSmooth;
 pub use manager::{default_pipeline, DumpAfter, PassManager, PassReport, PipelineRun};
 pub use pass::Pass;
+pub use target::Target;
 pub use sharding::{AttentionSharding, ShardingPropagation, ShardingReport, ShardingRules};
 pub use registry::{create_pass, known_passes, PassInfo, DEFAULT_PIPELINE, REGISTRY};

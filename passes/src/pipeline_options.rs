@@ -3,17 +3,20 @@
 //! sizes and a sliding window. The CLI's `--attention`, `--exp2-softmax`, `--k-smooth`, `--bq`,
 //! `--bkv`, `--bkv-compute` and `--window-size` fill a [`PipelineOptions`]; every command and every
 //! stage builds its passes from one, so `compile` ahead of time and the stages make the same
-//! executable (and the same cache key).
+//! executable (and the same cache key). The options carry the [`Target`] (from the plugin's
+//! platform), which `--attention auto` follows op by op (see `attention_plan`).
 //!
 //! Order: `sliding_window` (changes the model, so it comes first and every lowering sees it),
 //! `sharding` (needs the attention ops whole to choose context or sequence parallel), `k_smooth` (before any lowering pads the keys), the attention lowering that was chosen, then
 //! `exp2_softmax` for the attention still dense when asked for, then `decompose` and the cleanups.
 
+use crate::attention_plan::{self, PlannedAttention};
 use crate::blockwise_attention::BlockwiseAttention;
 use crate::sliding_window::SlidingWindow;
 use crate::sharding::{AttentionSharding, RuleSource, ShardingPropagation, ShardingRules};
-use crate::{Canonicalize, CudnnAttention, Cse, Dce, Decompose, Exp2Softmax, KSmooth, PassManager};
-use vidlower_ir::Mesh;
+use crate::target::Target;
+use crate::{Canonicalize, Cse, Dce, Decompose, Exp2Softmax, KSmooth, PassError, PassManager};
+use vidlower_ir::{Graph, Mesh};
 use std::fmt;
 
 /// Keys above which `auto` lowers an attention blockwise (the seeds' threshold for their splash
@@ -25,8 +28,9 @@ pub const LONG_ATTENTION_KEYS: i64 = 20_000;
 /// How attention composites are lowered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum AttentionLowering {
-    /// Blockwise for attention with more than [`LONG_ATTENTION_KEYS`] keys, dense otherwise,
-    /// whatever the attention's kind.
+    /// Per op and per target (`attention_plan`): on CUDA cuDNN's fused attention wherever it
+    /// applies; elsewhere, and for what cuDNN does not take, blockwise for attention with more
+    /// than [`LONG_ATTENTION_KEYS`] keys, dense otherwise, whatever the attention's kind.
     #[default]
     Auto,
     /// Every attention dense: the S x S scores exist.
@@ -120,6 +124,8 @@ pub struct ShardingOptions {
 /// Everything that shapes the standard pipeline.
 #[derive(Clone, Debug)]
 pub struct PipelineOptions {
+    /// Where the module will run (the plugin's platform): what `attention` auto follows.
+    pub target: Target,
     pub attention: AttentionLowering,
     /// Attention in base 2 (scale * log2 e folded into Q).
     pub exp2_softmax: Exp2Choice,
@@ -137,6 +143,7 @@ pub struct PipelineOptions {
 impl Default for PipelineOptions {
     fn default() -> Self {
         PipelineOptions {
+            target: Target::Cpu,
             attention: AttentionLowering::Auto,
             exp2_softmax: Exp2Choice::Auto,
             k_smooth: true,
@@ -164,6 +171,21 @@ impl PipelineOptions {
     /// and a mesh was. `None`: weights replicated unless rules were given. The caller picks the
     /// table by the component's type, never by a folder name here.
     pub fn pipeline_for(&self, built_in_rules: Option<ShardingRules>) -> PassManager {
+        let mut pm = self.before_lowering(built_in_rules);
+        let blockwise = BlockwiseAttention { exp2: self.exp2_softmax != Exp2Choice::Off, ..self.blocks };
+        for pass in attention_plan::lowering_passes(self.attention, self.target, blockwise) {
+            pm.add(pass);
+        }
+        if self.exp2_softmax == Exp2Choice::On {
+            pm.add(Box::new(Exp2Softmax));
+        }
+        pm.add(Box::new(Decompose)).add(Box::new(Canonicalize)).add(Box::new(Cse)).add(Box::new(Dce));
+        pm
+    }
+
+    /// The passes that run before the attention lowering: the graph they give is the one the
+    /// lowering (and [`Self::attention_plan`]) sees.
+    fn before_lowering(&self, built_in_rules: Option<ShardingRules>) -> PassManager {
         let mut pm = PassManager::new();
         if let Some((left, right)) = self.window {
             pm.add(Box::new(SlidingWindow { left, right }));
@@ -175,30 +197,21 @@ impl PipelineOptions {
         if self.k_smooth {
             pm.add(Box::new(KSmooth));
         }
-        let blockwise = BlockwiseAttention { exp2: self.exp2_softmax != Exp2Choice::Off, ..self.blocks };
-        match self.attention {
-            AttentionLowering::Dense => {}
-            AttentionLowering::Auto => {
-                pm.add(Box::new(BlockwiseAttention { min_keys: LONG_ATTENTION_KEYS + 1, ..blockwise }));
-            }
-            AttentionLowering::Blockwise => {
-                pm.add(Box::new(BlockwiseAttention { min_keys: 0, ..blockwise }));
-            }
-            AttentionLowering::Cudnn => {
-                pm.add(Box::new(CudnnAttention));
-            }
-        }
-        if self.exp2_softmax == Exp2Choice::On {
-            pm.add(Box::new(Exp2Softmax));
-        }
-        pm.add(Box::new(Decompose)).add(Box::new(Canonicalize)).add(Box::new(Cse)).add(Box::new(Dce));
         pm
+    }
+
+    /// Each attention op of `graph` with the lowering these options give it and why, decided
+    /// as the pipeline decides (on the graph after the passes before the lowering), for
+    /// `compile --explain`.
+    pub fn attention_plan(&self, graph: Graph, built_in_rules: Option<ShardingRules>) -> Result<Vec<PlannedAttention>, PassError> {
+        let graph = self.before_lowering(built_in_rules).run(graph)?.graph;
+        Ok(attention_plan::plan(&graph, self.attention, self.target))
     }
 
     /// One line for stage summaries and `compile`: the choices, not the pass list.
     pub fn describe(&self) -> String {
         let b = &self.blocks;
-        let mut s = format!("attention {}", self.attention);
+        let mut s = format!("attention {}", attention_plan::describe(self.attention, self.target));
         if matches!(self.attention, AttentionLowering::Auto | AttentionLowering::Blockwise) {
             s += &format!(" (bq {}, bkv {}, bkv-compute {})", b.bq, b.bkv, b.bkv_compute);
         }
@@ -233,6 +246,12 @@ mod tests {
         assert_eq!(plain, ["decompose", "canonicalize", "cse", "dce"]);
         let windowed = PipelineOptions { window: Some((4, 4)), attention: AttentionLowering::Cudnn, ..Default::default() };
         assert_eq!(windowed.pipeline().names()[..3], ["sliding_window", "k_smooth", "cudnn_attention"]);
+        let cuda = PipelineOptions { target: Target::Cuda, ..Default::default() };
+        assert_eq!(cuda.pipeline().names()[..3], ["k_smooth", "cudnn_attention", "blockwise_attention"]);
+        for target in [Target::Cpu, Target::Tpu, Target::Other] {
+            let options = PipelineOptions { target, ..Default::default() };
+            assert_eq!(options.pipeline().names()[..2], ["k_smooth", "blockwise_attention"], "{target}");
+        }
     }
 
     #[test]

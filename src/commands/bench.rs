@@ -59,8 +59,8 @@ fn bench_graph(graph: Graph, args: &BenchArgs) -> Result<()> {
     let (repeats, runs) = (args.repeats.unwrap_or(5), args.runs.unwrap_or(50));
     let signature = Signature::of(&graph);
     let format = args.passes.pipeline.format();
-    let lowered = lower(graph, pipeline(&args.passes, None)?, format, DumpAfter::None, &mut |_, _| {})?;
     let session = Session::open(&args.runtime, &args.passes.pipeline)?;
+    let lowered = lower(graph, pipeline(&args.passes, None, session.target()?)?, format, DumpAfter::None, &mut |_, _| {})?;
     println!("plugin: {}", session.describe_plugin());
     println!("graph @{}: {} ops after passes, StableHLO {} bytes", lowered.graph.name, lowered.graph.op_count(), lowered.module.len());
 

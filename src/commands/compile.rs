@@ -21,7 +21,9 @@ pub struct CompileArgs {
     passes: PassArgs,
     #[command(flatten)]
     runtime: RuntimeArgs,
-    /// Print each pass that ran, its time, and the op counts before and after it.
+    /// Print each pass that ran, its time, and the op counts before and after it; with the
+    /// standard pipeline also each attention op (kind, q/k types, mask) and the lowering it gets
+    /// on this plugin's platform, with the reason.
     #[arg(long)]
     explain: bool,
 }
@@ -31,8 +33,13 @@ pub fn run(args: CompileArgs) -> Result<()> {
     for line in selection.describe()? {
         println!("{line}");
     }
-    let mut session = None;
-    for g in selection.graphs()? {
+    // The graphs (checking the size flags), then the plugin: the pipeline is made for its
+    // platform (`--attention auto` follows it).
+    let graphs = selection.graphs()?;
+    let session = Session::open(&args.runtime, &args.passes.pipeline)?;
+    println!("plugin: {}", session.describe_plugin());
+    let target = session.target()?;
+    for g in graphs {
         let (label, cache_label, rules) = (g.label.clone(), g.cache_label(), g.rules);
         let graph = g.graph;
         let title = if label == graph.name { String::new() } else { format!("{label} ") };
@@ -43,14 +50,26 @@ pub fn run(args: CompileArgs) -> Result<()> {
             graph.inputs.len() - graph.weights().count(),
             graph.op_count()
         );
+        let standard = if args.explain && args.passes.passes.is_none() { Some(args.passes.pipeline.options(target)?) } else { None };
+        let plan = match &standard {
+            Some(options) => {
+                let built_in = rules.map(|t| vidlower_passes::sharding::ShardingRules::built_in("built-in rules", t));
+                options.attention_plan(graph.clone(), built_in).with_context(|| label.clone())?
+            }
+            None => Vec::new(),
+        };
         let start = Instant::now();
         let format = args.passes.pipeline.format();
-        let lowered =
-            lower(graph, pipeline(&args.passes, rules)?, format, DumpAfter::None, &mut |_, _| {}).with_context(|| label.clone())?;
+        let lowered = lower(graph, pipeline(&args.passes, rules, target)?, format, DumpAfter::None, &mut |_, _| {})
+            .with_context(|| label.clone())?;
         let names: Vec<&str> = lowered.reports.iter().map(|r| r.name).collect();
         println!("passes: {} ({})", names.join(", "), format_duration(start.elapsed() - lowered.emit_time));
-        if args.explain && args.passes.passes.is_none() {
-            println!("  standard pipeline: {}", args.passes.pipeline.options()?.describe());
+        if let Some(options) = &standard {
+            println!("  standard pipeline: {}", options.describe());
+            println!("  attention ops: {}", plan.len());
+            for (i, p) in plan.iter().enumerate() {
+                println!("    {}. {p}", i + 1);
+            }
         }
         if args.explain {
             for r in &lowered.reports {
@@ -59,12 +78,6 @@ pub fn run(args: CompileArgs) -> Result<()> {
         }
         println!("stablehlo: {} bytes, emitted in {}", lowered.module.len(), format_duration(lowered.emit_time));
 
-        if session.is_none() {
-            let s = Session::open(&args.runtime, &args.passes.pipeline)?;
-            println!("plugin: {}", s.describe_plugin());
-            session = Some(s);
-        }
-        let session = session.as_ref().expect("opened above");
         let spinner = crate::commands::spinner("compiling");
         let compiled =
             compile_cached(&session.client, session.cache.as_ref(), &lowered.module, &CompileOptions::for_graph(&lowered.graph, format), &cache_label);

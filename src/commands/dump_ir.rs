@@ -7,7 +7,7 @@ use crate::args::{GraphArgs, PassArgs};
 use crate::lowering::{lower, pipeline};
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
-use vidlower_passes::DumpAfter;
+use vidlower_passes::{DumpAfter, Target};
 
 #[derive(Args)]
 pub struct DumpIrArgs {
@@ -18,6 +18,10 @@ pub struct DumpIrArgs {
     /// Print the IR after this pass, or after every pass with `all` (default: before any pass).
     #[arg(long, value_name = "PASS|all")]
     after: Option<String>,
+    /// The platform to lower for (dump-ir opens no plugin): cpu, cuda or tpu; `--attention auto`
+    /// follows it.
+    #[arg(long, value_name = "cpu|cuda|tpu", default_value = "cpu", value_parser = parse_target)]
+    target: Target,
     /// What to print: the IR text, or the StableHLO module the backend emits after all passes.
     #[arg(long, value_enum, default_value_t = Format::Ir)]
     format: Format,
@@ -39,7 +43,7 @@ pub fn run(args: DumpIrArgs) -> Result<()> {
         if several {
             println!("// ===== {} =====", g.label);
         }
-        let passes = pipeline(&args.passes, g.rules)?;
+        let passes = pipeline(&args.passes, g.rules, args.target)?;
         let format = args.passes.pipeline.format();
         let graph = g.graph;
         match (args.format, args.after.as_deref()) {
@@ -55,4 +59,8 @@ pub fn run(args: DumpIrArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn parse_target(s: &str) -> Result<Target, String> {
+    s.parse()
 }

@@ -69,8 +69,8 @@ fn run_graph(graph: Graph, args: &ExecArgs) -> Result<()> {
     let seed = args.seed.unwrap_or(0);
     let signature = Signature::of(&graph);
     let format = args.passes.pipeline.format();
-    let lowered = lower(graph, pipeline(&args.passes, None)?, format, DumpAfter::None, &mut |_, _| {})?;
     let session = Session::open(&args.runtime, &args.passes.pipeline)?;
+    let lowered = lower(graph, pipeline(&args.passes, None, session.target()?)?, format, DumpAfter::None, &mut |_, _| {})?;
     println!("plugin: {}", session.describe_plugin());
 
     let spinner = crate::commands::spinner("compiling");

@@ -39,12 +39,13 @@ pub struct GenerateArgs {
 pub fn run(args: GenerateArgs) -> Result<()> {
     let start = Instant::now();
     let model = OpenedModel::open_all(&args.model.spec(None)?)?;
-    // Every flag is checked before any work starts.
-    let settings = super::stage2::settings(&model, &args.denoise, &args.dtype, &args.pipeline)?;
+    // The plugin first (the pipeline options are made for its platform), then every flag is
+    // checked before anything is compiled.
+    let session = Session::open(&args.runtime, &args.pipeline)?;
+    let settings = super::stage2::settings(&model, &args.denoise, &args.dtype, &args.pipeline, session.target()?)?;
     let decode = super::stage3::check(&model, &args.decode, &settings.pipeline)?;
     // Every weight every component takes, by name and shape (headers only).
     vidlower_runtime::stages::preflight::check_weights(&model, &model.components(), &settings.video)?;
-    let session = Session::open(&args.runtime, &args.pipeline)?;
     println!("model: {} ({}, {})", model.spec.id(), model.family().name(), model.dir().display());
     println!("plugin: {}", session.describe_plugin());
     let dir = &args.output_dir;

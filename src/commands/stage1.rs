@@ -32,8 +32,8 @@ pub struct Stage1Args {
 
 pub fn run(args: Stage1Args) -> Result<()> {
     let model = OpenedModel::open(&args.model.spec(None)?, &[Component::TextEncoder, Component::TextEncoder2])?;
-    let pipeline = args.pipeline.options()?;
     let session = Session::open(&args.runtime, &args.pipeline)?;
+    let pipeline = args.pipeline.options(session.target()?)?;
     execute(&model, &session, &args.prompt, &args.dtype, &pipeline, &args.output_dir)?;
     Ok(())
 }
@@ -98,6 +98,7 @@ pub fn execute(
         ..Default::default()
     };
     config.write(dir)?;
+    println!("stage 1: text encoders lowered with {}", pipeline.describe());
     println!("stage 1: {summary}");
     println!("stage 1: wrote {}", dir.join(EMBEDDINGS_FILE).display());
     Ok(config)

@@ -15,6 +15,7 @@ use vidlower_runtime::stages::checkpoint::{self, CHECKPOINT_FILE};
 use vidlower_runtime::stages::generation_config::GenerationConfig;
 use vidlower_runtime::stages::model::OpenedModel;
 use vidlower_frontends::family::{Component, DenoiseKnobs, VideoSize};
+use vidlower_passes::Target;
 use vidlower_runtime::stages::stage1::load_embeddings;
 use vidlower_runtime::stages::stage2::{run_stage2_checkpointed, Checkpointing, Stage2Error, Stage2Settings};
 use vidlower_runtime::stages::stage3::LATENTS_FILE;
@@ -41,8 +42,9 @@ pub struct Stage2Args {
 pub fn run(args: Stage2Args) -> Result<()> {
     let mut config = GenerationConfig::read(&args.input_dir)?;
     let model = OpenedModel::open(&args.model.spec(Some(&config.model_id))?, &[Component::Transformer])?;
-    let settings = settings(&model, &args.denoise, &args.dtype, &args.pipeline)?;
+    // The plugin first: the pipeline options are made for its platform.
     let session = Session::open(&args.runtime, &args.pipeline)?;
+    let settings = settings(&model, &args.denoise, &args.dtype, &args.pipeline, session.target()?)?;
     let stop = crate::interrupt::install()?;
     let control = checkpointing(&args.checkpoint, &args.input_dir, stop);
     execute(&model, &session, &settings, &control, &args.input_dir, &mut config)
@@ -61,8 +63,9 @@ pub fn checkpointing(args: &CheckpointArgs, dir: &Path, stop: Arc<AtomicUsize>) 
     }
 }
 
-/// Flags resolved against the model's defaults, checked before any work starts.
-pub fn settings(model: &OpenedModel, d: &DenoiseArgs, dtype: &DtypeArg, pipeline: &PipelineArgs) -> Result<Stage2Settings> {
+/// Flags resolved against the model's defaults (the pipeline's for `target`), checked before
+/// anything is compiled.
+pub fn settings(model: &OpenedModel, d: &DenoiseArgs, dtype: &DtypeArg, pipeline: &PipelineArgs, target: Target) -> Result<Stage2Settings> {
     let def = &model.defaults;
     let s = Stage2Settings {
         steps: d.num_inference_steps.unwrap_or(def.steps),
@@ -79,7 +82,7 @@ pub fn settings(model: &OpenedModel, d: &DenoiseArgs, dtype: &DtypeArg, pipeline
         latents_in: d.latents_in.clone(),
         step_noise: None,
         scheduler_class: d.scheduler.clone(),
-        pipeline: pipeline.options()?,
+        pipeline: pipeline.options(target)?,
     };
     vidlower_runtime::stages::stage2::check(model, &s)?;
     vidlower_runtime::stages::preflight::check_weights(model, &[vidlower_frontends::family::Component::Transformer], &s.video)?;

@@ -35,8 +35,8 @@ pub fn run(args: Stage3Args) -> Result<()> {
     if args.pipeline.mesh.is_some() {
         anyhow::bail!("--mesh does not apply to stage 3: the VAE runs on one device (its weights replicated, as the seeds run it)");
     }
-    let settings = check(&model, &args.decode, &args.pipeline.options()?)?;
     let session = Session::open(&args.runtime, &args.pipeline)?;
+    let settings = check(&model, &args.decode, &args.pipeline.options(session.target()?)?)?;
     execute(&model, &session, &args.decode, &settings, &args.input_dir, &mut config)
 }
 
@@ -77,6 +77,7 @@ pub fn execute(
     config.fps = Some(fps);
     config.output_video = Some(video.clone());
     config.write(dir)?;
+    println!("stage 3: vae lowered with {}", settings.pipeline.describe());
     println!("stage 3: {summary}");
     println!("stage 3: wrote {} ({frames} frames at {fps} fps)", video.display());
     Ok(())

@@ -35,6 +35,35 @@ pub fn cuda_plugin() -> Result<PathBuf, String> {
     }
 }
 
+/// Set to 1 to make a missing CUDA plugin or device a test failure instead of a skip (on the GPU
+/// machine, so a broken plugin install cannot pass as "skipped").
+pub const REQUIRE_CUDA_ENV: &str = "VIDLOWER_REQUIRE_CUDA";
+/// A file the skips are appended to, one line each (`scripts/test.sh` sets it and counts them in
+/// its summary: libtest has no runtime skip, so a skipped test passes).
+pub const SKIP_LOG_ENV: &str = "VIDLOWER_SKIP_LOG";
+
+/// The CUDA plugin, or `None` after recording that `test` was skipped and why; panics instead
+/// under `VIDLOWER_REQUIRE_CUDA=1`.
+pub fn cuda_plugin_or_skip(test: &str) -> Option<PathBuf> {
+    let why = match cuda_plugin() {
+        Ok(path) => return Some(path),
+        Err(why) => why,
+    };
+    if std::env::var(REQUIRE_CUDA_ENV).is_ok_and(|v| v == "1") {
+        panic!("{test}: {REQUIRE_CUDA_ENV}=1 and {why}");
+    }
+    println!("SKIPPED {test}: {why}");
+    if let Some(log) = std::env::var_os(SKIP_LOG_ENV) {
+        use std::io::Write;
+        let line = format!("{test}: {why}\n");
+        let appended = std::fs::OpenOptions::new().create(true).append(true).open(&log).and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = appended {
+            panic!("{test}: recording the skip in {SKIP_LOG_ENV}={}: {e}", Path::new(&log).display());
+        }
+    }
+    None
+}
+
 /// `vidlower exec ARGS --plugin PLUGIN --output FILE` (cache in `root`); the output tensor `name`.
 pub fn exec_on(plugin: &str, root: &Path, args: &[&str], name: &str) -> HostTensor {
     let out = root.join(format!("{}.safetensors", plugin.replace(['/', '.'], "_")));

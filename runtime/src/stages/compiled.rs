@@ -11,7 +11,7 @@ use vidlower_backends::ShardingFormat;
 use vidlower_frontends::family::{Component, Model};
 use vidlower_ir::Graph;
 use vidlower_passes::pipeline_options::{AttentionLowering, PipelineOptions};
-use vidlower_passes::{DumpAfter, PassManager};
+use vidlower_passes::{DumpAfter, PassManager, Target};
 
 /// Timings of getting a component ready, for the stage summaries.
 #[derive(Clone, Debug)]
@@ -64,6 +64,12 @@ pub fn check_target(attention: AttentionLowering, client: &Client) -> Result<(),
         return Err(format!("--attention cudnn needs the CUDA plugin; this is the {platform} plugin (use auto, dense or blockwise)"));
     }
     Ok(())
+}
+
+/// The target the client's plugin runs on (its platform name), which the pipeline options
+/// follow (`--attention auto`).
+pub fn target_of(client: &Client) -> Result<Target, crate::pjrt::PjrtError> {
+    Ok(Target::from_platform(&client.platform_name()?))
 }
 
 /// How the options ask shardings to be written (Shardy unless GSPMD was asked for).
