@@ -4,6 +4,7 @@
 pub mod atomic_file;
 pub mod cache;
 pub mod compile;
+pub mod float_convert;
 pub mod lowering;
 pub mod pjrt;
 pub mod plugin;
@@ -16,6 +17,7 @@ pub mod tensor;
 pub mod timing;
 pub mod vae_tiling;
 pub mod video;
+pub mod weight_upload;
 pub mod weights;
 
 pub use vidlower_ir as ir;

@@ -9,6 +9,7 @@
 use crate::pjrt::{Buffer, Client, Device, LoadedExecutable, PjrtError};
 use crate::shard::{piece_holders, shard_of, unshard, ShardError};
 use crate::tensor::HostTensor;
+use crate::weight_upload::{upload_from_store, UploadOptions, WeightParam};
 use std::collections::HashMap;
 use thiserror::Error;
 use vidlower_ir::{Graph, Mesh, Op, Sharding, TensorType};
@@ -228,21 +229,23 @@ impl Program {
         Ok(())
     }
 
-    /// Uploads every weight from `store` (converted to the graph's dtypes). A weight the store
-    /// lacks, or has in another shape, is reported as the store's error, naming file and tensor.
+    /// Uploads every weight from `store` (converted to the graph's dtypes), several transfers at
+    /// a time, straight from the file's mapping where the dtype matches
+    /// ([`crate::weight_upload`]). A weight the store lacks, or has in another shape, is
+    /// reported as the store's error, naming file and tensor.
     pub fn upload_weights_from(&mut self, store: &crate::weights::WeightStore) -> Result<(), WeightUploadError> {
-        let mut failed = None;
-        self.upload_weights(&mut |name, ty| match store.load(name, ty) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                failed.get_or_insert(e);
-                None
-            }
-        })
-        .map_err(|e| match failed.take() {
-            Some(w) => WeightUploadError::Weights(w),
-            None => WeightUploadError::Program(e),
-        })
+        let layout = self.signature.layout.as_ref();
+        let (indices, params): (Vec<usize>, Vec<WeightParam>) = self
+            .signature
+            .params
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, kind, _))| *kind == ParamKind::Weight)
+            .map(|(i, (name, _, ty))| (i, WeightParam { name, ty, sharding: layout.map(|l| (&l.params[i], &l.mesh)) }))
+            .unzip();
+        let buffers = upload_from_store(store, &params, &self.devices, &UploadOptions::default())?;
+        self.resident.extend(indices.into_iter().zip(buffers));
+        Ok(())
     }
 
     /// Runs once with the plain inputs given by name; returns the outputs by name, in order.

@@ -22,8 +22,30 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// Time since this process was started by the kernel (Linux: `/proc/self/stat`'s start time
+/// against `/proc/uptime`, 10 ms resolution), so start-up figures include loading the binary
+/// and the plugin; `None` elsewhere.
+pub fn since_process_start() -> Option<Duration> {
+    // Clock ticks per second: 100 on every Linux vidlower runs on (USER_HZ).
+    const TICKS: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3; start time is 22.
+    let after = &stat[stat.rfind(')')? + 1..];
+    let start_ticks: f64 = after.split_whitespace().nth(22 - 3)?.parse().ok()?;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime").ok()?.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_secs_f64((uptime - start_ticks / TICKS).max(0.0)))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn process_start_is_in_the_past_on_linux() {
+        if cfg!(target_os = "linux") {
+            let d = super::since_process_start().expect("/proc on Linux");
+            assert!(d < std::time::Duration::from_secs(24 * 3600), "{d:?}");
+        }
+    }
+
     #[test]
     fn peak_rss_is_read_on_linux() {
         if cfg!(target_os = "linux") {

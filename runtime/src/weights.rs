@@ -1,12 +1,16 @@
 //! Model weights from safetensors files, memory-mapped: one file, a directory of them, or a
 //! sharded set named by `*.safetensors.index.json`. Tensors are read on demand and converted to
-//! the compute dtype as they are uploaded, so a checkpoint is never held twice in memory.
+//! the compute dtype as they are uploaded, so a checkpoint is never held twice in memory; a
+//! tensor stored in the compute dtype is handed to the device straight from the mapping
+//! ([`WeightStore::host_bytes`]).
 
+use crate::pjrt::HostBytes;
 use crate::tensor::HostTensor;
 use memmap2::Mmap;
 use safetensors::tensor::Dtype;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use thiserror::Error;
 use vidlower_ir::{DType, TensorType};
 
@@ -37,7 +41,8 @@ struct Entry {
 /// The weights of one model component.
 pub struct WeightStore {
     root: PathBuf,
-    files: Vec<(PathBuf, Mmap)>,
+    /// Shared with transfers still reading from a mapping.
+    files: Vec<(PathBuf, Arc<Mmap>)>,
     entries: BTreeMap<String, Entry>,
 }
 
@@ -87,7 +92,7 @@ impl WeightStore {
                     },
                 );
             }
-            store.files.push((p, map));
+            store.files.push((p, Arc::new(map)));
         }
         Ok(store)
     }
@@ -132,20 +137,45 @@ impl WeightStore {
     /// Checks that weight `name` is stored with `ty`'s shape in a float dtype, without reading it
     /// (the pre-flight check of a model directory before any work).
     pub fn check(&self, name: &str, ty: &TensorType) -> Result<(), WeightsError> {
-        let e = self.entries.get(name).ok_or_else(|| WeightsError::Missing {
-            name: name.into(),
-            dir: self.root.clone(),
-            expected: ty.clone(),
-        })?;
-        let path = &self.files[e.file].0;
-        if e.shape != ty.shape {
-            return Err(WeightsError::Shape { name: name.into(), path: path.clone(), expected: ty.shape.clone(), found: e.shape.clone() });
-        }
-        float_dtype(e.dtype).map(|_| ()).ok_or_else(|| WeightsError::Dtype { name: name.into(), path: path.clone(), dtype: format!("{:?}", e.dtype) })
+        self.checked_entry(name, ty).map(|_| ())
     }
 
     /// Weight `name` converted to `ty.dtype`, checked against `ty.shape`.
     pub fn load(&self, name: &str, ty: &TensorType) -> Result<HostTensor, WeightsError> {
+        let (e, dtype) = self.checked_entry(name, ty)?;
+        let bytes = &self.files[e.file].1[e.start..e.end];
+        let t = HostTensor::new(dtype, e.shape.clone(), bytes.to_vec()).map_err(|err| WeightsError::Format {
+            path: self.files[e.file].0.clone(),
+            message: format!("tensor `{name}`: {err}"),
+        })?;
+        Ok(t.convert(ty.dtype))
+    }
+
+    /// Weight `name` as the bytes of a `ty` tensor, for a device transfer: the mapped file bytes
+    /// themselves when it is stored in `ty.dtype` (no copy), else converted on up to `threads`
+    /// threads. Checked as [`load`](Self::load) checks, with the same values.
+    pub fn host_bytes(&self, name: &str, ty: &TensorType, threads: usize) -> Result<HostBytes, WeightsError> {
+        let (e, dtype) = self.checked_entry(name, ty)?;
+        let (path, map) = &self.files[e.file];
+        let expected = e.shape.iter().product::<i64>() as usize * dtype.size_in_bytes();
+        if e.end - e.start != expected {
+            let message = format!("tensor `{name}`: {} bytes for {dtype}{:?}", e.end - e.start, e.shape);
+            return Err(WeightsError::Format { path: path.clone(), message });
+        }
+        if dtype == ty.dtype {
+            return Ok(HostBytes::Mapped { map: map.clone(), range: e.start..e.end });
+        }
+        let converted = crate::float_convert::convert_floats(&map[e.start..e.end], dtype, ty.dtype, threads);
+        Ok(HostBytes::Owned(Arc::new(converted)))
+    }
+
+    /// The files the store maps, in order (what a plain read of the checkpoint reads).
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        self.files.iter().map(|(p, _)| p.as_path())
+    }
+
+    /// Weight `name`'s entry and stored float dtype, checked against `ty`'s shape.
+    fn checked_entry(&self, name: &str, ty: &TensorType) -> Result<(&Entry, DType), WeightsError> {
         let e = self.entries.get(name).ok_or_else(|| WeightsError::Missing {
             name: name.into(),
             dir: self.root.clone(),
@@ -157,10 +187,7 @@ impl WeightStore {
         }
         let dtype = float_dtype(e.dtype)
             .ok_or_else(|| WeightsError::Dtype { name: name.into(), path: path.clone(), dtype: format!("{:?}", e.dtype) })?;
-        let bytes = &self.files[e.file].1[e.start..e.end];
-        let t = HostTensor::new(dtype, e.shape.clone(), bytes.to_vec())
-            .map_err(|err| WeightsError::Format { path: path.clone(), message: format!("tensor `{name}`: {err}") })?;
-        Ok(t.convert(ty.dtype))
+        Ok((e, dtype))
     }
 }
 

@@ -38,6 +38,14 @@ pub struct BenchArgs {
     /// Untimed executions first.
     #[arg(long, default_value_t = 1)]
     warmup: u32,
+    /// Time the component's weight upload instead of a forward: a plain read of its files, the
+    /// one-at-a-time upload and the fast one, in GB/s (medians of --repeats, default 3).
+    #[arg(long)]
+    upload: bool,
+    /// With --upload: first write deterministic random weights stored in this dtype for the
+    /// component (into a model dir that holds only configs), and delete them afterwards.
+    #[arg(long, requires = "upload", value_name = "DTYPE", value_parser = crate::args::parse_dtype)]
+    random_weights: Option<vidlower_ir::DType>,
     /// VAE tiling of the `vae_decoder` (the flags stage 3 takes).
     #[command(flatten)]
     tiling: crate::stage_args::TileArgs,
@@ -50,6 +58,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.graph.select()? {
+        Selection::Graph(_) if args.upload => bail!("--upload times a model component's weights: give --model or --model-dir with --component"),
         Selection::Graph(graph) => bench_graph(graph, &args),
         Selection::Model(m) => bench_component(&m, &args),
     }
@@ -112,6 +121,10 @@ fn bench_graph(graph: Graph, args: &BenchArgs) -> Result<()> {
 /// One model component: compiled once (through the cache), its weights from the model, seeded
 /// inputs; the median of `--runs` forwards after `--warmup`.
 fn bench_component(m: &ModelSelection, args: &BenchArgs) -> Result<()> {
+    if args.upload {
+        let session = Session::open(&args.runtime, &args.passes.pipeline)?;
+        return super::bench_upload::run(m, args.random_weights, args.repeats.unwrap_or(3), &session);
+    }
     let c = m.single("bench")?;
     if args.repeats.is_some() {
         bail!("--repeats times cold compiles of the example graph; a component is compiled once (through the cache; --no-cache for a cold compile)");

@@ -1,6 +1,7 @@
 //! One file per subcommand.
 
 pub mod bench;
+pub mod bench_upload;
 pub mod cache;
 pub mod compile;
 pub mod dump_ir;

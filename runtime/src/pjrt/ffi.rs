@@ -72,6 +72,9 @@ pub const BUFFER_TYPE_BF16: BufferType = 13;
 pub type HostBufferSemantics = i32;
 /// The runtime copies (or finishes reading) `data` before `BufferFromHostBuffer` returns.
 pub const HOST_BUFFER_IMMUTABLE_ONLY_DURING_CALL: HostBufferSemantics = 0;
+/// `BufferFromHostBuffer` may return before the copy; `data` must stay unchanged and alive until
+/// the returned `done_with_host_buffer` event fires (so several transfers can run at once).
+pub const HOST_BUFFER_IMMUTABLE_UNTIL_TRANSFER_COMPLETES: HostBufferSemantics = 1;
 
 /// Every argument struct: a zeroed value with `struct_size` set, as the C API expects.
 pub trait Args: Sized {

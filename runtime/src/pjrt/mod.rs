@@ -7,13 +7,15 @@
 //! Plugin (dlopen, version check, initialize; never unloaded)
 //!   └─ Client (create options such as cpu_device_count) ── Device
 //!        ├─ LoadedExecutable  (compile StableHLO text, execute, serialize / deserialize)
-//!        └─ Buffer            (HostTensor -> device -> HostTensor)
+//!        ├─ Buffer            (HostTensor -> device -> HostTensor)
+//!        └─ PendingTransfer   (host bytes -> device, asynchronous, several in flight)
 //! ```
 //!
 //! Every argument struct is declared in [`ffi`] with the 0.81 layout and carries its
 //! `struct_size`, so one binding runs on plugins from 0.81 onwards (the C API only appends fields
 //! within a major version). Calls are synchronous from the caller's point of view: transfers and
-//! executions are awaited, and any error their completion events carry is returned.
+//! executions are awaited, and any error their completion events carry is returned; the one
+//! exception, [`PendingTransfer`], owns its host bytes and awaits its event when finished or dropped.
 
 /// The function-table entry `$name` of a [`Plugin`], or `Err(Unsupported)` if the plugin's
 /// table is too short to have it or leaves it null.
@@ -43,6 +45,7 @@ mod compile_options;
 mod error;
 mod event;
 mod executable;
+mod host_transfer;
 pub(crate) mod ffi;
 mod named_value;
 mod plugin;
@@ -52,6 +55,7 @@ pub use client::{Client, Device};
 pub use compile_options::CompileOptions;
 pub use error::{ErrorCode, PjrtError, Result};
 pub use executable::LoadedExecutable;
+pub use host_transfer::{HostBytes, PendingTransfer};
 pub use named_value::NamedValue;
 pub use plugin::Plugin;
 

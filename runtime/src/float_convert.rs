@@ -1,0 +1,98 @@
+//! Converting stored float weights (f32, bf16, f16, f64) to a graph's dtype, split over a few
+//! threads: a bf16 checkpoint run in f32 (or the reverse) is converted as fast as memory allows,
+//! not one element at a time through f64 as `HostTensor::convert` does. The values are those of
+//! `HostTensor::convert` (one round to nearest even from the exact stored value).
+
+use half::{bf16, f16};
+use vidlower_ir::DType;
+
+/// Below this many bytes a conversion runs on the calling thread (a thread costs more).
+const PARALLEL_MIN_BYTES: usize = 4 << 20;
+
+/// `src`, float elements of `from`, as elements of `to` (both float dtypes; native byte
+/// order, as `HostTensor` holds them), converted on up to `threads` threads.
+pub fn convert_floats(src: &[u8], from: DType, to: DType, threads: usize) -> Vec<u8> {
+    let (win, wout) = (from.size_in_bytes(), to.size_in_bytes());
+    let n = src.len() / win;
+    let mut dst = vec![0u8; n * wout];
+    let threads = if src.len() < PARALLEL_MIN_BYTES { 1 } else { threads.max(1) };
+    let per = n.div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let pieces = src.chunks(per * win).zip(dst.chunks_mut(per * wout));
+        let mut pieces: Vec<_> = pieces.collect();
+        // The last piece on this thread, the others on helpers.
+        let last = pieces.pop();
+        for (i, o) in pieces {
+            s.spawn(move || convert_piece(i, from, o, to));
+        }
+        if let Some((i, o)) = last {
+            convert_piece(i, from, o, to);
+        }
+    });
+    dst
+}
+
+fn map<const IN: usize, const OUT: usize>(src: &[u8], dst: &mut [u8], f: impl Fn([u8; IN]) -> [u8; OUT]) {
+    for (s, d) in src.chunks_exact(IN).zip(dst.chunks_exact_mut(OUT)) {
+        d.copy_from_slice(&f(s.try_into().expect("chunks_exact")));
+    }
+}
+
+/// One piece, element for element. f32, bf16 and f16 widen exactly to f32, so they round once
+/// from f32; f64 rounds once from f64.
+fn convert_piece(src: &[u8], from: DType, dst: &mut [u8], to: DType) {
+    let f32_of_bf16 = |b: [u8; 2]| bf16::from_bits(u16::from_ne_bytes(b)).to_f32();
+    let f32_of_f16 = |b: [u8; 2]| f16::from_bits(u16::from_ne_bytes(b)).to_f32();
+    macro_rules! from_f32 {
+        ($IN:literal, $read:expr) => {
+            match to {
+                DType::F32 => map::<$IN, 4>(src, dst, |b| $read(b).to_ne_bytes()),
+                DType::BF16 => map::<$IN, 2>(src, dst, |b| bf16::from_f32($read(b)).to_bits().to_ne_bytes()),
+                DType::F16 => map::<$IN, 2>(src, dst, |b| f16::from_f32($read(b)).to_bits().to_ne_bytes()),
+                DType::F64 => map::<$IN, 8>(src, dst, |b| f64::from($read(b)).to_ne_bytes()),
+                _ => unreachable!("weights convert between float dtypes"),
+            }
+        };
+    }
+    match from {
+        DType::F32 => from_f32!(4, f32::from_ne_bytes),
+        DType::BF16 => from_f32!(2, f32_of_bf16),
+        DType::F16 => from_f32!(2, f32_of_f16),
+        DType::F64 => {
+            let r = f64::from_ne_bytes;
+            match to {
+                DType::F32 => map::<8, 4>(src, dst, |b| (r(b) as f32).to_ne_bytes()),
+                DType::BF16 => map::<8, 2>(src, dst, |b| bf16::from_f64(r(b)).to_bits().to_ne_bytes()),
+                DType::F16 => map::<8, 2>(src, dst, |b| f16::from_f64(r(b)).to_bits().to_ne_bytes()),
+                DType::F64 => dst.copy_from_slice(src),
+                _ => unreachable!("weights convert between float dtypes"),
+            }
+        }
+        _ => unreachable!("weights convert between float dtypes"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::HostTensor;
+
+    #[test]
+    fn matches_host_tensor_convert_for_every_float_pair() {
+        // Values that round differently in each narrow dtype, ties included, and enough of
+        // them (5 MB of f64) that the conversion is split over threads.
+        let n = 5 << 17;
+        let values: Vec<f64> =
+            (0..n).map(|i| ((i as f64) * 0.7311).sin() * 10f64.powi((i % 9) as i32 - 4) + (i % 3) as f64 * 1.0009765625).collect();
+        let floats = [DType::F32, DType::BF16, DType::F16, DType::F64];
+        for from in floats {
+            let t = HostTensor::from_f64(vec![n as i64], &values).unwrap().convert(from);
+            for to in floats {
+                for threads in [1, 3] {
+                    let got = convert_floats(&t.data, from, to, threads);
+                    assert!(got == t.convert(to).data, "{from} -> {to} on {threads} thread(s) differs from HostTensor::convert");
+                }
+            }
+        }
+    }
+}
