@@ -1,12 +1,15 @@
 //! Model weights from safetensors files, memory-mapped: one file, a directory of them, or a
 //! sharded set named by `*.safetensors.index.json`. Tensors are read on demand and converted to
-//! the compute dtype as they are uploaded, so a checkpoint is never held twice in memory.
+//! the compute dtype as they are uploaded, so a checkpoint is never held twice in memory. With
+//! LoRAs attached ([`WeightStore::with_lora`]), the weights they adapt are merged as they are read.
 
+use crate::lora::{LoraError, LoraSet};
 use crate::tensor::HostTensor;
 use memmap2::Mmap;
 use safetensors::tensor::Dtype;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use thiserror::Error;
 use vidlower_ir::{DType, TensorType};
 
@@ -39,6 +42,8 @@ pub struct WeightStore {
     root: PathBuf,
     files: Vec<(PathBuf, Mmap)>,
     entries: BTreeMap<String, Entry>,
+    /// LoRAs merged into the weights they adapt as those are loaded.
+    lora: Option<Arc<LoraSet>>,
 }
 
 impl WeightStore {
@@ -64,7 +69,7 @@ impl WeightStore {
         if paths.is_empty() {
             return Err(WeightsError::Empty { path: path.into() });
         }
-        let mut store = WeightStore { root: path.into(), files: Vec::new(), entries: BTreeMap::new() };
+        let mut store = WeightStore { root: path.into(), files: Vec::new(), entries: BTreeMap::new(), lora: None };
         for p in paths {
             let file = std::fs::File::open(&p).map_err(io(&p))?;
             // SAFETY: the map is read-only; a checkpoint changing under a running process is a
@@ -90,6 +95,20 @@ impl WeightStore {
             store.files.push((p, map));
         }
         Ok(store)
+    }
+
+    /// This store with `lora` merged into every weight it adapts as [`load`](Self::load) reads it.
+    /// Every LoRA key is checked first against the stored names and shapes (`component` names the
+    /// store in errors): on an error nothing is attached.
+    pub fn with_lora(mut self, lora: Arc<LoraSet>, component: &str) -> Result<Self, LoraError> {
+        lora.check(component, &|name| self.entries.get(name).map(|e| e.shape.clone()))?;
+        self.lora = Some(lora);
+        Ok(self)
+    }
+
+    /// The LoRAs attached, if any.
+    pub fn lora(&self) -> Option<&LoraSet> {
+        self.lora.as_deref()
     }
 
     pub fn root(&self) -> &Path {
@@ -160,7 +179,17 @@ impl WeightStore {
         let bytes = &self.files[e.file].1[e.start..e.end];
         let t = HostTensor::new(dtype, e.shape.clone(), bytes.to_vec())
             .map_err(|err| WeightsError::Format { path: path.clone(), message: format!("tensor `{name}`: {err}") })?;
-        Ok(t.convert(ty.dtype))
+        match &self.lora {
+            // Merged in f32 whatever the stored and compute dtypes, then cast once.
+            Some(lora) if lora.touches(name) => {
+                let mut w = t.to_f32_vec();
+                lora.merge(name, &mut w);
+                let merged = HostTensor::from_f32(e.shape.clone(), &w)
+                    .map_err(|err| WeightsError::Format { path: path.clone(), message: format!("tensor `{name}`: {err}") })?;
+                Ok(merged.convert(ty.dtype))
+            }
+            _ => Ok(t.convert(ty.dtype)),
+        }
     }
 }
 
