@@ -211,9 +211,11 @@ impl LoraSet {
         self.files.iter().map(|f| format!("{}: {} weights", f.label(), f.factors.len())).collect::<Vec<_>>().join("; ")
     }
 
-    /// Each LoRA as "path xscale sha256", what a run's identity records.
+    /// Each LoRA as "file-name xscale sha256", what a run's identity records (the bytes decide,
+    /// not where the file lies).
     pub fn identity(&self) -> Vec<String> {
-        self.files.iter().map(|f| format!("{} x{} {}", f.path.display(), f.scale, f.sha256)).collect()
+        let name = |p: &Path| p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned());
+        self.files.iter().map(|f| format!("{} x{} sha256 {}", name(&f.path), f.scale, &f.sha256[..16])).collect()
     }
 }
 

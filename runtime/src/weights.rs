@@ -101,7 +101,7 @@ impl WeightStore {
     /// Every LoRA key is checked first against the stored names and shapes (`component` names the
     /// store in errors): on an error nothing is attached.
     pub fn with_lora(mut self, lora: Arc<LoraSet>, component: &str) -> Result<Self, LoraError> {
-        lora.check(component, &|name| self.entries.get(name).map(|e| e.shape.clone()))?;
+        lora.check(component, &|name| self.shape_of(name).map(<[i64]>::to_vec))?;
         self.lora = Some(lora);
         Ok(self)
     }
@@ -129,6 +129,11 @@ impl WeightStore {
 
     pub fn contains(&self, name: &str) -> bool {
         self.entries.contains_key(name)
+    }
+
+    /// The shape weight `name` is stored with.
+    pub fn shape_of(&self, name: &str) -> Option<&[i64]> {
+        self.entries.get(name).map(|e| e.shape.as_slice())
     }
 
     /// The dtype weight `name` is stored in, if it is stored in a float dtype vidlower reads.

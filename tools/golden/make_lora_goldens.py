@@ -21,7 +21,8 @@ through diffusers' own path (the family's `lora_state_dict` where the pipeline h
       `sample_two` (lora_a at 0.7 and lora_b at 1.3), all f32
 
 HunyuanVideo15Pipeline has no LoRA mixin in diffusers 0.42.1; its transformer is a PeftAdapterMixin, so
-`transformer.load_lora_adapter(file, prefix="transformer")` is what a user would call.
+`transformer.load_lora_adapter(file, prefix="transformer", use_safetensors=True)` is what a user would call
+(without `use_safetensors=True`, diffusers 0.42.1 reads the file without its metadata header, so alpha = r).
 
 Usage (from the repository root; needs `peft`, e.g. `pip install --target /tmp/py peft --no-deps` and
 PYTHONPATH=/tmp/py):
@@ -118,7 +119,9 @@ def save_second(path, lora, family, alpha):
 def load_into(model, path, adapter, mixin):
     """What `pipe.load_lora_weights(path, adapter_name=...)` does for the transformer."""
     if mixin is None:
-        model.load_lora_adapter(str(path), prefix="transformer", adapter_name=adapter)
+        # use_safetensors=True: without it `load_lora_adapter` skips the safetensors branch of
+        # `_fetch_state_dict` and so drops the `lora_adapter_metadata` header (alpha = r).
+        model.load_lora_adapter(str(path), prefix="transformer", adapter_name=adapter, use_safetensors=True)
         return
     state, meta = mixin.lora_state_dict(str(path), return_lora_metadata=True)
     model.load_lora_adapter(state, prefix="transformer", adapter_name=adapter, metadata=meta)
