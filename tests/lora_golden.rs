@@ -135,7 +135,7 @@ fn refusals_name_the_key_and_the_expected_shape_and_merge_nothing() {
     let e = refused(&[good.clone(), ("transformer.blocks.0.attn1.to_q.lora_B.weight", vec![24, 3])]);
     assert!(e.contains("`transformer.blocks.0.attn1.to_q.lora_B.weight` is [24, 3], expected [24, 2]"), "{e}");
     // One factor only; a bias diff; a text-encoder LoRA.
-    let e = refused(&[good.clone()]);
+    let e = refused(std::slice::from_ref(&good));
     assert!(e.contains("only one of its two factors"), "{e}");
     let e = refused(&[good.clone(), good_b.clone(), ("transformer.blocks.0.attn1.to_q.lora_B.bias", vec![24])]);
     assert!(e.contains("lora_B.bias") && e.contains("not supported"), "{e}");

@@ -48,7 +48,7 @@ pub enum ModelError {
     #[error(transparent)]
     Weights(#[from] WeightsError),
     #[error(transparent)]
-    Lora(#[from] LoraError),
+    Lora(Box<LoraError>),
     #[error("materialising preset `{name}` into {}: {message}", dir.display())]
     Preset { name: String, dir: PathBuf, message: String },
 }
@@ -104,7 +104,7 @@ impl OpenedModel {
     pub fn weights(&self, c: Component) -> Result<WeightStore, ModelError> {
         let store = WeightStore::open(&self.model.dir().join(c.folder()))?;
         match (&self.lora, c) {
-            (Some(lora), Component::Transformer) => Ok(store.with_lora(lora.clone(), c.name())?),
+            (Some(lora), Component::Transformer) => store.with_lora(lora.clone(), c.name()).map_err(|e| ModelError::Lora(Box::new(e))),
             _ => Ok(store),
         }
     }
@@ -116,7 +116,7 @@ impl OpenedModel {
             self.lora = None;
             return Ok(());
         }
-        let lora = Arc::new(LoraSet::read(specs)?);
+        let lora = Arc::new(LoraSet::read(specs).map_err(|e| ModelError::Lora(Box::new(e)))?);
         self.lora = Some(lora);
         // Checked now (the store is opened again, with them, where the weights are uploaded).
         self.weights(Component::Transformer).map(|_| ()).inspect_err(|_| self.lora = None)
