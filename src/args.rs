@@ -34,6 +34,8 @@ pub struct GraphArgs {
     pub dtype: Option<DType>,
     #[command(flatten)]
     pub shape: ShapeArgs,
+    #[command(flatten)]
+    pub lora: crate::stage_args::LoraArgs,
 }
 
 /// The sizes a graph is built for. Model components take the video size in pixels, as the
@@ -83,7 +85,9 @@ impl GraphArgs {
     /// Checks the flags (before any work: a preset is not materialised, nothing is built when a
     /// flag is wrong) and opens what they name.
     pub fn select(&self) -> Result<Selection> {
+        let lora = !self.lora.lora.is_empty();
         if let Some(path) = &self.ir {
+            self.refuse(&[("--lora", lora)], "to an IR file (it applies to a model's transformer)")?;
             self.refuse(&[("--dtype", self.dtype.is_some())], "to an IR file (it fixes them)")?;
             self.refuse(&self.shape.given(), "to an IR file (it fixes them)")?;
             let text = std::fs::read_to_string(path).with_context(|| format!("reading IR file {}", path.display()))?;
@@ -94,6 +98,7 @@ impl GraphArgs {
         let s = &self.shape;
         if example {
             self.refuse(&[("--component", self.component.is_some())], "to the example graph (it is one block)")?;
+            self.refuse(&[("--lora", lora)], "to the example graph (it applies to a model's transformer)")?;
             let pixels = [("--height", s.height.is_some()), ("--width", s.width.is_some()), ("--frames", s.frames.is_some())];
             self.refuse(&pixels, "to the example graph: it takes --batch and --seq")?;
             self.refuse(&[("--max-sequence-length", s.max_sequence_length.is_some())], "to the example graph: it takes --seq")?;
@@ -116,11 +121,16 @@ impl GraphArgs {
         }
         // Only the components asked for are opened (a directory with just `transformer/` can
         // run the transformer).
+        if let Some(c) = self.component.filter(|c| lora && c.component() != Component::Transformer) {
+            bail!("--lora applies to the transformer's weights, not the {}", c.name());
+        }
         let spec = self.model.spec(None)?;
-        let model = match self.component {
+        let mut model = match self.component {
             Some(c) => OpenedModel::open(&spec, &[c.component()])?,
             None => OpenedModel::open_all(&spec)?,
         };
+        // Read and checked against the transformer's weights now, before anything is built.
+        model.set_lora(&self.lora.lora)?;
         let components = match self.component {
             Some(c) => vec![c],
             None => model.components().into_iter().map(component_arg).collect(),
@@ -158,6 +168,9 @@ impl Selection {
         for &c in &m.components {
             let weights = m.weights(c)?;
             lines.push(format!("{}: {}, {}", c.name(), m.dtype(&weights), m.model.describe_sizes(c.component(), &m.sizes(c)?)));
+        }
+        if let Some(lora) = &m.model.lora {
+            lines.push(format!("lora: {} (checked; merged into the weights at upload, the executable does not change)", lora.describe()));
         }
         Ok(lines)
     }

@@ -155,6 +155,9 @@ impl Runner {
         let format = passes.pipeline.format();
         let (program, times) = prepare(&g.label, g.graph, pipeline(passes, g.rules, session.target()?)?, format, &session.client, session.cache.as_ref(), weights)?;
         println!("executable: {} {}", g.label, times.describe());
+        if let Some(lora) = weights.lora() {
+            println!("lora: merged {}", lora.describe());
+        }
         Ok(Runner::Program(Box::new(program)))
     }
 

@@ -33,6 +33,20 @@ impl ModelArgs {
     }
 }
 
+/// `--lora`: LoRAs merged into the transformer's weights at upload (stage2, generate, compile,
+/// exec, bench; the executable is the same with and without them).
+#[derive(Args, Clone, Debug, Default)]
+pub struct LoraArgs {
+    /// A LoRA to merge into the transformer's weights, with its strength (default 1): a
+    /// .safetensors file or a directory holding one (diffusers' pytorch_lora_weights.safetensors, or
+    /// PEFT's adapter_model.safetensors with adapter_config.json). Keys as diffusers'
+    /// load_lora_weights reads them: `transformer.<module>.lora_A/lora_B.weight` (also lora_down/up,
+    /// lora.down/up, `.alpha`) and Wan's original `diffusion_model.blocks.N.self_attn.q...` names.
+    /// Repeatable; merged as W + scale * (alpha / r) * B @ A in f32.
+    #[arg(long = "lora", value_name = "FILE_OR_DIR[:SCALE]")]
+    pub lora: Vec<vidlower_runtime::lora::LoraSpec>,
+}
+
 /// Stage 1 flags.
 #[derive(Args, Clone, Debug)]
 pub struct PromptArgs {

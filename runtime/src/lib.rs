@@ -5,6 +5,7 @@ pub mod atomic_file;
 pub mod cache;
 pub mod compile;
 pub mod float_convert;
+pub mod lora;
 pub mod lowering;
 pub mod pjrt;
 pub mod plugin;

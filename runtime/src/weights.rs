@@ -2,8 +2,10 @@
 //! sharded set named by `*.safetensors.index.json`. Tensors are read on demand and converted to
 //! the compute dtype as they are uploaded, so a checkpoint is never held twice in memory; a
 //! tensor stored in the compute dtype is handed to the device straight from the mapping
-//! ([`WeightStore::host_bytes`]).
+//! ([`WeightStore::host_bytes`]). With LoRAs attached ([`WeightStore::with_lora`]), the weights
+//! they adapt are merged as they are read (and so never take the straight-from-the-mapping path).
 
+use crate::lora::{LoraError, LoraSet};
 use crate::pjrt::HostBytes;
 use crate::tensor::HostTensor;
 use memmap2::Mmap;
@@ -44,6 +46,8 @@ pub struct WeightStore {
     /// Shared with transfers still reading from a mapping.
     files: Vec<(PathBuf, Arc<Mmap>)>,
     entries: BTreeMap<String, Entry>,
+    /// LoRAs merged into the weights they adapt as those are loaded.
+    lora: Option<Arc<LoraSet>>,
 }
 
 impl WeightStore {
@@ -69,7 +73,7 @@ impl WeightStore {
         if paths.is_empty() {
             return Err(WeightsError::Empty { path: path.into() });
         }
-        let mut store = WeightStore { root: path.into(), files: Vec::new(), entries: BTreeMap::new() };
+        let mut store = WeightStore { root: path.into(), files: Vec::new(), entries: BTreeMap::new(), lora: None };
         for p in paths {
             let file = std::fs::File::open(&p).map_err(io(&p))?;
             // SAFETY: the map is read-only; a checkpoint changing under a running process is a
@@ -97,6 +101,20 @@ impl WeightStore {
         Ok(store)
     }
 
+    /// This store with `lora` merged into every weight it adapts as [`load`](Self::load) reads it.
+    /// Every LoRA key is checked first against the stored names and shapes (`component` names the
+    /// store in errors): on an error nothing is attached.
+    pub fn with_lora(mut self, lora: Arc<LoraSet>, component: &str) -> Result<Self, LoraError> {
+        lora.check(component, &|name| self.shape_of(name).map(<[i64]>::to_vec))?;
+        self.lora = Some(lora);
+        Ok(self)
+    }
+
+    /// The LoRAs attached, if any.
+    pub fn lora(&self) -> Option<&LoraSet> {
+        self.lora.as_deref()
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -115,6 +133,11 @@ impl WeightStore {
 
     pub fn contains(&self, name: &str) -> bool {
         self.entries.contains_key(name)
+    }
+
+    /// The shape weight `name` is stored with.
+    pub fn shape_of(&self, name: &str) -> Option<&[i64]> {
+        self.entries.get(name).map(|e| e.shape.as_slice())
     }
 
     /// The dtype weight `name` is stored in, if it is stored in a float dtype vidlower reads.
@@ -144,17 +167,29 @@ impl WeightStore {
     pub fn load(&self, name: &str, ty: &TensorType) -> Result<HostTensor, WeightsError> {
         let (e, dtype) = self.checked_entry(name, ty)?;
         let bytes = &self.files[e.file].1[e.start..e.end];
-        let t = HostTensor::new(dtype, e.shape.clone(), bytes.to_vec()).map_err(|err| WeightsError::Format {
-            path: self.files[e.file].0.clone(),
-            message: format!("tensor `{name}`: {err}"),
-        })?;
-        Ok(t.convert(ty.dtype))
+        let path = &self.files[e.file].0;
+        let t = HostTensor::new(dtype, e.shape.clone(), bytes.to_vec())
+            .map_err(|err| WeightsError::Format { path: path.clone(), message: format!("tensor `{name}`: {err}") })?;
+        match &self.lora {
+            // Merged in f32 whatever the stored and compute dtypes, then cast once.
+            Some(lora) if lora.touches(name) => {
+                let mut w = t.to_f32_vec();
+                lora.merge(name, &mut w);
+                let merged = HostTensor::from_f32(e.shape.clone(), &w)
+                    .map_err(|err| WeightsError::Format { path: path.clone(), message: format!("tensor `{name}`: {err}") })?;
+                Ok(merged.convert(ty.dtype))
+            }
+            _ => Ok(t.convert(ty.dtype)),
+        }
     }
 
     /// Weight `name` as the bytes of a `ty` tensor, for a device transfer: the mapped file bytes
     /// themselves when it is stored in `ty.dtype` (no copy), else converted on up to `threads`
     /// threads. Checked as [`load`](Self::load) checks, with the same values.
     pub fn host_bytes(&self, name: &str, ty: &TensorType, threads: usize) -> Result<HostBytes, WeightsError> {
+        if self.lora.as_ref().is_some_and(|l| l.touches(name)) {
+            return Ok(HostBytes::Owned(Arc::new(self.load(name, ty)?.data)));
+        }
         let (e, dtype) = self.checked_entry(name, ty)?;
         let (path, map) = &self.files[e.file];
         let expected = e.shape.iter().product::<i64>() as usize * dtype.size_in_bytes();

@@ -4,7 +4,7 @@ use crate::args::RuntimeArgs;
 use crate::pipeline_args::PipelineArgs;
 use crate::session::Session;
 use crate::interrupt::{received, Interrupted};
-use crate::stage_args::{CheckpointArgs, DecodeArgs, DenoiseArgs, DtypeArg, ModelArgs, PromptArgs};
+use crate::stage_args::{CheckpointArgs, DecodeArgs, DenoiseArgs, DtypeArg, LoraArgs, ModelArgs, PromptArgs};
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -28,6 +28,8 @@ pub struct GenerateArgs {
     #[command(flatten)]
     checkpoint: CheckpointArgs,
     #[command(flatten)]
+    lora: LoraArgs,
+    #[command(flatten)]
     pipeline: PipelineArgs,
     #[command(flatten)]
     runtime: RuntimeArgs,
@@ -38,7 +40,8 @@ pub struct GenerateArgs {
 
 pub fn run(args: GenerateArgs) -> Result<()> {
     let start = Instant::now();
-    let model = OpenedModel::open_all(&args.model.spec(None)?)?;
+    let mut model = OpenedModel::open_all(&args.model.spec(None)?)?;
+    model.set_lora(&args.lora.lora)?;
     // The plugin first (the pipeline options are made for its platform), then every flag is
     // checked before anything is compiled.
     let session = Session::open(&args.runtime, &args.pipeline)?;
@@ -68,7 +71,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         None => super::stage1::execute(&model, &session, &args.prompt, &args.dtype, &settings.pipeline, dir)?,
     };
     stopped("stage 1")?;
-    if resume && super::stage2::done_before(&config, &settings, dir) {
+    if resume && super::stage2::done_before(&config, &settings, &model, dir) {
         println!("stage 2: --resume: reusing {}", dir.join(LATENTS_FILE).display());
     } else {
         let control = super::stage2::checkpointing(&args.checkpoint, dir, stop.clone());

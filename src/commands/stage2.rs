@@ -4,7 +4,7 @@ use crate::args::RuntimeArgs;
 use crate::pipeline_args::PipelineArgs;
 use crate::session::Session;
 use crate::interrupt::Interrupted;
-use crate::stage_args::{CheckpointArgs, DenoiseArgs, DtypeArg, ModelArgs};
+use crate::stage_args::{CheckpointArgs, DenoiseArgs, DtypeArg, LoraArgs, ModelArgs};
 use anyhow::{anyhow, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -31,6 +31,8 @@ pub struct Stage2Args {
     #[command(flatten)]
     checkpoint: CheckpointArgs,
     #[command(flatten)]
+    lora: LoraArgs,
+    #[command(flatten)]
     pipeline: PipelineArgs,
     #[command(flatten)]
     runtime: RuntimeArgs,
@@ -41,7 +43,8 @@ pub struct Stage2Args {
 
 pub fn run(args: Stage2Args) -> Result<()> {
     let mut config = GenerationConfig::read(&args.input_dir)?;
-    let model = OpenedModel::open(&args.model.spec(Some(&config.model_id))?, &[Component::Transformer])?;
+    let mut model = OpenedModel::open(&args.model.spec(Some(&config.model_id))?, &[Component::Transformer])?;
+    model.set_lora(&args.lora.lora)?;
     // The plugin first: the pipeline options are made for its platform.
     let session = Session::open(&args.runtime, &args.pipeline)?;
     let settings = settings(&model, &args.denoise, &args.dtype, &args.pipeline, session.target()?)?;
@@ -119,10 +122,13 @@ pub fn execute(
     let path = dir.join(LATENTS_FILE);
     vidlower_runtime::safetensors_io::save(&path, &[("latents".into(), latents)])?;
     checkpoint::remove(dir).map_err(|e| anyhow!("removing {}: {e}", existing.display()))?;
-    record(config, s);
+    record(config, s, model);
     config.write(dir)?;
     println!("stage 2: transformer lowered with {}", s.pipeline.describe());
     println!("stage 2: {}", report.describe());
+    if let Some(lora) = &model.lora {
+        println!("stage 2: lora: merged {}", lora.describe());
+    }
     for note in &report.notes {
         println!("stage 2: note: {note}");
     }
@@ -132,15 +138,15 @@ pub fn execute(
 
 /// Whether `dir` holds stage 2's latents for exactly `s` (recorded in `config`, no checkpoint
 /// pending): what `generate --resume` reuses.
-pub fn done_before(config: &GenerationConfig, s: &Stage2Settings, dir: &Path) -> bool {
+pub fn done_before(config: &GenerationConfig, s: &Stage2Settings, model: &OpenedModel, dir: &Path) -> bool {
     let mut want = config.clone();
-    record(&mut want, s);
+    record(&mut want, s, model);
     // A --latents-in file may have changed since; that run is redone.
     want == *config && s.latents_in.is_none() && dir.join(LATENTS_FILE).is_file() && !dir.join(CHECKPOINT_FILE).exists()
 }
 
 /// Writes stage 2's settings into the generation config.
-fn record(config: &mut GenerationConfig, s: &Stage2Settings) {
+fn record(config: &mut GenerationConfig, s: &Stage2Settings, model: &OpenedModel) {
     config.steps = Some(s.steps);
     config.guidance_scale = Some(s.guidance_scale);
     config.seed = Some(s.seed);
@@ -152,4 +158,5 @@ fn record(config: &mut GenerationConfig, s: &Stage2Settings) {
     config.scheduler = s.scheduler_class.clone();
     config.dtype = Some(s.dtype.to_string());
     config.latents_in = s.latents_in.clone();
+    config.lora = model.lora.as_ref().map(|l| l.identity()).unwrap_or_default();
 }

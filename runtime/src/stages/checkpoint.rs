@@ -51,6 +51,9 @@ pub struct RunIdentity {
     pub embeddings_sha256: String,
     /// SHA-256 of caller-given per-step noise (library callers replaying another run's noise).
     pub step_noise_sha256: Option<String>,
+    /// `--lora`: each LoRA as "file-name xscale sha256 PREFIX" (none in checkpoints written before LoRAs).
+    #[serde(default)]
+    pub lora: Vec<String>,
 }
 
 impl RunIdentity {
@@ -75,6 +78,7 @@ impl RunIdentity {
             ("--flow-shift", self.flow_shift.map_or("(none)".into(), |s| format!("{s:?}"))),
             ("--use-dynamic-cfg", if self.dynamic_cfg { "on" } else { "off" }.into()),
             ("--dtype", self.dtype.clone()),
+            ("--lora", if self.lora.is_empty() { "(none)".into() } else { self.lora.join(", ") }),
             ("--scheduler", self.scheduler_class.clone()),
             ("scheduler_config.json with sha256", short(&self.scheduler_config_sha256)),
             ("stage-1 embeddings with sha256", short(&self.embeddings_sha256)),
@@ -265,6 +269,7 @@ mod tests {
             scheduler_config_sha256: sha256(b"config"),
             embeddings_sha256: sha256(b"embeddings"),
             step_noise_sha256: None,
+            lora: Vec::new(),
         }
     }
 

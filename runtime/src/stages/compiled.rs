@@ -54,6 +54,8 @@ pub enum ComponentError {
     Weights { component: String, source: crate::weights::WeightsError },
     #[error("{component}: {message}")]
     Target { component: String, message: String },
+    #[error("{component}: --lora {message}; nothing was merged")]
+    Lora { component: String, message: String },
 }
 
 /// Refuses options the target cannot run: cuDNN attention is a CUDA custom call, which every
@@ -104,6 +106,12 @@ pub fn prepare(
     weights: &WeightStore,
 ) -> Result<(Program, ComponentTimes), ComponentError> {
     let c = || label.to_string();
+    if let Some(lora) = weights.lora() {
+        let used: std::collections::HashSet<&str> = graph.weights().map(|(n, _)| n).collect();
+        if let Some(w) = lora.weights().find(|w| !used.contains(w)) {
+            return Err(ComponentError::Lora { component: c(), message: format!("adapts `{w}`, which the checkpoint has but this graph does not use") });
+        }
+    }
     let (mut program, mut times) = compile_component(label, graph, passes, format, client, cache)?;
     let start = Instant::now();
     program.upload_weights_from(weights).map_err(|e| match e {

@@ -36,6 +36,9 @@ pub struct GenerationConfig {
     /// Where the initial noise came from: `seed` or a `--latents-in` file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latents_in: Option<PathBuf>,
+    /// `--lora`: each LoRA stage 2 merged, as "file-name xscale sha256 PREFIX".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lora: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fps: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

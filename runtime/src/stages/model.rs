@@ -2,8 +2,10 @@
 //! (`--model NAME`, materialised once into vidlower's cache dir as a model directory, so both
 //! paths read the same files), opened through its family.
 
+use crate::lora::{LoraError, LoraSet, LoraSpec};
 use crate::weights::{WeightStore, WeightsError};
 use std::path::PathBuf;
+use std::sync::Arc;
 use vidlower_frontends::family::{Component, Defaults, FamilyError, Model};
 use vidlower_frontends::registry;
 
@@ -45,6 +47,8 @@ pub enum ModelError {
     Family(#[from] FamilyError),
     #[error(transparent)]
     Weights(#[from] WeightsError),
+    #[error(transparent)]
+    Lora(Box<LoraError>),
     #[error("materialising preset `{name}` into {}: {message}", dir.display())]
     Preset { name: String, dir: PathBuf, message: String },
 }
@@ -54,6 +58,8 @@ pub struct OpenedModel {
     pub spec: ModelSpec,
     pub model: Box<dyn Model>,
     pub defaults: Defaults,
+    /// `--lora`: merged into the transformer's weights as they are uploaded.
+    pub lora: Option<Arc<LoraSet>>,
 }
 
 impl std::ops::Deref for OpenedModel {
@@ -85,7 +91,7 @@ impl OpenedModel {
         let family = registry::detect(&dir)?;
         let model = family.open(&dir, components)?;
         let defaults = preset_defaults.unwrap_or_else(|| model.defaults());
-        Ok(OpenedModel { spec: spec.clone(), model, defaults })
+        Ok(OpenedModel { spec: spec.clone(), model, defaults, lora: None })
     }
 
     /// Opens it for everything a generation runs.
@@ -93,8 +99,26 @@ impl OpenedModel {
         Self::open(spec, &[Component::TextEncoder, Component::TextEncoder2, Component::Transformer, Component::VaeDecoder])
     }
 
-    /// The weights of component `c` (its diffusers folder).
+    /// The weights of component `c` (its diffusers folder), with the LoRAs merged into the
+    /// transformer's.
     pub fn weights(&self, c: Component) -> Result<WeightStore, ModelError> {
-        Ok(WeightStore::open(&self.model.dir().join(c.folder()))?)
+        let store = WeightStore::open(&self.model.dir().join(c.folder()))?;
+        match (&self.lora, c) {
+            (Some(lora), Component::Transformer) => store.with_lora(lora.clone(), c.name()).map_err(|e| ModelError::Lora(Box::new(e))),
+            _ => Ok(store),
+        }
+    }
+
+    /// Reads the `--lora` files and checks every key against the transformer's stored weights
+    /// (names and shapes, headers only) before any work; none given: none attached.
+    pub fn set_lora(&mut self, specs: &[LoraSpec]) -> Result<(), ModelError> {
+        if specs.is_empty() {
+            self.lora = None;
+            return Ok(());
+        }
+        let lora = Arc::new(LoraSet::read(specs).map_err(|e| ModelError::Lora(Box::new(e)))?);
+        self.lora = Some(lora);
+        // Checked now (the store is opened again, with them, where the weights are uploaded).
+        self.weights(Component::Transformer).map(|_| ()).inspect_err(|_| self.lora = None)
     }
 }

@@ -374,6 +374,7 @@ fn run_identity(
         scheduler_config_sha256: file_sha(&model.scheduler_config(), "scheduler config")?,
         embeddings_sha256: embeddings_sha256(embeddings),
         step_noise_sha256: step_noise,
+        lora: model.lora.as_ref().map(|l| l.identity()).unwrap_or_default(),
     })
 }
 
