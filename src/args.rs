@@ -87,7 +87,8 @@ impl GraphArgs {
             self.refuse(&[("--dtype", self.dtype.is_some())], "to an IR file (it fixes them)")?;
             self.refuse(&self.shape.given(), "to an IR file (it fixes them)")?;
             let text = std::fs::read_to_string(path).with_context(|| format!("reading IR file {}", path.display()))?;
-            let graph = vidlower_ir::text::parse(&text).with_context(|| format!("in IR file {}", path.display()))?;
+            // One line: the file, then the line and column (or the op) the parser or verifier names.
+            let graph = vidlower_ir::text::parse(&text).map_err(|e| anyhow::anyhow!("IR file {}: {e}", path.display()))?;
             return Ok(Selection::Graph(graph));
         }
         let example = self.model.model_dir.is_none() && self.model.model.as_deref().is_none_or(|m| m == EXAMPLE);

@@ -87,7 +87,7 @@ pub fn execute(
     };
     let (embeddings, summary) =
         run_stage1(model, &session.client, session.cache.as_ref(), &settings).map_err(|e| anyhow!("stage 1: {e}"))?;
-    save_embeddings(dir, &embeddings)?;
+    save_embeddings(dir, &embeddings, model.family().name())?;
     let config = GenerationConfig {
         prompt: p.prompt.clone(),
         negative_prompt: p.negative_prompt.clone(),

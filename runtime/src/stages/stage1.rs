@@ -41,16 +41,28 @@ pub fn run_stage1(
     Ok((embeddings, summary))
 }
 
-/// Writes the embeddings file atomically.
-pub fn save_embeddings(dir: &Path, embeddings: &Embeddings) -> Result<(), crate::safetensors_io::SafetensorsError> {
+/// The header key that records which family's stage 1 wrote the embeddings.
+const FAMILY_KEY: &str = "vidlower.family";
+
+/// Writes the embeddings file atomically, recording `family` (the family's name) in its header.
+pub fn save_embeddings(dir: &Path, embeddings: &Embeddings, family: &str) -> Result<(), crate::safetensors_io::SafetensorsError> {
     let tensors: Vec<_> = embeddings.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    crate::safetensors_io::save(&dir.join(EMBEDDINGS_FILE), &tensors)
+    let metadata = [(FAMILY_KEY.to_string(), family.to_string())].into();
+    crate::safetensors_io::save_with_metadata(&dir.join(EMBEDDINGS_FILE), &tensors, &metadata)
 }
 
-/// Reads the embeddings file: the tensors `names`; errors name the file and the missing key.
-pub fn load_embeddings(dir: &Path, names: &[&str]) -> Result<Embeddings, String> {
+/// Reads the embeddings file: the tensors `names`, written for `family` (files from before
+/// the family was recorded are taken as they are); errors name the file and what is wrong.
+pub fn load_embeddings(dir: &Path, names: &[&str], family: &str) -> Result<Embeddings, String> {
     let path = dir.join(EMBEDDINGS_FILE);
-    let mut f = crate::safetensors_io::load(&path).map_err(|e| format!("{e} (run stage 1 first, or point --input-dir at its output)"))?;
+    let (mut f, metadata) = crate::safetensors_io::load_with_metadata(&path)
+        .map_err(|e| format!("{e} (run stage 1 first, or point --input-dir at its output)"))?;
+    if let Some(written) = metadata.get(FAMILY_KEY).filter(|w| w.as_str() != family) {
+        return Err(format!(
+            "{}: written by stage 1 of a {written} model, but this is a {family} model (run stage 1 with this model, or name stage 1's model)",
+            path.display()
+        ));
+    }
     names
         .iter()
         .map(|&k| {

@@ -166,6 +166,7 @@ impl Stage2Report {
 
 /// Checks the settings against the model before any work: the size, the steps, the knobs.
 pub fn check(model: &OpenedModel, s: &Stage2Settings) -> Result<(), Stage2Error> {
+    super::request_bounds::check(model, &s.video).map_err(Stage2Error::Invalid)?;
     model.check_video(&s.video)?;
     model.check_denoise(&s.knobs)?;
     if s.steps == 0 {
