@@ -95,8 +95,9 @@ fn run(cache: &Path, row: &Row) -> Output {
         .expect("bash runs")
 }
 
-/// What is wrong with a row's outcome, if anything.
-fn check(cache: &Path, row: &Row) -> Option<String> {
+/// What is wrong with a row's outcome, if anything, and the line the user got (the error line,
+/// or for a success the note or warning it prints).
+fn check(cache: &Path, row: &Row) -> (Option<String>, String) {
     let before = row.keep.as_deref().map(snapshot);
     let o = run(cache, row);
     let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
@@ -137,7 +138,12 @@ fn check(cache: &Path, row: &Row) -> Option<String> {
             problems.push(format!("files changed or left behind: {changed:?}"));
         }
     }
-    (!problems.is_empty()).then(|| format!("[{}] {}\n    stderr: {}", row.case, problems.join("; "), err.trim().replace('\n', "\n            ")))
+    let message = match &row.want {
+        Want::Fails(want) => err.lines().find(|l| want.iter().all(|w| l.contains(w.as_str()))).or_else(|| err.lines().find(|l| l.starts_with("error"))),
+        Want::Succeeds(want) => out.lines().chain(err.lines()).find(|l| want.first().is_some_and(|w| l.contains(w.as_str()))),
+    };
+    let problem = (!problems.is_empty()).then(|| format!("[{}] {}\n    stderr: {}", row.case, problems.join("; "), err.trim().replace('\n', "\n            ")));
+    (problem, message.unwrap_or("").trim().to_string())
 }
 
 /// The 8-byte length, the header JSON and the data of a safetensors file.
@@ -167,6 +173,20 @@ fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Map<String, serde_j
     edit(v.as_object_mut().unwrap());
     std::fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
 }
+
+/// The top of docs/bad_inputs.md, above the table this test writes.
+const DOC_HEAD: &str = "# Bad inputs and what vidlower says\n\n\
+Every row is a case of `tests/bad_inputs.rs` (`cargo test --features mlir --test bad_inputs`): the\n\
+`vidlower` binary is run as a user runs it with one file, field or flag wrong. A failing row must exit\n\
+non-zero with one line naming the file, tensor, field or flag and what was expected; never panic or\n\
+abort; leave no partial file; and keep the files of an earlier good run as they were (the rows run\n\
+against a good run's output directory and compare every byte after). Weights are checked (header,\n\
+file length, every weight's shape and dtype against the graphs) before stage 1 runs. The parsers of\n\
+untrusted files are also fuzzed (`tests/fuzz_parsers.rs`).\n\n\
+The messages below are this table's last run (`VIDLOWER_BAD_INPUTS_TABLE=$PWD/docs/bad_inputs.md\n\
+cargo test --features mlir --test bad_inputs`); `$TMP` is the test's temp dir. `model*` dirs are\n\
+copies of `tests/golden/wan/model` with one thing broken.\n\n\
+| case | exit | what vidlower says |\n|---|---|---|\n";
 
 const TRANSFORMER: &str = "transformer/diffusion_pytorch_model.safetensors";
 const NORM_K: &str = "blocks.0.attn1.norm_k.weight";
@@ -328,6 +348,13 @@ fn every_bad_input_gets_one_clear_line() {
         rows.push(fails("prompt not UTF-8", a, &["--prompt", "not valid UTF-8", "0xff"], g));
     }
 
+    let long = "a fox ".repeat(40);
+    rows.push(succeeds(
+        "prompt longer than the limit (truncated, and said)",
+        os(&["stage1", "--model", "wan2.1-tiny", "--prompt", &long, "--max-sequence-length", "16", "--output-dir", &s(&t.join("long"))]),
+        &["--prompt is", "more than the 16", "the first 16 are used"],
+    ));
+
     // --- stage files ---
     let stage_dir = |name: &str, corrupt: &dyn Fn(&Path)| -> PathBuf {
         let dir = t.join(name);
@@ -394,13 +421,21 @@ fn every_bad_input_gets_one_clear_line() {
     rows.push(fails("IR file does not verify", os(&["dump-ir", "--ir", &s(&ir)]), &["bad_verify.ir", "%1", "f32[3]"], None));
 
     let mut failed = Vec::new();
+    let mut table = String::from(DOC_HEAD);
     for row in &rows {
-        let problem = match row.case {
+        let (problem, message) = match row.case {
             "corrupt executable-cache entry (self-heals)" => corrupt_cache_heals(&ex),
             "read-only cache directory" => read_only_cache_warns(&ex),
             _ => check(&cache, row),
         };
         failed.extend(problem);
+        let exit = if matches!(row.want, Want::Fails(_)) { "1" } else { "0" };
+        let message = message.replace(&s(t), "$TMP").replace('|', "\\|");
+        table.push_str(&format!("| {} | {exit} | `` {message} `` |\n", row.case));
+    }
+    // `VIDLOWER_BAD_INPUTS_TABLE=$PWD/docs/bad_inputs.md` rewrites the docs page from this run.
+    if let Some(path) = std::env::var_os("VIDLOWER_BAD_INPUTS_TABLE") {
+        std::fs::write(path, &table).unwrap();
     }
     assert!(rows.len() >= 30, "the table has {} rows", rows.len());
     assert!(failed.is_empty(), "{} of {} rows failed:\n{}", failed.len(), rows.len(), failed.join("\n"));
@@ -413,27 +448,28 @@ fn with_cache(args: &[&str], cache: &Path) -> Vec<OsString> {
 }
 
 /// Flips a byte of every entry in `cache`: the next compile says so and recompiles.
-fn corrupt_cache_heals(cache: &Path) -> Option<String> {
-    for e in std::fs::read_dir(cache).ok()?.flatten() {
-        let mut b = std::fs::read(e.path()).ok()?;
+fn corrupt_cache_heals(cache: &Path) -> (Option<String>, String) {
+    for e in std::fs::read_dir(cache).into_iter().flatten().flatten() {
+        let mut b = std::fs::read(e.path()).unwrap();
         let mid = b.len() / 2;
         b[mid] ^= 0xff;
-        std::fs::write(e.path(), b).ok()?;
+        std::fs::write(e.path(), b).unwrap();
     }
     let row = succeeds("corrupt executable-cache entry (self-heals)", with_cache(&["compile"], cache), &["was corrupt", "replaced"]);
     check(cache, &row)
 }
 
 /// A cache directory nobody may write: a hit is served, a miss compiles and warns.
-fn read_only_cache_warns(cache: &Path) -> Option<String> {
+fn read_only_cache_warns(cache: &Path) -> (Option<String>, String) {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(cache, std::fs::Permissions::from_mode(0o555)).ok()?;
+    std::fs::set_permissions(cache, std::fs::Permissions::from_mode(0o555)).unwrap();
     // As root the mode is not enforced; the run must still succeed.
     let enforced = std::fs::write(cache.join("probe"), b"").is_err();
     let _ = std::fs::remove_file(cache.join("probe"));
-    let hit = check(cache, &succeeds("read-only cache directory (hit)", with_cache(&["compile"], cache), &["cache hit"]));
+    let (hit, _) = check(cache, &succeeds("read-only cache directory (hit)", with_cache(&["compile"], cache), &["cache hit"]));
     let want: &[&str] = if enforced { &["could not store the executable"] } else { &[] };
-    let miss = check(cache, &succeeds("read-only cache directory (miss)", with_cache(&["compile", "--exp2-softmax", "on"], cache), want));
+    let (miss, message) = check(cache, &succeeds("read-only cache directory (miss)", with_cache(&["compile", "--exp2-softmax", "on"], cache), want));
     let _ = std::fs::set_permissions(cache, std::fs::Permissions::from_mode(0o755));
-    hit.or(miss)
+    let message = if enforced { message } else { "(not checked: running as root, the mode is not enforced; the run succeeds)".into() };
+    (hit.or(miss), message)
 }

@@ -41,6 +41,18 @@ pub fn run_stage1(
     Ok((embeddings, summary))
 }
 
+/// A note when `text` is longer than the `max_sequence_length` tokens the text encoder takes
+/// (counted with the model's `tokenizer/`, special tokens included): diffusers truncates such a
+/// prompt silently; vidlower truncates it the same way and says so. None when it fits or the
+/// model has no `tokenizer/tokenizer.json` to count with.
+pub fn truncation_note(model_dir: &Path, flag: &str, text: &str, max_sequence_length: usize) -> Option<String> {
+    let tokenizer = vidlower_frontends::nn::tokenizer::Tokenizer::from_dir(&model_dir.join("tokenizer")).ok()?;
+    let tokens = tokenizer.count(text).ok()?;
+    (tokens > max_sequence_length).then(|| {
+        format!("{flag} is {tokens} tokens, more than the {max_sequence_length} the text encoder takes (--max-sequence-length): the first {max_sequence_length} are used, as diffusers does")
+    })
+}
+
 /// The header key that records which family's stage 1 wrote the embeddings.
 const FAMILY_KEY: &str = "vidlower.family";
 
