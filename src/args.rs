@@ -63,6 +63,21 @@ pub struct ShapeArgs {
     pub seq: Option<i64>,
 }
 
+/// The largest `--batch`, `--seq` or `--max-sequence-length` taken: past these the random
+/// inputs alone would not fit in memory (refused with a line, not an allocation abort).
+const MAX_BATCH: i64 = 4096;
+const MAX_TOKENS: i64 = 1 << 20;
+
+fn check_upper(flags: &[(&str, Option<i64>)]) -> Result<()> {
+    for &(flag, v) in flags {
+        let max = if flag == "--batch" { MAX_BATCH } else { MAX_TOKENS };
+        if let Some(v) = v.filter(|&v| v > max) {
+            bail!("{flag} {v}: larger than vidlower accepts (at most {max})");
+        }
+    }
+    Ok(())
+}
+
 /// What the flags select.
 pub enum Selection {
     /// The example graph or an IR file.
@@ -102,6 +117,7 @@ impl GraphArgs {
             if batch < 1 || seq < 1 {
                 bail!("--batch and --seq must be at least 1 (got {batch} and {seq})");
             }
+            check_upper(&[("--batch", Some(batch)), ("--seq", Some(seq))])?;
             let cfg = ExampleConfig { batch, seq, dtype: self.dtype.unwrap_or(DType::F32), ..Default::default() };
             return Ok(Selection::Graph(example_block(&cfg)?));
         }
@@ -115,6 +131,7 @@ impl GraphArgs {
                 bail!("{flag} must be at least 1 (got {})", v.unwrap_or_default());
             }
         }
+        check_upper(&[("--batch", s.batch), ("--max-sequence-length", s.max_sequence_length)])?;
         // Only the components asked for are opened (a directory with just `transformer/` can
         // run the transformer).
         let spec = self.model.spec(None)?;
@@ -130,6 +147,7 @@ impl GraphArgs {
         if c_needs_video(self.component) && (s.height.is_some() || s.width.is_some() || s.frames.is_some()) {
             let d = &model.defaults;
             let v = VideoSize { height: s.height.unwrap_or(d.height), width: s.width.unwrap_or(d.width), frames: s.frames.unwrap_or(d.frames) };
+            vidlower_runtime::stages::request_bounds::check(&model, &v).map_err(anyhow::Error::msg)?;
             model.check_video(&v)?;
         }
         Ok(Selection::Model(Box::new(ModelSelection { model, components, dtype: self.dtype, shape: s.clone() })))
@@ -208,6 +226,7 @@ impl ModelSelection {
     pub fn sizes(&self, c: ComponentArg) -> Result<Sizes> {
         let (s, d) = (&self.shape, &self.model.defaults);
         let v = VideoSize { height: s.height.unwrap_or(d.height), width: s.width.unwrap_or(d.width), frames: s.frames.unwrap_or(d.frames) };
+        vidlower_runtime::stages::request_bounds::check(&self.model, &v).map_err(anyhow::Error::msg)?;
         self.model.check_video(&v)?;
         let batch = s.batch.unwrap_or(self.model.default_batch(c.component()));
         let text_len = s.max_sequence_length.unwrap_or(d.max_sequence_length as i64);

@@ -341,6 +341,13 @@ fn every_bad_input_gets_one_clear_line() {
         &["--height 16384 --width 16384 --frames 4097", "GiB", "memory"],
         g,
     ));
+    rows.push(fails(
+        "exec: size no machine can hold",
+        os(&["exec", "--model", "wan2.1-tiny", "--component", "transformer", "--height", "160000", "--width", "160000"]),
+        &["--height 160000", "at most 16384"],
+        None,
+    ));
+    rows.push(fails("exec: batch no machine can hold", os(&["exec", "--batch", "100000000"]), &["--batch 100000000", "at most 4096"], None));
     {
         use std::os::unix::ffi::OsStringExt;
         let mut a = os(&["generate", "--model", "wan2.1-tiny", "--output-dir", &s(&good), "--prompt"]);
