@@ -65,6 +65,21 @@ pub struct ShapeArgs {
     pub seq: Option<i64>,
 }
 
+/// The largest `--batch`, `--seq` or `--max-sequence-length` taken: past these the random
+/// inputs alone would not fit in memory (refused with a line, not an allocation abort).
+const MAX_BATCH: i64 = 4096;
+const MAX_TOKENS: i64 = 1 << 20;
+
+fn check_upper(flags: &[(&str, Option<i64>)]) -> Result<()> {
+    for &(flag, v) in flags {
+        let max = if flag == "--batch" { MAX_BATCH } else { MAX_TOKENS };
+        if let Some(v) = v.filter(|&v| v > max) {
+            bail!("{flag} {v}: larger than vidlower accepts (at most {max})");
+        }
+    }
+    Ok(())
+}
+
 /// What the flags select.
 pub enum Selection {
     /// The example graph or an IR file.
@@ -91,7 +106,8 @@ impl GraphArgs {
             self.refuse(&[("--dtype", self.dtype.is_some())], "to an IR file (it fixes them)")?;
             self.refuse(&self.shape.given(), "to an IR file (it fixes them)")?;
             let text = std::fs::read_to_string(path).with_context(|| format!("reading IR file {}", path.display()))?;
-            let graph = vidlower_ir::text::parse(&text).with_context(|| format!("in IR file {}", path.display()))?;
+            // One line: the file, then the line and column (or the op) the parser or verifier names.
+            let graph = vidlower_ir::text::parse(&text).map_err(|e| anyhow::anyhow!("IR file {}: {e}", path.display()))?;
             return Ok(Selection::Graph(graph));
         }
         let example = self.model.model_dir.is_none() && self.model.model.as_deref().is_none_or(|m| m == EXAMPLE);
@@ -106,6 +122,7 @@ impl GraphArgs {
             if batch < 1 || seq < 1 {
                 bail!("--batch and --seq must be at least 1 (got {batch} and {seq})");
             }
+            check_upper(&[("--batch", Some(batch)), ("--seq", Some(seq))])?;
             let cfg = ExampleConfig { batch, seq, dtype: self.dtype.unwrap_or(DType::F32), ..Default::default() };
             return Ok(Selection::Graph(example_block(&cfg)?));
         }
@@ -119,6 +136,7 @@ impl GraphArgs {
                 bail!("{flag} must be at least 1 (got {})", v.unwrap_or_default());
             }
         }
+        check_upper(&[("--batch", s.batch), ("--max-sequence-length", s.max_sequence_length)])?;
         // Only the components asked for are opened (a directory with just `transformer/` can
         // run the transformer).
         if let Some(c) = self.component.filter(|c| lora && c.component() != Component::Transformer) {
@@ -139,6 +157,7 @@ impl GraphArgs {
         if c_needs_video(self.component) && (s.height.is_some() || s.width.is_some() || s.frames.is_some()) {
             let d = &model.defaults;
             let v = VideoSize { height: s.height.unwrap_or(d.height), width: s.width.unwrap_or(d.width), frames: s.frames.unwrap_or(d.frames) };
+            vidlower_runtime::stages::request_bounds::check(&model, &v).map_err(anyhow::Error::msg)?;
             model.check_video(&v)?;
         }
         Ok(Selection::Model(Box::new(ModelSelection { model, components, dtype: self.dtype, shape: s.clone() })))
@@ -220,6 +239,7 @@ impl ModelSelection {
     pub fn sizes(&self, c: ComponentArg) -> Result<Sizes> {
         let (s, d) = (&self.shape, &self.model.defaults);
         let v = VideoSize { height: s.height.unwrap_or(d.height), width: s.width.unwrap_or(d.width), frames: s.frames.unwrap_or(d.frames) };
+        vidlower_runtime::stages::request_bounds::check(&self.model, &v).map_err(anyhow::Error::msg)?;
         self.model.check_video(&v)?;
         let batch = s.batch.unwrap_or(self.model.default_batch(c.component()));
         let text_len = s.max_sequence_length.unwrap_or(d.max_sequence_length as i64);

@@ -86,7 +86,23 @@ impl PipelineArgs {
         o.window = self.window_size;
         if let Some(mesh) = &self.mesh {
             let rules = match &self.rules {
-                Some(path) => Some(ShardingRules::from_file(path)?),
+                Some(path) => {
+                    let rules = ShardingRules::from_file(path)?;
+                    // An explicit file is written for a mesh: an axis this one lacks is a typo or
+                    // the wrong file, not something to drop quietly as the built-in rules do.
+                    for rule in &rules.rules {
+                        if let Some(axis) = rule.dims.iter().flatten().find(|a| mesh.axis_index(a).is_none()) {
+                            let have: Vec<_> = mesh.axes.iter().map(|a| a.name.as_str()).collect();
+                            bail!(
+                                "--rules {}: rule `{}` names mesh axis `{axis}`, which --mesh does not have (its axes: {})",
+                                path.display(),
+                                rule.text,
+                                have.join(", ")
+                            );
+                        }
+                    }
+                    Some(rules)
+                }
                 None => None,
             };
             let attention = self.attention_sharding.unwrap_or_default();

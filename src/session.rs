@@ -18,6 +18,10 @@ pub struct Session {
     pub cache: Option<ExecutableCache>,
 }
 
+/// The most virtual devices a `--mesh` gets on the CPU plugin: 2048 run; at 4096 XLA CPU refuses
+/// to compile ("Multiprocess computations aren't implemented on the CPU backend").
+const MAX_CPU_DEVICES: u32 = 2048;
+
 impl Session {
     /// Opens the plugin `args` selects (installing the CPU plugin if none is found) with the
     /// devices `pipeline`'s mesh needs (virtual devices on CPU), and refuses pipeline flags the
@@ -37,6 +41,9 @@ impl Session {
         let candidate = plugin::resolve_or_install(&spec)?;
         let plugin = Plugin::load(&candidate.path)?;
         let mut options = Vec::new();
+        if devices > MAX_CPU_DEVICES && candidate.kind == Some(PluginKind::Cpu) {
+            anyhow::bail!("--mesh needs {devices} devices; the CPU plugin's virtual devices are limited to {MAX_CPU_DEVICES}");
+        }
         if devices > 1 && candidate.kind == Some(PluginKind::Cpu) {
             options.push(("cpu_device_count".to_string(), NamedValue::Int64(devices as i64)));
         }
@@ -54,7 +61,7 @@ impl Session {
             .with_context(|| format!("creating a client on the PJRT plugin {}", candidate.path.display()))?;
         let available = client.addressable_devices()?.len();
         if available < devices as usize {
-            anyhow::bail!("the mesh needs {devices} devices; the {} plugin has only {available}", client.platform_name()?);
+            anyhow::bail!("--mesh needs {devices} devices; the {} plugin has only {available}", client.platform_name()?);
         }
         let cache = if args.no_cache { None } else { Some(open_cache(args.cache_dir.as_deref())?) };
         Ok(Session { candidate, plugin, client, cache })

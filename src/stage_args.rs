@@ -51,14 +51,33 @@ pub struct LoraArgs {
 #[derive(Args, Clone, Debug)]
 pub struct PromptArgs {
     /// The text prompt.
-    #[arg(long)]
+    #[arg(long, value_parser = Utf8Text)]
     pub prompt: String,
     /// What to steer away from (classifier-free guidance).
-    #[arg(long, alias = "negative_prompt", default_value = "")]
+    #[arg(long, alias = "negative_prompt", default_value = "", value_parser = Utf8Text)]
     pub negative_prompt: String,
     /// Text tokens (the pipeline's max_sequence_length; default 512).
     #[arg(long, alias = "max_sequence_length")]
     pub max_sequence_length: Option<usize>,
+}
+
+/// A text flag's value as UTF-8, refused naming the flag and the first bad byte (clap's own
+/// message names neither).
+#[derive(Clone)]
+struct Utf8Text;
+
+impl clap::builder::TypedValueParser for Utf8Text {
+    type Value = String;
+
+    fn parse_ref(&self, _: &clap::Command, arg: Option<&clap::Arg>, value: &std::ffi::OsStr) -> Result<String, clap::Error> {
+        let bytes = value.as_encoded_bytes();
+        std::str::from_utf8(bytes).map(str::to_string).map_err(|e| {
+            let flag = arg.and_then(|a| a.get_long()).map(|l| format!("--{l}")).unwrap_or_else(|| "the value".into());
+            let at = e.valid_up_to();
+            let message = format!("{flag}: not valid UTF-8 (byte {at} is 0x{:02x}); give the text in UTF-8\n", bytes[at]);
+            clap::Error::raw(clap::error::ErrorKind::InvalidUtf8, message)
+        })
+    }
 }
 
 /// Stage 2 flags.

@@ -10,6 +10,7 @@ pub mod lowering;
 pub mod pjrt;
 pub mod plugin;
 pub mod program;
+pub mod safetensors_header;
 pub mod safetensors_io;
 pub mod scheduler;
 pub mod shard;

@@ -2,7 +2,7 @@
 //! target and renamed into place, so a crash never leaves a half-written file.
 
 use crate::tensor::HostTensor;
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, TensorView};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -48,22 +48,21 @@ pub type Tensors = BTreeMap<String, HostTensor>;
 /// Every tensor in the file at `path`, by name, and the header's `__metadata__` strings.
 pub fn load_with_metadata(path: &Path) -> Result<(Tensors, BTreeMap<String, String>), SafetensorsError> {
     let bytes = std::fs::read(path).map_err(|source| SafetensorsError::Io { path: path.into(), source })?;
-    let format = |e: safetensors::SafeTensorError| SafetensorsError::Format { path: path.into(), message: e.to_string() };
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(format)?;
-    let metadata: BTreeMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();
-    let st = SafeTensors::deserialize(&bytes).map_err(format)?;
+    let header = crate::safetensors_header::parse(&bytes, bytes.len() as u64)
+        .map_err(|message| SafetensorsError::Format { path: path.into(), message })?;
     let mut out = BTreeMap::new();
-    for (name, view) in st.tensors() {
-        let dtype = from_st(view.dtype()).ok_or_else(|| SafetensorsError::Dtype {
+    for (name, e) in header.tensors {
+        let dtype = from_st(e.dtype).ok_or_else(|| SafetensorsError::Dtype {
             path: path.into(),
             name: name.clone(),
-            dtype: format!("{:?}", view.dtype()),
+            dtype: format!("{:?}", e.dtype),
         })?;
-        let dims: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-        let t = HostTensor::new(dtype, dims, view.data().to_vec())
-            .map_err(|e| SafetensorsError::Format { path: path.into(), message: format!("tensor `{name}`: {e}") })?;
+        let dims: Vec<i64> = e.shape.iter().map(|&d| d as i64).collect();
+        let t = HostTensor::new(dtype, dims, bytes[e.start..e.end].to_vec())
+            .map_err(|err| SafetensorsError::Format { path: path.into(), message: format!("tensor `{name}`: {err}") })?;
         out.insert(name, t);
     }
+    let metadata = header.metadata;
     Ok((out, metadata))
 }
 

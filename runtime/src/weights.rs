@@ -22,11 +22,13 @@ pub enum WeightsError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{}: not a valid safetensors file: {message}", path.display())]
     Format { path: PathBuf, message: String },
+    #[error("{}: broken sharded-checkpoint index: {message}", path.display())]
+    Index { path: PathBuf, message: String },
     #[error("{}: no *.safetensors files (and no *.safetensors.index.json) found", path.display())]
     Empty { path: PathBuf },
     #[error("weight `{name}` is missing from {} (the model graph needs {expected})", dir.display())]
     Missing { name: String, dir: PathBuf, expected: TensorType },
-    #[error("weight `{name}` in {}: expected shape {expected:?}, the file has {found:?}", path.display())]
+    #[error("weight `{name}` in {}: expected shape {expected:?} (as the component's config.json implies), the file has {found:?}", path.display())]
     Shape { name: String, path: PathBuf, expected: Vec<i64>, found: Vec<i64> },
     #[error("weight `{name}` in {}: dtype {dtype} cannot be used (expected F32, BF16, F16 or F64)", path.display())]
     Dtype { name: String, path: PathBuf, dtype: String },
@@ -79,24 +81,17 @@ impl WeightStore {
             // SAFETY: the map is read-only; a checkpoint changing under a running process is a
             // user error that at worst gives wrong values, as any reader of that file would.
             let map = unsafe { Mmap::map(&file) }.map_err(io(&p))?;
-            let (header_len, meta) = safetensors::SafeTensors::read_metadata(&map)
-                .map_err(|e| WeightsError::Format { path: p.clone(), message: e.to_string() })?;
-            let base = 8 + header_len;
+            let header = crate::safetensors_header::parse(&map, map.len() as u64)
+                .map_err(|message| WeightsError::Format { path: p.clone(), message })?;
             let index = store.files.len();
-            for (name, info) in meta.tensors() {
-                let (start, end) = info.data_offsets;
-                store.entries.insert(
-                    name.clone(),
-                    Entry {
-                        file: index,
-                        dtype: info.dtype,
-                        shape: info.shape.iter().map(|&d| d as i64).collect(),
-                        start: base + start,
-                        end: base + end,
-                    },
-                );
+            for (name, t) in header.tensors {
+                let shape = t.shape.iter().map(|&d| d as i64).collect();
+                store.entries.insert(name, Entry { file: index, dtype: t.dtype, shape, start: t.start, end: t.end });
             }
             store.files.push((p, Arc::new(map)));
+        }
+        if path.is_dir() {
+            store.check_indexes(path)?;
         }
         Ok(store)
     }
@@ -113,6 +108,35 @@ impl WeightStore {
     /// The LoRAs attached, if any.
     pub fn lora(&self) -> Option<&LoraSet> {
         self.lora.as_deref()
+    }
+
+    /// Every `*.safetensors.index.json` in `dir` agrees with the files: it parses, each shard it
+    /// names is there, and each weight it maps is in the shard it names.
+    fn check_indexes(&self, dir: &Path) -> Result<(), WeightsError> {
+        let entries = std::fs::read_dir(dir).map_err(|source| WeightsError::Io { path: dir.into(), source })?;
+        for e in entries.flatten() {
+            let path = e.path();
+            if !path.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".safetensors.index.json")) {
+                continue;
+            }
+            let bad = |message: String| WeightsError::Index { path: path.clone(), message };
+            let text = std::fs::read_to_string(&path).map_err(|source| WeightsError::Io { path: path.clone(), source })?;
+            let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("the JSON does not parse: {e}")))?;
+            let map = json
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| bad("no `weight_map` object (expected {\"weight_map\": {\"<weight>\": \"<shard file>\"}})".into()))?;
+            for (weight, shard) in map {
+                let shard = shard.as_str().ok_or_else(|| bad(format!("`weight_map` entry `{weight}` is not a file name")))?;
+                let Some(file) = self.files.iter().position(|(p, _)| p.file_name().is_some_and(|n| n == shard)) else {
+                    return Err(bad(format!("weight `{weight}` is mapped to shard {shard}, which is not in {}", dir.display())));
+                };
+                if self.entries.get(weight).is_none_or(|e| e.file != file) {
+                    return Err(bad(format!("weight `{weight}` is mapped to shard {shard}, which does not hold it")));
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {

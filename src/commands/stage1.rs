@@ -78,6 +78,11 @@ pub fn execute(
     if max_len == 0 {
         anyhow::bail!("--max-sequence-length must be at least 1");
     }
+    for (flag, text) in [("--prompt", &p.prompt), ("--negative-prompt", &p.negative_prompt)] {
+        if let Some(note) = vidlower_runtime::stages::stage1::truncation_note(model.dir(), flag, text, max_len) {
+            println!("stage 1: note: {note}");
+        }
+    }
     let settings = Stage1Settings {
         prompt: &p.prompt,
         negative_prompt: &p.negative_prompt,
@@ -87,7 +92,7 @@ pub fn execute(
     };
     let (embeddings, summary) =
         run_stage1(model, &session.client, session.cache.as_ref(), &settings).map_err(|e| anyhow!("stage 1: {e}"))?;
-    save_embeddings(dir, &embeddings)?;
+    save_embeddings(dir, &embeddings, model.family().name())?;
     let config = GenerationConfig {
         prompt: p.prompt.clone(),
         negative_prompt: p.negative_prompt.clone(),

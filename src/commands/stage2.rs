@@ -107,7 +107,7 @@ pub fn execute(
     dir: &Path,
     config: &mut GenerationConfig,
 ) -> Result<()> {
-    let embeddings = load_embeddings(dir, &model.embedding_names()).map_err(anyhow::Error::msg)?;
+    let embeddings = load_embeddings(dir, &model.embedding_names(), model.family().name()).map_err(anyhow::Error::msg)?;
     let existing = dir.join(CHECKPOINT_FILE);
     match (existing.is_file(), control.resume) {
         (true, false) => println!("stage 2: {} of an earlier run will be replaced (pass --resume to continue it)", existing.display()),

@@ -181,6 +181,18 @@ impl Tokenizer {
         Ok((ids, masks))
     }
 
+    /// How many tokens `text` takes, special tokens included, before any truncation (to say
+    /// when a prompt is truncated).
+    pub fn count(&self, text: &str) -> Result<usize, TokenizerError> {
+        let special = self.inner.get_post_processor().map_or(0, |p| p.added_tokens(false));
+        let e = self.inner.encode(text, false).map_err(|e| TokenizerError::Encode {
+            path: self.path.clone(),
+            text: text.into(),
+            message: e.to_string(),
+        })?;
+        Ok(e.len() + special)
+    }
+
     /// What the tokenizers library does for one sequence with LongestFirst truncation and
     /// fixed-length padding: truncate to leave room for the special tokens, add them, pad.
     fn encode_one(&self, text: &str, max_length: usize, special: usize) -> tokenizers::Result<Encoding> {

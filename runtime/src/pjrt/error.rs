@@ -126,7 +126,7 @@ pub enum PjrtError {
     },
     /// The plugin speaks another major version of the C API, so no struct layout can be trusted.
     #[error(
-        "PJRT plugin {path} implements C API {major}.{minor}; this binding speaks major version {expected}"
+        "PJRT plugin {path} implements C API {major}.{minor}; vidlower needs C API {expected}.{} or a later {expected}.x (a newer plugin: `vidlower plugin install`)", crate::pjrt::ffi::API_MINOR
     )]
     Version {
         /// The plugin.

@@ -97,7 +97,9 @@ impl Plugin {
             table.pjrt_api_version.major_version,
             table.pjrt_api_version.minor_version,
         );
-        if major != ffi::API_MAJOR || minor < 0 {
+        // Older minors lay out the argument structs differently (0.54's client args are 72 bytes
+        // to 0.81's 88), so nothing could be called safely.
+        if major != ffi::API_MAJOR || minor < ffi::API_MINOR {
             return Err(PjrtError::Version {
                 path: path.to_path_buf(),
                 major,

@@ -45,12 +45,27 @@ pub struct GenerationConfig {
     pub output_video: Option<PathBuf>,
 }
 
+/// The first field of a JSON object `text` that the config cannot take, with serde's reason
+/// (serde's own error gives a line and column, not the name): each field is tried alone on
+/// top of the defaults.
+fn bad_field(text: &str) -> Option<(String, String)> {
+    let serde_json::Value::Object(fields) = serde_json::from_str(text).ok()? else { return None };
+    let base = serde_json::to_value(GenerationConfig::default()).ok()?;
+    fields.into_iter().find_map(|(k, v)| {
+        let mut one = base.clone();
+        one.as_object_mut()?.insert(k.clone(), v);
+        serde_json::from_value::<GenerationConfig>(one).err().map(|e| (k, e.to_string()))
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum GenerationConfigError {
     #[error("{}: {source} (run stage 1 first, or point --input-dir at its output)", path.display())]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{}: not a valid generation config: {source}", path.display())]
     Parse { path: PathBuf, source: serde_json::Error },
+    #[error("{}: field `{field}`: {message}", path.display())]
+    Field { path: PathBuf, field: String, message: String },
     #[error("{}: {source}", path.display())]
     Write { path: PathBuf, source: std::io::Error },
 }
@@ -61,7 +76,10 @@ impl GenerationConfig {
     pub fn read(dir: &Path) -> Result<Self, GenerationConfigError> {
         let path = dir.join(FILE_NAME);
         let text = std::fs::read_to_string(&path).map_err(|source| GenerationConfigError::Read { path: path.clone(), source })?;
-        serde_json::from_str(&text).map_err(|source| GenerationConfigError::Parse { path, source })
+        serde_json::from_str(&text).map_err(|source| match bad_field(&text) {
+            Some((field, message)) => GenerationConfigError::Field { path, field, message },
+            None => GenerationConfigError::Parse { path, source },
+        })
     }
 
     /// Writes atomically (temp file + rename).

@@ -8,6 +8,7 @@ pub mod model;
 pub mod noise;
 pub mod preflight;
 pub mod preset;
+pub mod request_bounds;
 pub mod runner;
 pub mod stage1;
 pub mod stage2;

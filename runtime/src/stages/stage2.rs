@@ -169,6 +169,7 @@ impl Stage2Report {
 
 /// Checks the settings against the model before any work: the size, the steps, the knobs.
 pub fn check(model: &OpenedModel, s: &Stage2Settings) -> Result<(), Stage2Error> {
+    super::request_bounds::check(model, &s.video).map_err(Stage2Error::Invalid)?;
     model.check_video(&s.video)?;
     model.check_denoise(&s.knobs)?;
     if let (Some(_), Some(why)) = (s.pipeline.window, model.window_refusal()) {
