@@ -142,7 +142,7 @@ fn json_value() -> impl Strategy<Value = Value> {
         prop_oneof![Just(-1i64), Just(0), Just(1), Just(3), Just(1 << 40)].prop_map(Value::from),
         any::<f64>().prop_map(Value::from),
         "[a-zA-Z_]{0,12}".prop_map(Value::from),
-        proptest::collection::vec(-2i64..5, 0..4).prop_map(|v| Value::from(v)),
+        proptest::collection::vec(-2i64..5, 0..4).prop_map(Value::from),
         Just(serde_json::json!({"x": 1})),
     ]
 }

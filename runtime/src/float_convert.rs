@@ -83,7 +83,7 @@ mod tests {
         // them (5 MB of f64) that the conversion is split over threads.
         let n = 5 << 17;
         let values: Vec<f64> =
-            (0..n).map(|i| ((i as f64) * 0.7311).sin() * 10f64.powi((i % 9) as i32 - 4) + (i % 3) as f64 * 1.0009765625).collect();
+            (0..n).map(|i| ((i as f64) * 0.7311).sin() * 10f64.powi(i % 9 - 4) + (i % 3) as f64 * 1.0009765625).collect();
         let floats = [DType::F32, DType::BF16, DType::F16, DType::F64];
         for from in floats {
             let t = HostTensor::from_f64(vec![n as i64], &values).unwrap().convert(from);
