@@ -38,8 +38,8 @@ struct Capture {
 }
 
 static CAPTURE: OnceLock<Capture> = OnceLock::new();
-/// The same two descriptors for the abort handler, which may not touch the `OnceLock`'s lazy
-/// state (async-signal-safety); -1 until captured.
+/// The same two descriptors as plain numbers for the abort handler, which may only make
+/// async-signal-safe calls; -1 until captured.
 static REAL_FD: AtomicI32 = AtomicI32::new(-1);
 static LOG_FD: AtomicI32 = AtomicI32::new(-1);
 
@@ -50,9 +50,11 @@ pub fn capture() -> io::Result<()> {
     if CAPTURE.get().is_some() {
         return Ok(());
     }
-    let log = tempfile::tempfile()?;
-    // SAFETY: fd 2 is open for the whole life of the process.
+    // The copy first: with fd 2 closed it fails here, before the temporary file could take
+    // the free number 2.
+    // SAFETY: fd 2 is only borrowed for the duplication; an fd 2 that is not open makes it fail.
     let real = File::from(unsafe { BorrowedFd::borrow_raw(libc::STDERR_FILENO) }.try_clone_to_owned()?);
+    let log = tempfile::tempfile()?;
     // SAFETY: both descriptors are open; dup2 atomically replaces fd 2.
     if unsafe { libc::dup2(log.as_raw_fd(), libc::STDERR_FILENO) } < 0 {
         return Err(io::Error::last_os_error());
@@ -85,11 +87,6 @@ pub fn lower_plugin_log_level() {
     }
 }
 
-/// Whether [`capture`] took fd 2.
-pub fn is_capturing() -> bool {
-    CAPTURE.get().is_some()
-}
-
 /// The last `n` lines the plugins wrote to fd 2 since [`capture`] (empty when not capturing).
 pub fn tail(n: usize) -> Vec<String> {
     let Some(c) = CAPTURE.get() else { return Vec::new() };
@@ -98,11 +95,12 @@ pub fn tail(n: usize) -> Vec<String> {
     let mut bytes = vec![0u8; (meta.len() - start) as usize];
     let Ok(read) = c.log.read_at(&mut bytes, start) else { return Vec::new() };
     bytes.truncate(read);
-    let text = String::from_utf8_lossy(&bytes);
-    let mut lines: Vec<&str> = text.lines().collect();
-    if start > 0 && !lines.is_empty() {
-        lines.remove(0); // cut mid-line by the byte window
-    }
+    last_lines(&String::from_utf8_lossy(&bytes), start > 0, n)
+}
+
+/// The last `n` lines of `text`, without its first line when the read window `cut` it.
+fn last_lines(text: &str, cut: bool, n: usize) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().skip(usize::from(cut)).collect();
     let skip = lines.len().saturating_sub(n);
     lines[skip..].iter().map(|l| l.to_string()).collect()
 }
@@ -202,5 +200,20 @@ extern "C" fn on_abort(signal: libc::c_int) {
             // SA_RESETHAND restored the default action: this raise ends the process.
             libc::raise(signal);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_lines;
+
+    #[test]
+    fn a_tail_keeps_the_last_whole_lines() {
+        let text = "first\nsecond\nthird\n";
+        assert_eq!(last_lines(text, false, 2), ["second", "third"]);
+        assert_eq!(last_lines(text, false, 50), ["first", "second", "third"]);
+        // A window that starts mid-line drops the partial line.
+        assert_eq!(last_lines("rst\nsecond\nthird", true, 50), ["second", "third"]);
+        assert!(last_lines("", true, 50).is_empty());
     }
 }
