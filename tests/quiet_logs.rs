@@ -119,3 +119,35 @@ fn an_abort_shows_the_plugin_log_before_the_process_dies() {
     assert_eq!(o.status.signal(), Some(SIGABRT), "not killed by SIGABRT ({:?}); stdout:\n{seen}\nstderr:\n{err}", o.status);
     assert!(err.contains("plugin log (end, before the abort):") && err.contains("shardy_xla_pass"), "{err}");
 }
+
+/// Everything vidlower itself writes to stderr must go around the capture (fd 2 is the
+/// plugins' log in a quiet run): a plain `eprintln!` or a progress bar on indicatif's default
+/// target would be hidden with the plugin's lines. Catches such a line in a new command.
+#[test]
+fn vidlowers_own_stderr_goes_around_the_capture() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let banned = ["eprintln!(", "eprint!(", "io::stderr()", "ProgressBar::new(", "ProgressBar::new_spinner(", "ProgressDrawTarget::stderr("];
+    let mut found = Vec::new();
+    let mut dirs = vec![root.join("src"), root.join("runtime/src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("pjrt/plugin_log.rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (i, line) in text.lines().enumerate() {
+                    if !line.trim_start().starts_with("//") && banned.iter().any(|b| uses(line, b)) {
+                        found.push(format!("{}:{}: {}", path.display(), i + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "use user_eprintln! / plugin_log::progress_target() instead:\n{}", found.join("\n"));
+}
+
+/// Whether `line` has `name` as a name of its own (`eprintln!(` but not `user_eprintln!(`).
+fn uses(line: &str, name: &str) -> bool {
+    line.match_indices(name).any(|(i, _)| !line[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_'))
+}

@@ -14,6 +14,9 @@
 //! A file rather than a pipe: nothing has to drain it, and when a plugin aborts (absl `FATAL`,
 //! a failed `CHECK`) its last words are already in the file; a `SIGABRT` handler copies them to
 //! the real stderr before the process dies. A panic hook does the same for our own panics.
+//!
+//! Child processes inherit fd 2, the log file; vidlower's own (pip for `plugin install`,
+//! `python3` for plugin discovery) capture their output and report it in their errors.
 
 use std::fs::File;
 use std::io::{self, Write};
