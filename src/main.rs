@@ -43,6 +43,8 @@ enum Command {
     Plugin(commands::plugin::PluginArgs),
     /// List or clear the executable cache.
     Cache(commands::cache::CacheArgs),
+    /// Convert a checkpoint to the diffusers layout (CogVideoX SAT checkpoints and LoRAs).
+    Convert(commands::convert::ConvertArgs),
 }
 
 fn main() {
@@ -59,6 +61,7 @@ fn main() {
         Command::Bench(a) => commands::bench::run(a),
         Command::Plugin(a) => commands::plugin::run(a),
         Command::Cache(a) => commands::cache::run(a),
+        Command::Convert(a) => commands::convert::run(a),
     };
     if let Err(e) = result {
         // A signal's stop is not an error: say where it stopped and how to resume.

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_upload;
 pub mod cache;
 pub mod compile;
+pub mod convert;
 pub mod dump_ir;
 pub mod exec;
 pub mod generate;

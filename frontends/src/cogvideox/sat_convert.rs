@@ -227,16 +227,15 @@ fn check_weights(
     }
 }
 
-/// The transformer: keys mapped, `config.json` from the variant (or `user_config`, a
-/// `transformer/config.json` to start from) with the sizes the weights give, checked against the
-/// graph vidlower builds from it.
-pub fn convert_transformer(
-    sat: BTreeMap<String, HostTensor>,
-    variant: SatVariant,
-    user_config: Option<Value>,
-    progress: &mut dyn FnMut(),
-) -> Result<Converted, SatError> {
-    let mut out = map_keys(sat, &transformer_target, progress)?;
+/// The transformer's keys mapped (unknown ones collected); [`finish_transformer`] completes it.
+pub fn map_transformer(sat: BTreeMap<String, HostTensor>, progress: &mut dyn FnMut()) -> Result<Converted, SatError> {
+    map_keys(sat, &transformer_target, progress)
+}
+
+/// The mapped transformer's `config.json`, from the variant (or `user_config`, a
+/// `transformer/config.json` to start from) with the sizes the weights give, and the weights
+/// checked against the graph vidlower builds from it.
+pub fn finish_transformer(mut out: Converted, variant: SatVariant, user_config: Option<Value>) -> Result<Converted, SatError> {
     let from_user = user_config.is_some();
     let mut config = match user_config.unwrap_or_else(|| variant.transformer_config()) {
         Value::Object(m) => m,
@@ -313,20 +312,23 @@ pub fn convert_transformer(
     Ok(out)
 }
 
-/// The VAE: keys mapped, `config.json` from the variant (or `user_config`) with the sizes the
-/// weights give (`norm_num_groups` is not in the weights: the variant's 32 unless the config says
-/// otherwise); the decoder checked against vidlower's decoder graph, the encoder carried over.
-pub fn convert_vae(
-    sat: BTreeMap<String, HostTensor>,
-    variant: SatVariant,
-    user_config: Option<Value>,
-    progress: &mut dyn FnMut(),
-) -> Result<Converted, SatError> {
+/// The VAE's keys mapped (unknown ones collected); [`finish_vae`] completes it.
+pub fn map_vae(sat: BTreeMap<String, HostTensor>, progress: &mut dyn FnMut()) -> Result<Converted, SatError> {
     let levels = vae_up_levels(sat.keys().map(String::as_str));
     if levels == 0 {
         return fail("the VAE checkpoint has no `decoder.up.N.*` keys: not a CogVideoX SAT VAE".into());
     }
-    let mut out = map_keys(sat, &|k| vae_target(k, levels), progress)?;
+    map_keys(sat, &|k| vae_target(k, levels), progress)
+}
+
+/// The mapped VAE's `config.json`, from the variant (or `user_config`) with the sizes the weights
+/// give (`norm_num_groups` is not in the weights: the variant's 32 unless the config says
+/// otherwise); the decoder checked against vidlower's decoder graph, the encoder carried over.
+pub fn finish_vae(mut out: Converted, variant: SatVariant, user_config: Option<Value>) -> Result<Converted, SatError> {
+    let levels = (0..).take_while(|j| out.tensors.contains_key(&format!("decoder.up_blocks.{j}.resnets.0.conv1.conv.weight"))).count();
+    if levels == 0 {
+        return fail("the VAE checkpoint has no `decoder.up.N.block.0.conv1.conv.weight`".into());
+    }
     let from_user = user_config.is_some();
     let mut config = match user_config.unwrap_or_else(|| variant.vae_config()) {
         Value::Object(m) => m,
@@ -366,6 +368,62 @@ pub fn convert_vae(
     let want: BTreeMap<String, Vec<i64>> = graph.weights().map(|(n, ty)| (n.to_string(), ty.shape.clone())).collect();
     check_weights("VAE decoder", &out.tensors, &want, Some("decoder."))?;
     out.config = config;
+    Ok(out)
+}
+
+/// A SAT LoRA converted: PEFT-named factors, one rank.
+pub struct ConvertedLora {
+    /// `transformer.transformer_blocks.N.attn1.to_q.lora_A.weight` -> tensor.
+    pub tensors: BTreeMap<String, HostTensor>,
+    pub rank: i64,
+    /// The adapted modules, without the `transformer.` prefix.
+    pub modules: Vec<String>,
+    /// Tensors of the base model the SAT checkpoint also holds, skipped.
+    pub base: usize,
+    /// `matrix_A` / `matrix_B` keys the map does not know (the caller refuses them).
+    pub unknown: Vec<String>,
+}
+
+/// The factors of a SAT LoRA checkpoint (`export_sat_lora_weight.py`'s map): each module's A
+/// [r, in] and B [out, r], both present, one rank throughout (SAT's `LoraMixin` has one `r`).
+pub fn convert_lora(sat: BTreeMap<String, HostTensor>) -> Result<ConvertedLora, SatError> {
+    use super::sat_keys::{lora_key, SatLoraKey};
+    let mut out = ConvertedLora { tensors: BTreeMap::new(), rank: 0, modules: Vec::new(), base: 0, unknown: Vec::new() };
+    let mut sat_names = BTreeMap::new();
+    for (key, t) in sat {
+        match lora_key(strip_prefixes(&key)) {
+            SatLoraKey::Base => out.base += 1,
+            SatLoraKey::Unknown => out.unknown.push(key),
+            SatLoraKey::Factor(name) => {
+                if t.dims.len() != 2 {
+                    return fail(format!("`{key}`: a LoRA factor is 2-D ([r, in] or [out, r]), this is {:?}", t.dims));
+                }
+                if let Some(other) = sat_names.insert(name.clone(), key.clone()) {
+                    return fail(format!("`{key}` and `{other}` both map to `{name}`"));
+                }
+                out.tensors.insert(name, t);
+            }
+        }
+    }
+    for (name, key) in &sat_names {
+        let Some(module) = name.strip_suffix(".lora_A.weight") else { continue };
+        let b_name = format!("{module}.lora_B.weight");
+        let Some(b) = out.tensors.get(&b_name) else {
+            return fail(format!("`{key}` has no matrix_B partner (`{b_name}`)"));
+        };
+        let r = out.tensors[name].dims[0];
+        if b.dims[1] != r {
+            return fail(format!("`{key}` has rank {r}, its matrix_B `{}` is {:?}", sat_names[&b_name], b.dims));
+        }
+        if out.rank != 0 && out.rank != r {
+            return fail(format!("`{key}` has rank {r}, other factors rank {}; SAT LoRA uses one rank", out.rank));
+        }
+        out.rank = r;
+        out.modules.push(module.strip_prefix("transformer.").unwrap_or(module).to_string());
+    }
+    if let Some((name, key)) = sat_names.iter().find(|(n, _)| n.ends_with(".lora_B.weight") && !out.tensors.contains_key(&n.replace(".lora_B.", ".lora_A."))) {
+        return fail(format!("`{key}` has no matrix_A partner (`{}`)", name.replace(".lora_B.", ".lora_A.")));
+    }
     Ok(out)
 }
 
