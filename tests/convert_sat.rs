@@ -356,8 +356,10 @@ fn sat_lora_converts_back_bit_for_bit_and_loads_with_lora() {
     sat.insert("model.diffusion_model.transformer.layers.0.attention.dense.original.weight".into(), HostTensor::from_f32(vec![2], &[0.0; 2]).unwrap());
     save(&r.join("sat_lora.safetensors"), &sat);
 
-    let out = r.join("lora.safetensors");
-    let log = ok(vidlower(r, &["convert", "sat-lora", "--input", s(&r.join("sat_lora.safetensors")), "--output", s(&out), "--alpha", "8"]));
+    // An existing directory gets diffusers' file name.
+    std::fs::create_dir_all(r.join("lora")).unwrap();
+    let out = r.join("lora/pytorch_lora_weights.safetensors");
+    let log = ok(vidlower(r, &["convert", "sat-lora", "--input", s(&r.join("sat_lora.safetensors")), "--output", s(&r.join("lora")), "--alpha", "8"]));
     assert!(log.contains("16 LoRA factors for 8 modules (rank 4, alpha 8: scale alpha/r = 2)") && log.contains("skipped 1 base-model tensors"), "{log}");
     let (got, meta) = safetensors_io::load_with_metadata(&out).unwrap();
     assert_bit_equal(&got, &attn, "lora");

@@ -71,6 +71,9 @@ pub fn transformer_target(key: &str) -> Option<SatTarget> {
     if key.starts_with("mixins.pos_embed.") {
         return Some(Drop(recomputed));
     }
+    if matches!(parts[0], "first_stage_model" | "conditioner") {
+        return Some(Drop("the diffusion engine's VAE or text encoder, not the transformer (--vae converts a SAT VAE)"));
+    }
     if parts.iter().any(|p| matches!(*p, "embed_tokens" | "position_embeddings" | "word_embeddings")) {
         return Some(Drop("a SAT token/position embedding CogVideoX does not use"));
     }
@@ -126,15 +129,21 @@ pub fn transformer_target(key: &str) -> Option<SatTarget> {
 /// The number of decoder levels (`decoder.up.I`) among SAT VAE keys, which `up.I` needs.
 pub fn vae_up_levels<'a>(keys: impl IntoIterator<Item = &'a str>) -> usize {
     keys.into_iter()
-        .filter_map(|k| strip_prefixes(k).strip_prefix("decoder.up."))
+        .map(|k| strip_prefixes(k))
+        .filter_map(|k| k.strip_prefix(ENGINE_VAE).unwrap_or(k).strip_prefix("decoder.up."))
         .filter_map(|rest| rest.split('.').next().and_then(index))
         .map(|i| i + 1)
         .max()
         .unwrap_or(0)
 }
 
-/// The target of one SAT VAE key (prefixes already stripped), `up_levels` from [`vae_up_levels`].
+/// The prefix of the VAE inside a whole SAT diffusion engine's state dict.
+const ENGINE_VAE: &str = "first_stage_model.";
+
+/// The target of one SAT VAE key (prefixes already stripped; a whole engine's
+/// `first_stage_model.` too), `up_levels` from [`vae_up_levels`].
 pub fn vae_target(key: &str, up_levels: usize) -> Option<SatTarget> {
+    let key = key.strip_prefix(ENGINE_VAE).unwrap_or(key);
     let parts: Vec<&str> = key.split('.').collect();
     match parts.first() {
         Some(&"loss") => return Some(SatTarget::Drop("a training loss module (discriminator, LPIPS)")),
@@ -261,6 +270,7 @@ mod tests {
         let Some(SatTarget::Split { chunks: 12, parts }) = t("mixins.adaln_layer.adaLN_modulations.1.1.bias") else { panic!() };
         assert_eq!(parts[1], ("transformer_blocks.1.norm2.linear.bias".to_string(), vec![3, 4, 5, 9, 10, 11]));
         assert!(matches!(t("mixins.pos_embed.freqs_sin"), Some(SatTarget::Drop(_))));
+        assert!(matches!(t("first_stage_model.decoder.conv_in.conv.weight"), Some(SatTarget::Drop(_))));
         for unknown in ["transformer.layers.0.attention.query_key_value.matrix_A.0", "transformer.layers.x.input_layernorm.weight", "foo.weight", "time_embed.1.weight"] {
             assert_eq!(t(unknown), None, "{unknown}");
         }
@@ -273,6 +283,8 @@ mod tests {
         assert_eq!(vae_target("encoder.mid.block_2.nin_shortcut.weight", 4), rename("encoder.mid_block.resnets.1.conv_shortcut.weight"));
         assert_eq!(vae_target("encoder.down.1.block.0.norm1.weight", 4), rename("encoder.down_blocks.1.resnets.0.norm1.weight"));
         assert_eq!(vae_target("decoder.up.4.block.0.conv1.conv.weight", 4), None);
+        assert_eq!(vae_up_levels(["first_stage_model.decoder.up.1.block.0.conv1.conv.weight"]), 2);
+        assert_eq!(vae_target("first_stage_model.decoder.up.1.block.0.conv1.conv.weight", 2), rename("decoder.up_blocks.0.resnets.0.conv1.conv.weight"));
         assert!(matches!(vae_target("loss.discriminator.main.0.weight", 4), Some(SatTarget::Drop(_))));
         assert_eq!(
             lora_key("transformer.layers.2.attention.query_key_value.matrix_B.1"),
