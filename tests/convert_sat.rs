@@ -420,9 +420,16 @@ fn refusals_name_the_file_or_key() {
     let transformer = load(&model.join("transformer/diffusion_pytorch_model.safetensors"));
     let sat = sat_transformer(&transformer, false);
     save(&r.join("t.safetensors"), &sat);
+    save(&r.join("t2.safetensors"), &sat);
     let t = r.join("t.safetensors");
     let e = fails(convert(&t, "3b", &[]));
     assert!(e.contains("unknown CogVideoX variant `3b`") && e.contains("2b, 5b, 1.5-5b"), "{e}");
+
+    // A directory with two candidates, and a path that is not there.
+    let e = fails(convert(r, "5b", &[]));
+    assert!(e.contains("2 *.safetensors files") && e.contains("name the checkpoint file"), "{e}");
+    let e = fails(convert(&r.join("nope.safetensors"), "5b", &[]));
+    assert!(e.contains("nope.safetensors: no such file or directory"), "{e}");
 
     // Keys that match nothing: listed, nothing written; --skip-unknown converts without them.
     let mut extra = sat.clone();

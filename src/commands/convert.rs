@@ -152,8 +152,8 @@ fn sat_file(input: &Path) -> Result<PathBuf> {
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-    serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: not valid JSON: {e}", path.display()))
 }
 
 fn progress(len: usize, what: &'static str) -> indicatif::ProgressBar {
@@ -224,7 +224,7 @@ fn write_component(dir: &Path, c: Converted) -> Result<(PathBuf, usize)> {
     safetensors_io::save_with_metadata(&weights, &tensors, &meta)?;
     let config = dir.join("config.json");
     let text = serde_json::to_string_pretty(&c.config)? + "\n";
-    write_atomic(&config, |w| w.write_all(text.as_bytes())).with_context(|| config.display().to_string())?;
+    write_atomic(&config, |w| w.write_all(text.as_bytes())).map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
     Ok((weights, n))
 }
 
