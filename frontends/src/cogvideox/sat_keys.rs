@@ -129,7 +129,7 @@ pub fn transformer_target(key: &str) -> Option<SatTarget> {
 /// The number of decoder levels (`decoder.up.I`) among SAT VAE keys, which `up.I` needs.
 pub fn vae_up_levels<'a>(keys: impl IntoIterator<Item = &'a str>) -> usize {
     keys.into_iter()
-        .map(|k| strip_prefixes(k))
+        .map(strip_prefixes)
         .filter_map(|k| k.strip_prefix(ENGINE_VAE).unwrap_or(k).strip_prefix("decoder.up."))
         .filter_map(|rest| rest.split('.').next().and_then(index))
         .map(|i| i + 1)
