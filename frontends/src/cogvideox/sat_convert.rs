@@ -172,7 +172,7 @@ fn map_keys(
             out.dropped.push((key, why));
             continue;
         }
-        for (name, x) in apply(&key, &tg, &t).map_err(SatError)? {
+        for (name, x) in apply(&key, &tg, t).map_err(SatError)? {
             if out.tensors.insert(name.clone(), x).is_some() {
                 return fail(format!("`{key}`: a second SAT key maps to `{name}` (the state dict holds one weight twice)"));
             }

@@ -220,10 +220,10 @@ pub fn lora_key(key: &str) -> SatLoraKey {
 
 /// Applies a [`SatTarget`] to a tensor: the (name, tensor) pairs it becomes (none for a drop).
 /// Errors name the key and the shape expected.
-pub fn apply(key: &str, target: &SatTarget, t: &HostTensor) -> Result<Vec<(String, HostTensor)>, String> {
+pub fn apply(key: &str, target: &SatTarget, t: HostTensor) -> Result<Vec<(String, HostTensor)>, String> {
     match target {
         SatTarget::Drop(_) => Ok(Vec::new()),
-        SatTarget::Rename(name) => Ok(vec![(name.clone(), t.clone())]),
+        SatTarget::Rename(name) => Ok(vec![(name.clone(), t)]),
         SatTarget::Split { chunks, parts } => {
             let rows = t.dims.first().copied().unwrap_or(0);
             if t.dims.is_empty() || rows % *chunks as i64 != 0 {
@@ -299,10 +299,10 @@ mod tests {
     fn split_takes_row_blocks() {
         let t = HostTensor::from_f32(vec![12, 1], &(0..12).map(|i| i as f32).collect::<Vec<_>>()).unwrap();
         let target = transformer_target("mixins.adaln_layer.adaLN_modulations.0.1.weight").unwrap();
-        let out = apply("k", &target, &t).unwrap();
+        let out = apply("k", &target, t).unwrap();
         assert_eq!(out[0].1.to_f32_vec(), vec![0.0, 1.0, 2.0, 6.0, 7.0, 8.0]);
         assert_eq!(out[1].1.dims, vec![6, 1]);
         let odd = HostTensor::from_f32(vec![5], &[0.0; 5]).unwrap();
-        assert!(apply("k", &target, &odd).unwrap_err().contains("12 equal parts"));
+        assert!(apply("k", &target, odd).unwrap_err().contains("12 equal parts"));
     }
 }
