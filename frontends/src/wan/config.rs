@@ -5,6 +5,10 @@ use serde::Deserialize;
 
 pub use crate::config::{read_json, ConfigError};
 
+/// The largest size or factor a config may give: far above any real model, and small enough that
+/// products of a few of them cannot overflow.
+const MAX_SIZE: i64 = 1 << 20;
+
 /// `WanTransformer3DModel` (diffusers `transformer/config.json`).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default)]
@@ -51,6 +55,30 @@ impl Default for WanTransformerConfig {
 }
 
 impl WanTransformerConfig {
+    /// Refuses sizes the layers cannot be built with: `(field, why)` of the first one found.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.patch_size.len() != 3 || self.patch_size.iter().any(|&p| !(1..=MAX_SIZE).contains(&p)) {
+            return Err(("patch_size", format!("{:?}: expected three sizes [t, h, w] in 1..={MAX_SIZE}", self.patch_size)));
+        }
+        let positive = [
+            ("num_attention_heads", self.num_attention_heads),
+            ("attention_head_dim", self.attention_head_dim),
+            ("in_channels", self.in_channels),
+            ("out_channels", self.out_channels()),
+            ("text_dim", self.text_dim),
+            ("freq_dim", self.freq_dim),
+            ("ffn_dim", self.ffn_dim),
+            ("rope_max_seq_len", self.rope_max_seq_len),
+        ];
+        match positive.into_iter().find(|&(_, v)| !(1..=MAX_SIZE).contains(&v)) {
+            Some((field, v)) => Err((field, format!("{v}: expected 1..={MAX_SIZE}"))),
+            None if !(0..=MAX_SIZE).contains(&self.num_layers) => {
+                Err(("num_layers", format!("{}: expected 0..={MAX_SIZE}", self.num_layers)))
+            }
+            None => Ok(()),
+        }
+    }
+
     pub fn inner_dim(&self) -> i64 {
         self.num_attention_heads * self.attention_head_dim
     }
@@ -109,6 +137,17 @@ impl Default for WanVaeConfig {
 }
 
 impl WanVaeConfig {
+    /// Refuses compression factors no video size can be checked against: `(field, why)`.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        for (field, v) in [("scale_factor_temporal", self.scale_temporal()), ("scale_factor_spatial", self.scale_spatial())] {
+            if !(1..=MAX_SIZE).contains(&v) {
+                return Err((field, format!("{v}: expected 1..={MAX_SIZE}")));
+            }
+        }
+        Ok(())
+    }
+
+
     /// Latent frames -> video frames: 1 + 4 (T - 1).
     pub fn scale_temporal(&self) -> i64 {
         self.scale_factor_temporal.unwrap_or(4)

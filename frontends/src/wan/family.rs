@@ -66,6 +66,15 @@ impl Family for WanFamily {
         } else {
             None
         };
+        let refuse = |folder: &str, (field, why): (&str, String)| {
+            FamilyError::Unsupported(format!("{}: `{field}` {why}", config(folder, "config.json").display()))
+        };
+        if let Some(t) = &transformer {
+            t.check().map_err(|e| refuse("transformer", e))?;
+        }
+        if let Some(v) = &vae {
+            v.check().map_err(|e| refuse("vae", e))?;
+        }
         if let Some(t) = &transformer {
             if t.image_dim.is_some() || t.added_kv_proj_dim.is_some() {
                 return Err(FamilyError::Unsupported(format!(
