@@ -10,11 +10,17 @@ mod session;
 mod stage_args;
 
 use clap::{Parser, Subcommand};
+use vidlower_runtime::pjrt::plugin_log;
+use vidlower_runtime::user_eprintln;
 
 /// Compile video diffusion models to fast, cached PJRT executables.
 #[derive(Parser)]
 #[command(name = "vidlower", version, about, propagate_version = true)]
 struct Cli {
+    /// Show the PJRT plugins' own log lines as they come (also VIDLOWER_VERBOSE=1); without it
+    /// they are kept aside and only a failed run shows their last lines.
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,6 +55,12 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    if !(cli.verbose || env_flag("VIDLOWER_VERBOSE")) {
+        plugin_log::lower_plugin_log_level();
+        // Before any plugin is loaded. If fd 2 cannot be taken the plugins' lines pass through:
+        // noise, not a reason to fail the run.
+        let _ = plugin_log::capture();
+    }
     let result = match cli.command {
         Command::Generate(a) => commands::generate::run(a),
         Command::Stage1(a) => commands::stage1::run(a),
@@ -66,14 +78,21 @@ fn main() {
     if let Err(e) = result {
         // A signal's stop is not an error: say where it stopped and how to resume.
         if let Some(stop) = e.downcast_ref::<interrupt::Interrupted>() {
-            eprintln!("{stop}");
+            user_eprintln!("{stop}");
             std::process::exit(stop.exit_code());
         }
-        // One clear line (plus causes), never a backtrace.
-        eprintln!("error: {e}");
+        // What the plugins logged may explain it; then one clear line (plus causes), never a
+        // backtrace.
+        plugin_log::print_tail(plugin_log::FAILURE_TAIL_LINES);
+        user_eprintln!("error: {e}");
         for cause in e.chain().skip(1) {
-            eprintln!("  caused by: {cause}");
+            user_eprintln!("  caused by: {cause}");
         }
         std::process::exit(1);
     }
+}
+
+/// An environment switch: set, and neither empty nor `0`.
+fn env_flag(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0")
 }

@@ -74,7 +74,7 @@ fn bench_graph(graph: Graph, args: &BenchArgs) -> Result<()> {
     println!("graph @{}: {} ops after passes, StableHLO {} bytes", lowered.graph.name, lowered.graph.op_count(), lowered.module.len());
 
     let options = CompileOptions::for_graph(&lowered.graph, format);
-    let bar = indicatif::ProgressBar::new(u64::from(repeats) * 2 + u64::from(runs));
+    let bar = indicatif::ProgressBar::with_draw_target(Some(u64::from(repeats) * 2 + u64::from(runs)), vidlower_runtime::pjrt::plugin_log::progress_target());
     let mut compiles = Vec::new();
     let mut executable = None;
     for _ in 0..repeats {
@@ -139,7 +139,7 @@ fn bench_component(m: &ModelSelection, args: &BenchArgs) -> Result<()> {
     println!("plugin: {}", session.describe_plugin());
     let mut runner = Runner::prepare(&session, &m.model, &weights, c, &sizes, dtype, &args.passes, args.tiling.knobs())?;
     let inputs = m.model.random_inputs(c.component(), &sizes, dtype, 0)?;
-    let bar = indicatif::ProgressBar::new(u64::from(args.warmup + runs));
+    let bar = indicatif::ProgressBar::with_draw_target(Some(u64::from(args.warmup + runs)), vidlower_runtime::pjrt::plugin_log::progress_target());
     let mut warmup = Vec::new();
     for _ in 0..args.warmup {
         let start = Instant::now();

@@ -84,7 +84,7 @@ pub fn run(args: CompileArgs) -> Result<()> {
         spinner.finish_and_clear();
         let compiled = compiled.with_context(|| label.clone())?;
         for w in &compiled.warnings {
-            eprintln!("warning: {w}");
+            vidlower_runtime::user_eprintln!("warning: {w}");
         }
         println!("executable: {}", compiled.describe());
         if let Some(cache) = &session.cache {

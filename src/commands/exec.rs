@@ -78,7 +78,7 @@ fn run_graph(graph: Graph, args: &ExecArgs) -> Result<()> {
         compile_cached(&session.client, session.cache.as_ref(), &lowered.module, &CompileOptions::for_graph(&lowered.graph, format), &lowered.graph.name)?;
     spinner.finish_and_clear();
     for w in &compiled.warnings {
-        eprintln!("warning: {w}");
+        vidlower_runtime::user_eprintln!("warning: {w}");
     }
     println!("executable: {}", compiled.describe());
 

@@ -49,6 +49,7 @@ mod host_transfer;
 pub(crate) mod ffi;
 mod named_value;
 mod plugin;
+pub mod plugin_log;
 
 pub use buffer::Buffer;
 pub use client::{Client, Device};

@@ -145,7 +145,7 @@ impl Discovery {
                 let root = self.cache_root.as_deref().ok_or(PluginError::NoCacheDir)?;
                 let known = KnownPlugin::by_package(DEFAULT_CPU_PACKAGE)
                     .expect("DEFAULT_CPU_PACKAGE is one of KNOWN_PLUGINS");
-                eprintln!(
+                crate::user_eprintln!(
                     "No CPU PJRT plugin found; installing {} from PyPI into {} ...",
                     known.package,
                     install::pip_install_target(root, known).display()

@@ -99,13 +99,13 @@ pub fn install_plugin(
             }
         }
     }
-    eprintln!("Installed {package} into {}", target.display());
+    crate::user_eprintln!("Installed {package} into {}", target.display());
     Ok(Candidate::from_path(installed, Source::Cache))
 }
 
 /// Runs pip with its output captured, a spinner with elapsed time on stderr meanwhile.
 fn run_pip(python: &OsStr, package: &str, into: &Path, target: &Path) -> Result<(), PluginError> {
-    let spinner = ProgressBar::new_spinner();
+    let spinner = ProgressBar::with_draw_target(None, crate::pjrt::plugin_log::progress_target());
     spinner.set_style(
         ProgressStyle::with_template("{spinner} pip install {msg} [{elapsed}]")
             .expect("static template is valid"),

@@ -139,7 +139,7 @@ pub fn compile_component(
     let lowered = crate::lowering::lower(graph, passes, format, DumpAfter::None, &mut |_, _| {})
         .map_err(|source| ComponentError::Lower { component: c(), source: Box::new(source) })?;
     let passes = start.elapsed();
-    let spinner = indicatif::ProgressBar::new_spinner();
+    let spinner = indicatif::ProgressBar::with_draw_target(None, crate::pjrt::plugin_log::progress_target());
     spinner.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
     spinner.set_message(format!("compiling {label}"));
     spinner.enable_steady_tick(Duration::from_millis(100));
@@ -148,7 +148,7 @@ pub fn compile_component(
     spinner.finish_and_clear();
     let compiled = compiled.map_err(|source| ComponentError::Pjrt { component: c(), source })?;
     for w in &compiled.warnings {
-        eprintln!("warning: {label}: {w}");
+        crate::user_eprintln!("warning: {label}: {w}");
     }
     let signature = crate::program::Signature::of(&lowered.graph);
     let program =

@@ -275,7 +275,7 @@ pub fn run_stage2_checkpointed(
         run(&latents, timesteps[0], 0)?;
         warmup.push(start.elapsed());
     }
-    let bar = indicatif::ProgressBar::new(timesteps.len() as u64);
+    let bar = indicatif::ProgressBar::with_draw_target(Some(timesteps.len() as u64), crate::pjrt::plugin_log::progress_target());
     bar.set_style(
         indicatif::ProgressStyle::with_template("denoising {bar:30} {pos}/{len} [{elapsed} < {eta}] {msg}").expect("valid template"),
     );
