@@ -157,7 +157,7 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
 }
 
 fn progress(len: usize, what: &'static str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(len as u64);
+    let bar = indicatif::ProgressBar::with_draw_target(Some(len as u64), vidlower_runtime::pjrt::plugin_log::progress_target());
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} tensors {elapsed}").expect("valid template").progress_chars("=> "),
     );
@@ -190,7 +190,7 @@ fn unknown_keys(file: &Path, c: &Converted, skip: bool) -> Result<()> {
             list(&c.unknown)
         );
     }
-    eprintln!("warning: {}: skipped {} unknown keys: {}{hint}", file.display(), c.unknown.len(), list(&c.unknown));
+    vidlower_runtime::user_eprintln!("warning: {}: skipped {} unknown keys: {}{hint}", file.display(), c.unknown.len(), list(&c.unknown));
     Ok(())
 }
 
