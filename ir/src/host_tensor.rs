@@ -302,8 +302,8 @@ impl HostTensor {
             match dtype {
                 DType::F32 => (v as f32).write(&mut data),
                 DType::F64 => v.write(&mut data),
-                DType::BF16 => bf16::from_f64(v).write(&mut data),
-                DType::F16 => f16::from_f64(v).write(&mut data),
+                DType::BF16 => crate::float_round::bf16_from_f64(v).write(&mut data),
+                DType::F16 => crate::float_round::f16_from_f64(v).write(&mut data),
                 DType::I1 => (v != 0.0).write(&mut data),
                 DType::I8 => (v as i8).write(&mut data),
                 DType::U8 => (v as u8).write(&mut data),

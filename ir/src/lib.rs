@@ -8,6 +8,7 @@
 pub mod builder;
 pub mod dtype;
 pub mod error;
+pub mod float_round;
 pub mod graph;
 pub mod host_tensor;
 pub mod infer;

@@ -62,8 +62,8 @@ fn convert_piece(src: &[u8], from: DType, dst: &mut [u8], to: DType) {
             let r = f64::from_ne_bytes;
             match to {
                 DType::F32 => map::<8, 4>(src, dst, |b| (r(b) as f32).to_ne_bytes()),
-                DType::BF16 => map::<8, 2>(src, dst, |b| bf16::from_f64(r(b)).to_bits().to_ne_bytes()),
-                DType::F16 => map::<8, 2>(src, dst, |b| f16::from_f64(r(b)).to_bits().to_ne_bytes()),
+                DType::BF16 => map::<8, 2>(src, dst, |b| vidlower_ir::float_round::bf16_from_f64(r(b)).to_bits().to_ne_bytes()),
+                DType::F16 => map::<8, 2>(src, dst, |b| vidlower_ir::float_round::f16_from_f64(r(b)).to_bits().to_ne_bytes()),
                 DType::F64 => dst.copy_from_slice(src),
                 _ => unreachable!("weights convert between float dtypes"),
             }
@@ -90,7 +90,12 @@ mod tests {
             for to in floats {
                 for threads in [1, 3] {
                     let got = convert_floats(&t.data, from, to, threads);
-                    assert!(got == t.convert(to).data, "{from} -> {to} on {threads} thread(s) differs from HostTensor::convert");
+                    let want = t.convert(to).data;
+                    if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
+                        let w = to.size_in_bytes();
+                        let e = i / w;
+                        panic!("{from} -> {to} on {threads} thread(s): element {e} (source {:?}) {:?} vs HostTensor::convert {:?}", &t.data[e * from.size_in_bytes()..(e + 1) * from.size_in_bytes()], &got[e * w..(e + 1) * w], &want[e * w..(e + 1) * w]);
+                    }
                 }
             }
         }

@@ -58,8 +58,8 @@ pub fn scalar(v: f64, dtype: DType) -> String {
 fn hex_float(v: f64, dtype: DType) -> String {
     match dtype {
         DType::F64 => format!("0x{:016X}", v.to_bits()),
-        DType::BF16 => format!("0x{:04X}", half::bf16::from_f64(v).to_bits()),
-        DType::F16 => format!("0x{:04X}", half::f16::from_f64(v).to_bits()),
+        DType::BF16 => format!("0x{:04X}", vidlower_ir::float_round::bf16_from_f64(v).to_bits()),
+        DType::F16 => format!("0x{:04X}", vidlower_ir::float_round::f16_from_f64(v).to_bits()),
         _ => format!("0x{:08X}", (v as f32).to_bits()),
     }
 }

@@ -16,29 +16,10 @@ pub fn round_float(dtype: DType, v: f64) -> f64 {
     match dtype {
         DType::F64 => v,
         DType::F32 => v as f32 as f64,
-        // `half`'s f64 conversions drop the low 32 mantissa bits before rounding, which can round a
-        // value just above a tie the wrong way; rounding on the format's grid is exact.
-        DType::BF16 => round_to_grid(v, 8, -126, bf16::MAX.to_f64()),
-        DType::F16 => round_to_grid(v, 11, -14, f16::MAX.to_f64()),
+        // Rounded once (`half`'s own f64 conversions can round a value just above a tie down).
+        DType::BF16 => vidlower_ir::float_round::bf16_from_f64(v).to_f64(),
+        DType::F16 => vidlower_ir::float_round::f16_from_f64(v).to_f64(),
         _ => unreachable!("round_float on {dtype}"),
-    }
-}
-
-/// Round-to-nearest-even onto a binary format with `precision` significand bits, minimum normal
-/// exponent `emin` (gradual underflow below it) and largest finite value `max`.
-fn round_to_grid(v: f64, precision: i32, emin: i32, max: f64) -> f64 {
-    if !v.is_finite() || v == 0.0 {
-        return v;
-    }
-    // The exponent of v's leading bit; f64 subnormals are far below every emin used here.
-    let e = ((v.to_bits() >> 52) & 0x7ff) as i32 - 1023;
-    let ulp = 2f64.powi(e.max(emin) - (precision - 1));
-    // Scaling by a power of two is exact, so this rounds once.
-    let r = (v / ulp).round_ties_even() * ulp;
-    if r.abs() > max {
-        f64::INFINITY.copysign(v)
-    } else {
-        r
     }
 }
 
