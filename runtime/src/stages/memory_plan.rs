@@ -1,0 +1,211 @@
+//! The executables each stage runs, built exactly as the stage builds them and compiled through
+//! the executable cache (so `plan` then `generate` compiles nothing twice), and the host
+//! buffers each stage holds: the inputs of [`crate::memory_plan`].
+
+use super::compiled::{compile_component, passes_for, sharding_format, use_stored_names};
+use super::model::OpenedModel;
+use super::vae_decode::{step_graphs, VaeDecodeSettings};
+use crate::cache::ExecutableCache;
+use crate::memory_plan::{mem_available, proc_status, Capacity, ExecutableMemory, MemoryPlan, StageMemory};
+use crate::pjrt::Client;
+use vidlower_frontends::family::{Component, Embeddings, VideoSize};
+use vidlower_frontends::nn::vae_decoder::VaeDecodeShape;
+use vidlower_ir::DType;
+use vidlower_passes::pipeline_options::{AttentionLowering, PipelineOptions};
+use vidlower_passes::Target;
+
+/// What a run asks for, as the stage commands resolve their flags.
+pub struct PlanRequest<'a> {
+    pub video: VideoSize,
+    /// Stage 1's tokens (`--max-sequence-length`).
+    pub text_len: usize,
+    /// Stages 1 and 2's compute dtype (`--dtype`).
+    pub dtype: DType,
+    /// Classifier-free guidance: the transformer runs the cond/uncond pair as batch 2.
+    pub cfg: bool,
+    pub pipeline: &'a PipelineOptions,
+    pub decode: &'a VaeDecodeSettings,
+    /// `--save-frames` (or a family that always writes them): one more f32 copy of the video.
+    pub save_frames: bool,
+    /// Stage 1's output when it exists (stage 2 alone): the transformer is sized from it, as
+    /// stage 2 sizes it.
+    pub embeddings: Option<&'a Embeddings>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("memory plan: stage {stage}: {message}")]
+pub struct PlanError {
+    pub stage: u8,
+    pub message: String,
+}
+
+fn fail(stage: u8) -> impl Fn(String) -> PlanError {
+    move |message| PlanError { stage, message }
+}
+
+/// The plan of `stages` (1, 2, 3) of the run `r`, with the machine's capacity (or `limit`).
+pub fn plan(
+    model: &OpenedModel,
+    client: &Client,
+    cache: Option<&ExecutableCache>,
+    r: &PlanRequest,
+    stages: &[u8],
+    limit: Option<u64>,
+) -> Result<MemoryPlan, PlanError> {
+    // Measured first: what the process holds before anything is compiled.
+    let baseline = proc_status("VmRSS").unwrap_or(0);
+    let unified = r.pipeline.target == Target::Cpu;
+    let mut out = Vec::new();
+    for &stage in stages {
+        out.push(match stage {
+            1 => stage1(model, client, cache, r, unified)?,
+            2 => stage2(model, client, cache, r, unified)?,
+            _ => stage3(model, client, cache, r)?,
+        });
+    }
+    Ok(MemoryPlan { stages: out, baseline, capacity: capacity(client, unified, limit) })
+}
+
+/// What this machine offers: `limit` for host and every device when given; else the host's
+/// MemAvailable plus what this process already holds, and each device's allocator limit where
+/// the plugin reports one.
+pub fn capacity(client: &Client, unified: bool, limit: Option<u64>) -> Capacity {
+    if let Some(l) = limit {
+        return Capacity { host: Some(l), device: (!unified).then_some(l), unified, limited: true };
+    }
+    let host = mem_available().map(|a| a + proc_status("VmRSS").unwrap_or(0));
+    let device = if unified {
+        None
+    } else {
+        client.addressable_devices().ok().and_then(|d| d.first().and_then(|d| d.memory_limit()))
+    };
+    Capacity { host, device, unified, limited: false }
+}
+
+/// Bytes of the component's checkpoint files: mapped for the upload, so they count in RSS.
+fn mapped_files(model: &OpenedModel, c: Component) -> Result<u64, String> {
+    let store = model.weights(c).map_err(|e| e.to_string())?;
+    Ok(store.files().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum())
+}
+
+fn compiled(
+    model: &OpenedModel,
+    client: &Client,
+    cache: Option<&ExecutableCache>,
+    options: &PipelineOptions,
+    c: Component,
+    label: &str,
+    graph: vidlower_ir::Graph,
+) -> Result<ExecutableMemory, String> {
+    let passes = passes_for(options, model.model.as_ref(), c);
+    let (program, _) = compile_component(label, graph, passes, sharding_format(options), client, cache).map_err(|e| e.to_string())?;
+    Ok(ExecutableMemory::of(label, &program))
+}
+
+fn stage1(model: &OpenedModel, client: &Client, cache: Option<&ExecutableCache>, r: &PlanRequest, unified: bool) -> Result<StageMemory, PlanError> {
+    let e = fail(1);
+    let mut executables = Vec::new();
+    let mut host = Vec::new();
+    for c in model.components().into_iter().filter(|c| matches!(c, Component::TextEncoder | Component::TextEncoder2)) {
+        let sizes = model.sizes(c, &r.video, model.default_batch(c), r.text_len as i64);
+        let weights = model.weights(c).map_err(|x| e(x.to_string()))?;
+        for g in model.graphs(c, &sizes, r.dtype).map_err(|x| e(x.to_string()))? {
+            let mut graph = g.graph;
+            // As the stage runner names them, so the module (and its cache key) is the same.
+            use_stored_names(&mut graph, &weights, &|name| model.weight_aliases(c, name));
+            let exe = compiled(model, client, cache, r.pipeline, c, c.name(), graph).map_err(&e)?;
+            // The hidden states come back to the host and are split into the two embeddings.
+            host.push((format!("{} outputs and the embeddings", c.name()), 2 * exe.outputs));
+            executables.push(exe);
+        }
+        host.push((format!("{} checkpoint (mapped)", c.name()), mapped_files(model, c).map_err(&e)?));
+    }
+    let mut remedies = Vec::new();
+    if r.dtype == DType::F32 {
+        remedies.push("--dtype bf16".to_string());
+    }
+    remedies.push("a smaller --max-sequence-length".into());
+    if !unified && r.pipeline.sharding.is_none() {
+        remedies.push("--mesh (shards the text encoder's weights)".into());
+    }
+    Ok(StageMemory { stage: 1, executables, host, remedies })
+}
+
+fn stage2(model: &OpenedModel, client: &Client, cache: Option<&ExecutableCache>, r: &PlanRequest, unified: bool) -> Result<StageMemory, PlanError> {
+    let e = fail(2);
+    let c = Component::Transformer;
+    let shape = model.latent_shape(&r.video);
+    let batch = if r.cfg { 2 } else { 1 };
+    let sizes = match r.embeddings {
+        Some(emb) => model.transformer_sizes(&shape, emb, batch).map_err(|x| e(x.to_string()))?,
+        None => model.sizes(c, &r.video, batch, r.text_len as i64),
+    };
+    let graph = model.graphs(c, &sizes, r.dtype).map_err(|x| e(x.to_string()))?.remove(0).graph;
+    let exe = compiled(model, client, cache, r.pipeline, c, c.name(), graph).map_err(&e)?;
+    let latents = shape.iter().product::<i64>().max(0) as u64 * 4;
+    let host = vec![
+        (format!("{} checkpoint (mapped)", c.name()), mapped_files(model, c).map_err(&e)?),
+        // Stage 1's embeddings as read, and the batched, converted conditioning inputs.
+        ("transformer inputs (embeddings and the batched copy)".to_string(), 2 * exe.inputs),
+        ("transformer output on the host".to_string(), exe.outputs),
+        // The latents, a step's f32 copy of its output and the guided prediction, the
+        // scheduler's history (multistep solvers keep a few), the next latents.
+        ("latents and scheduler state (8 x f32 latents)".to_string(), 8 * latents),
+    ];
+    let mut remedies = Vec::new();
+    if r.dtype == DType::F32 {
+        remedies.push("--dtype bf16".to_string());
+    }
+    if r.pipeline.attention == AttentionLowering::Dense {
+        remedies.push("--attention blockwise".into());
+    }
+    if !unified && r.pipeline.sharding.is_none() {
+        remedies.push("--mesh (shards the transformer's weights and attention)".into());
+    }
+    remedies.push("fewer --frames or a smaller --height/--width".into());
+    Ok(StageMemory { stage: 2, executables: vec![exe], host, remedies })
+}
+
+fn stage3(model: &OpenedModel, client: &Client, cache: Option<&ExecutableCache>, r: &PlanRequest) -> Result<StageMemory, PlanError> {
+    let e = fail(3);
+    let c = Component::VaeDecoder;
+    let s = model.sizes(c, &r.video, 1, 0);
+    let graphs = model.vae_decoder().map_err(|x| e(x.to_string()))?;
+    let shape = VaeDecodeShape { batch: 1, height: s.latent_height, width: s.latent_width };
+    let (plan, steps) = step_graphs(graphs.as_ref(), shape, s.latent_frames, r.decode).map_err(|x| e(x.to_string()))?;
+    // The VAE runs on one device, its weights replicated (see `VaeDecodeSettings::pipeline`).
+    let options = PipelineOptions { sharding: None, ..r.decode.pipeline.clone() };
+    let mut executables = Vec::new();
+    for (key, graph) in steps {
+        let what = if plan.is_some() { format!("{} of a {}x{} tile", key.label(), key.hw.0, key.hw.1) } else { key.label() };
+        let label = format!("vae_decoder ({what})");
+        let passes = options.pipeline_for(None);
+        let (program, _) = compile_component("vae_decoder", graph, passes, sharding_format(&options), client, cache).map_err(|x| e(x.to_string()))?;
+        executables.push(ExecutableMemory::of(&label, &program));
+    }
+    let ratio = graphs.spatial_scale();
+    let frames = graphs.decoded_frames(s.latent_frames) as u64;
+    let (h, w) = ((s.latent_height * ratio) as u64, (s.latent_width * ratio) as u64);
+    let video = 3 * frames * h * w * 4;
+    let z = (graphs.latent_channels() * s.latent_frames * s.latent_height * s.latent_width) as u64 * 4;
+    let mut host = vec![
+        (format!("{} checkpoint (mapped)", c.folder()), mapped_files(model, c).map_err(&e)?),
+        ("latents".to_string(), z),
+        // The steps' samples while they are joined, the joined video, its channels-last copy.
+        ("decoded frames (3 x f32 video)".to_string(), 3 * video),
+        ("frames as bytes for the encoder".to_string(), video / 4),
+    ];
+    if r.save_frames {
+        host.push(("frames file (f32)".to_string(), video));
+    }
+    let mut remedies = Vec::new();
+    match &r.decode.tiling {
+        None => remedies.push("--vae-tiling".to_string()),
+        Some(_) => remedies.push("smaller --tile-sample-min-height/--tile-sample-min-width".to_string()),
+    }
+    if r.decode.dtype == DType::F32 {
+        remedies.push("--vae-dtype bf16".into());
+    }
+    remedies.push("fewer --frames".into());
+    Ok(StageMemory { stage: 3, executables, host, remedies })
+}
