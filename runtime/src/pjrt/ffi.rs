@@ -245,7 +245,10 @@ args!(Executable_Destroy_Args { executable: *mut Executable } last executable);
 args!(Executable_NumPartitions_Args { executable: *mut Executable, num_partitions: usize } last num_partitions);
 args!(Executable_NumOutputs_Args { executable: *mut Executable, num_outputs: usize } last num_outputs);
 // `xla::CompiledMemoryStats` of a compiled executable, in bytes, from buffer assignment: no
-// execution needed. Device memory first, then the host-memory-space counterparts.
+// execution needed. Device memory first, then the host-memory-space counterparts. Declared with
+// the two fields later headers append (0.81's struct ends at `host_temp_size_in_bytes`, 104
+// bytes): plugins take a larger struct than theirs but refuse a smaller one, and API 0.115's
+// wants 112 ("expected 112, got 104").
 args!(Executable_GetCompiledMemoryStats_Args {
     executable: *mut Executable,
     generated_code_size_in_bytes: i64,
@@ -258,7 +261,9 @@ args!(Executable_GetCompiledMemoryStats_Args {
     host_output_size_in_bytes: i64,
     host_alias_size_in_bytes: i64,
     host_temp_size_in_bytes: i64,
-} last host_temp_size_in_bytes);
+    peak_memory_in_bytes: i64,
+    total_size_in_bytes: i64,
+} last total_size_in_bytes);
 args!(Executable_Fingerprint_Args {
     executable: *mut Executable,
     executable_fingerprint: *const c_char,
@@ -491,7 +496,7 @@ mod tests {
             Executable_NumPartitions_Args = 32,
             Executable_NumOutputs_Args = 32,
             Executable_Fingerprint_Args = 40,
-            Executable_GetCompiledMemoryStats_Args = 104,
+            Executable_GetCompiledMemoryStats_Args = 120,
             Device_MemoryStats_Args = 153,
             Executable_Serialize_Args = 56,
             Executable_DeserializeAndLoad_Args = 64,
