@@ -1,5 +1,6 @@
 //! The `vidlower` command line.
 
+mod allocator;
 mod args;
 mod commands;
 mod components;
@@ -49,6 +50,7 @@ enum Command {
 }
 
 fn main() {
+    allocator::return_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(a) => commands::generate::run(a),

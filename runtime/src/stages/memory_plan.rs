@@ -8,6 +8,7 @@ use super::vae_decode::{step_graphs, VaeDecodeSettings};
 use crate::cache::ExecutableCache;
 use crate::memory_plan::{mem_available, proc_status, Capacity, ExecutableMemory, MemoryPlan, StageMemory};
 use crate::pjrt::Client;
+use crate::program::Program;
 use vidlower_frontends::family::{Component, Embeddings, VideoSize};
 use vidlower_frontends::nn::vae_decoder::VaeDecodeShape;
 use vidlower_ir::DType;
@@ -57,11 +58,21 @@ pub fn plan(
     let unified = r.pipeline.target == Target::Cpu;
     let mut out = Vec::new();
     for &stage in stages {
-        out.push(match stage {
+        let before = proc_status("VmRSS");
+        let (mut s, loaded) = match stage {
             1 => stage1(model, client, cache, r, unified)?,
             2 => stage2(model, client, cache, r, unified)?,
             _ => stage3(model, client, cache, r)?,
-        });
+        };
+        // Loading executables costs host memory beyond their buffers (the plugin's runtime and
+        // the code: XLA CPU reports no code size), measured while they are loaded. After a
+        // fresh compile this also holds what the compiler kept, an overestimate; from the
+        // cache it is what the stage's own load costs.
+        if let (Some(b), Some(a)) = (before, proc_status("VmRSS")) {
+            s.host.push(("executables loaded (measured RSS growth)".to_string(), a.saturating_sub(b)));
+        }
+        drop(loaded);
+        out.push(s);
     }
     Ok(MemoryPlan { stages: out, baseline, capacity: capacity(client, unified, limit) })
 }
@@ -96,15 +107,15 @@ fn compiled(
     c: Component,
     label: &str,
     graph: vidlower_ir::Graph,
-) -> Result<ExecutableMemory, String> {
+) -> Result<(ExecutableMemory, Program), String> {
     let passes = passes_for(options, model.model.as_ref(), c);
     let (program, _) = compile_component(label, graph, passes, sharding_format(options), client, cache).map_err(|e| e.to_string())?;
-    Ok(ExecutableMemory::of(label, &program))
+    Ok((ExecutableMemory::of(label, &program), program))
 }
 
-fn stage1(model: &OpenedModel, client: &Client, cache: Option<&ExecutableCache>, r: &PlanRequest, unified: bool) -> Result<StageMemory, PlanError> {
+fn stage1(model: &OpenedModel, client: &Client, cache: Option<&ExecutableCache>, r: &PlanRequest, unified: bool) -> Result<(StageMemory, Vec<Program>), PlanError> {
     let e = fail(1);
-    let mut executables = Vec::new();
+    let (mut executables, mut loaded) = (Vec::new(), Vec::new());
     let mut host = Vec::new();
     for c in model.components().into_iter().filter(|c| matches!(c, Component::TextEncoder | Component::TextEncoder2)) {
         let sizes = model.sizes(c, &r.video, model.default_batch(c), r.text_len as i64);
@@ -113,7 +124,8 @@ fn stage1(model: &OpenedModel, client: &Client, cache: Option<&ExecutableCache>,
             let mut graph = g.graph;
             // As the stage runner names them, so the module (and its cache key) is the same.
             use_stored_names(&mut graph, &weights, &|name| model.weight_aliases(c, name));
-            let exe = compiled(model, client, cache, r.pipeline, c, c.name(), graph).map_err(&e)?;
+            let (exe, program) = compiled(model, client, cache, r.pipeline, c, c.name(), graph).map_err(&e)?;
+            loaded.push(program);
             // The hidden states come back to the host and are split into the two embeddings.
             host.push((format!("{} outputs and the embeddings", c.name()), 2 * exe.outputs));
             executables.push(exe);
@@ -128,10 +140,10 @@ fn stage1(model: &OpenedModel, client: &Client, cache: Option<&ExecutableCache>,
     if !unified && r.pipeline.sharding.is_none() {
         remedies.push("--mesh (shards the text encoder's weights)".into());
     }
-    Ok(StageMemory { stage: 1, executables, host, remedies })
+    Ok((StageMemory { stage: 1, executables, host, remedies }, loaded))
 }
 
-fn stage2(model: &OpenedModel, client: &Client, cache: Option<&ExecutableCache>, r: &PlanRequest, unified: bool) -> Result<StageMemory, PlanError> {
+fn stage2(model: &OpenedModel, client: &Client, cache: Option<&ExecutableCache>, r: &PlanRequest, unified: bool) -> Result<(StageMemory, Vec<Program>), PlanError> {
     let e = fail(2);
     let c = Component::Transformer;
     let shape = model.latent_shape(&r.video);
@@ -141,7 +153,7 @@ fn stage2(model: &OpenedModel, client: &Client, cache: Option<&ExecutableCache>,
         None => model.sizes(c, &r.video, batch, r.text_len as i64),
     };
     let graph = model.graphs(c, &sizes, r.dtype).map_err(|x| e(x.to_string()))?.remove(0).graph;
-    let exe = compiled(model, client, cache, r.pipeline, c, c.name(), graph).map_err(&e)?;
+    let (exe, program) = compiled(model, client, cache, r.pipeline, c, c.name(), graph).map_err(&e)?;
     let latents = shape.iter().product::<i64>().max(0) as u64 * 4;
     let host = vec![
         (format!("{} checkpoint (mapped)", c.name()), mapped_files(model, c).map_err(&e)?),
@@ -163,10 +175,10 @@ fn stage2(model: &OpenedModel, client: &Client, cache: Option<&ExecutableCache>,
         remedies.push("--mesh (shards the transformer's weights and attention)".into());
     }
     remedies.push("fewer --frames or a smaller --height/--width".into());
-    Ok(StageMemory { stage: 2, executables: vec![exe], host, remedies })
+    Ok((StageMemory { stage: 2, executables: vec![exe], host, remedies }, vec![program]))
 }
 
-fn stage3(model: &OpenedModel, client: &Client, cache: Option<&ExecutableCache>, r: &PlanRequest) -> Result<StageMemory, PlanError> {
+fn stage3(model: &OpenedModel, client: &Client, cache: Option<&ExecutableCache>, r: &PlanRequest) -> Result<(StageMemory, Vec<Program>), PlanError> {
     let e = fail(3);
     let c = Component::VaeDecoder;
     let s = model.sizes(c, &r.video, 1, 0);
@@ -175,13 +187,14 @@ fn stage3(model: &OpenedModel, client: &Client, cache: Option<&ExecutableCache>,
     let (plan, steps) = step_graphs(graphs.as_ref(), shape, s.latent_frames, r.decode).map_err(|x| e(x.to_string()))?;
     // The VAE runs on one device, its weights replicated (see `VaeDecodeSettings::pipeline`).
     let options = PipelineOptions { sharding: None, ..r.decode.pipeline.clone() };
-    let mut executables = Vec::new();
+    let (mut executables, mut loaded) = (Vec::new(), Vec::new());
     for (key, graph) in steps {
         let what = if plan.is_some() { format!("{} of a {}x{} tile", key.label(), key.hw.0, key.hw.1) } else { key.label() };
         let label = format!("vae_decoder ({what})");
         let passes = options.pipeline_for(None);
         let (program, _) = compile_component("vae_decoder", graph, passes, sharding_format(&options), client, cache).map_err(|x| e(x.to_string()))?;
         executables.push(ExecutableMemory::of(&label, &program));
+        loaded.push(program);
     }
     let ratio = graphs.spatial_scale();
     let frames = graphs.decoded_frames(s.latent_frames) as u64;
@@ -207,5 +220,5 @@ fn stage3(model: &OpenedModel, client: &Client, cache: Option<&ExecutableCache>,
         remedies.push("--vae-dtype bf16".into());
     }
     remedies.push("fewer --frames".into());
-    Ok(StageMemory { stage: 3, executables, host, remedies })
+    Ok((StageMemory { stage: 3, executables, host, remedies }, loaded))
 }
