@@ -37,6 +37,13 @@ fn plan_prints_every_stage_with_its_numbers() {
     }
     assert!(out.contains("vae_decoder (first step)") && out.contains("vae_decoder (later steps)"), "{out}");
     assert!(out.contains("plan: every stage fits"), "{out}");
+    // On a mesh the transformer's weights are split (per device, `/dev`) over its 2 devices; the
+    // VAE stays on one device with its weights whole.
+    let mesh = ok(vidlower(&cache, &["plan", "--model", "wan2.1-tiny", "--mesh", "tp=2"]));
+    let row = |label: &str| mesh.lines().find(|l| l.starts_with("stage") && l.contains(label)).unwrap_or_else(|| panic!("no {label} in\n{mesh}")).to_string();
+    assert!(row("transformer").split_whitespace().any(|c| c.ends_with("/dev")), "{mesh}");
+    assert_eq!(total_row(&mesh, 2).split_whitespace().nth(13), Some("2"), "{mesh}");
+    assert!(!row("vae_decoder (first step)").contains("/dev") && total_row(&mesh, 3).split_whitespace().nth(13) == Some("1"), "{mesh}");
     // What plan compiled is in the cache: generate then compiles nothing.
     let run = tmp.path().join("run");
     let gen = ok(vidlower(&cache, &["generate", "--model", "wan2.1-tiny", "--prompt", "p", "--num-inference-steps", "1", "--output-dir", run.to_str().unwrap()]));
