@@ -18,7 +18,7 @@ fn peak(stdout: &str) -> (u64, u64) {
 }
 
 /// The numbers of a `stage N   = stage total` row: weights, run, code, host (as printed).
-fn total_row<'a>(table: &'a str, stage: u8) -> &'a str {
+fn total_row(table: &str, stage: u8) -> &str {
     let prefix = format!("stage {stage}");
     table.lines().find(|l| l.starts_with(&prefix) && l.contains("= stage total")).unwrap_or_else(|| panic!("no stage {stage} total in\n{table}"))
 }

@@ -165,13 +165,14 @@ pub struct MemoryPlan {
 
 /// A stage that cannot fit: one line naming it, the need, the capacity and the remedies.
 #[derive(Debug, thiserror::Error)]
-#[error("{title} needs {need} of {what} but {have} is available{limit}; to fit it try {remedies} (or --no-memory-check to run anyway)")]
+#[error("{title} needs {} of {what} but {} is available{}; to fit it try {remedies} (or --no-memory-check to run anyway)", bytes(*need), bytes(*have), if *limited { " (--memory-limit)" } else { "" })]
 pub struct DoesNotFit {
     pub title: String,
-    pub need: String,
+    pub need: u64,
     pub what: &'static str,
-    pub have: String,
-    pub limit: &'static str,
+    pub have: u64,
+    /// The capacity came from `--memory-limit`.
+    pub limited: bool,
     pub remedies: String,
 }
 
@@ -186,16 +187,16 @@ impl MemoryPlan {
 
     /// Whether `s` fits, and if not, why.
     pub fn check_stage(&self, s: &StageMemory) -> Result<(), DoesNotFit> {
-        let limit = if self.capacity.limited { " (--memory-limit)" } else { "" };
-        let remedies = || s.remedies.join(", ");
+        let limited = self.capacity.limited;
+        let refuse = |need, what, have| DoesNotFit { title: s.title(), need, what, have, limited, remedies: s.remedies.join(", ") };
         if let (Some(have), false) = (self.capacity.device, self.capacity.unified) {
             if s.device_peak() > have {
-                return Err(DoesNotFit { title: s.title(), need: bytes(s.device_peak()), what: "device memory per device", have: bytes(have), limit, remedies: remedies() });
+                return Err(refuse(s.device_peak(), "device memory per device", have));
             }
         }
         let need = self.host_peak(s);
         match self.capacity.host {
-            Some(have) if need > have => Err(DoesNotFit { title: s.title(), need: bytes(need), what: "host memory", have: bytes(have), limit, remedies: remedies() }),
+            Some(have) if need > have => Err(refuse(need, "host memory", have)),
             _ => Ok(()),
         }
     }

@@ -326,6 +326,9 @@ impl VaeDecoder {
     }
 }
 
+/// A decode's tile plan and its step graphs, keyed by what each decodes.
+pub type StepGraphs = (Option<TilePlan>, Vec<(StepKey, vidlower_ir::Graph)>);
+
 /// The tile plan (when `settings` tile and the frame is larger than one tile) and every
 /// distinct step graph a decode of `latent_frames` frames of `shape` runs, keyed by what it
 /// decodes: what [`VaeDecoder::new`] compiles, and what the memory plan measures.
@@ -334,7 +337,7 @@ pub fn step_graphs(
     shape: VaeDecodeShape,
     latent_frames: i64,
     settings: &VaeDecodeSettings,
-) -> Result<(Option<TilePlan>, Vec<(StepKey, vidlower_ir::Graph)>), VaeDecodeError> {
+) -> Result<StepGraphs, VaeDecodeError> {
     let plan = match &settings.tiling {
         Some(knobs) => {
             let geometry = graphs.tile_geometry(knobs).map_err(VaeDecodeError::TileKnobs)?;
