@@ -63,7 +63,6 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         pipeline: &settings.pipeline,
         decode: &decode,
         save_frames: args.decode.save_frames || model.writes_frames_file(),
-        embeddings: None,
     };
     let plan = crate::memory_check::check(&args.memory, &model, &session, &request, &[1, 2, 3])?;
     let dir = &args.output_dir;

@@ -57,7 +57,6 @@ pub fn run(args: PlanArgs) -> Result<()> {
         pipeline: &settings.pipeline,
         decode: &decode,
         save_frames: args.decode.save_frames || model.writes_frames_file(),
-        embeddings: None,
     };
     println!("model: {} ({}, {})", model.spec.id(), model.family().name(), model.dir().display());
     println!("plugin: {}", session.describe_plugin());

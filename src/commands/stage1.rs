@@ -47,7 +47,6 @@ pub fn run(args: Stage1Args) -> Result<()> {
         pipeline: &pipeline,
         decode: &decode,
         save_frames: false,
-        embeddings: None,
     };
     let plan = crate::memory_check::check(&args.memory, &model, &session, &request, &[1])?;
     execute(&model, &session, &args.prompt, &args.dtype, &pipeline, &args.output_dir)?;

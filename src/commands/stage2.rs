@@ -60,7 +60,6 @@ pub fn run(args: Stage2Args) -> Result<()> {
         pipeline: &settings.pipeline,
         decode: &decode,
         save_frames: false,
-        embeddings: None,
     };
     let plan = crate::memory_check::check(&args.memory, &model, &session, &request, &[2])?;
     let stop = crate::interrupt::install()?;

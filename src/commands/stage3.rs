@@ -54,7 +54,6 @@ pub fn run(args: Stage3Args) -> Result<()> {
         pipeline: &settings.pipeline,
         decode: &settings,
         save_frames: args.decode.save_frames || model.writes_frames_file(),
-        embeddings: None,
     };
     let plan = crate::memory_check::check(&args.memory, &model, &session, &request, &[3])?;
     execute(&model, &session, &args.decode, &settings, &args.input_dir, &mut config)?;

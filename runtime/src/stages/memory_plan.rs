@@ -9,7 +9,7 @@ use crate::cache::ExecutableCache;
 use crate::memory_plan::{mem_available, proc_status, Capacity, ExecutableMemory, MemoryPlan, StageMemory};
 use crate::pjrt::Client;
 use crate::program::Program;
-use vidlower_frontends::family::{Component, Embeddings, VideoSize};
+use vidlower_frontends::family::{Component, VideoSize};
 use vidlower_frontends::nn::vae_decoder::VaeDecodeShape;
 use vidlower_ir::DType;
 use vidlower_passes::pipeline_options::{AttentionLowering, PipelineOptions};
@@ -28,9 +28,6 @@ pub struct PlanRequest<'a> {
     pub decode: &'a VaeDecodeSettings,
     /// `--save-frames` (or a family that always writes them): one more f32 copy of the video.
     pub save_frames: bool,
-    /// Stage 1's output when it exists (stage 2 alone): the transformer is sized from it, as
-    /// stage 2 sizes it.
-    pub embeddings: Option<&'a Embeddings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -194,10 +191,8 @@ fn stage2(model: &OpenedModel, client: &Client, cache: Option<&ExecutableCache>,
     let c = Component::Transformer;
     let shape = model.latent_shape(&r.video);
     let batch = if r.cfg { 2 } else { 1 };
-    let sizes = match r.embeddings {
-        Some(emb) => model.transformer_sizes(&shape, emb, batch).map_err(|x| e(x.to_string()))?,
-        None => model.sizes(c, &r.video, batch, r.text_len as i64),
-    };
+    // Stage 2 sizes the transformer from stage 1's embeddings; they are `text_len` tokens.
+    let sizes = model.sizes(c, &r.video, batch, r.text_len as i64);
     let graph = model.graphs(c, &sizes, r.dtype).map_err(|x| e(x.to_string()))?.remove(0).graph;
     let scores = dense_scores(r.pipeline, model, c, &graph);
     let (exe, program) = compiled(model, client, cache, r.pipeline, c, c.name(), graph).map_err(&e)?;
