@@ -9,6 +9,7 @@ pub mod dump_ir;
 pub mod exec;
 pub mod generate;
 pub mod models;
+pub mod plan;
 pub mod plugin;
 pub mod stage1;
 pub mod stage2;
