@@ -5,7 +5,6 @@
 //! NaN) or an i64 result would not fit the f64 a literal holds, evaluation declines (`None`) and
 //! the op stays for the device to compute.
 
-use half::{bf16, f16};
 use vidlower_ir::{BinaryOp, CompareDir, DType, UnaryOp};
 
 /// Integers up to this magnitude are exact in the f64 a `Literal` holds.
@@ -175,6 +174,7 @@ fn int_range(dtype: DType) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use half::{bf16, f16};
 
     #[test]
     fn rounding_matches_the_formats() {
