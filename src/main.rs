@@ -1,10 +1,12 @@
 //! The `vidlower` command line.
 
+mod allocator;
 mod args;
 mod commands;
 mod components;
 mod interrupt;
 mod lowering;
+mod memory_check;
 mod pipeline_args;
 mod session;
 mod stage_args;
@@ -35,6 +37,8 @@ enum Command {
     Stage2(commands::stage2::Stage2Args),
     /// Stage 3: latents -> VAE decode -> output_video.mp4.
     Stage3(commands::stage3::Stage3Args),
+    /// The memory plan of a run (generate's flags): per stage and device, before any work.
+    Plan(commands::plan::PlanArgs),
     /// The model families and built-in presets, with their default shapes.
     Models,
     /// Compile a graph (the example block, a model component, an IR file) into the executable cache.
@@ -49,9 +53,12 @@ enum Command {
     Plugin(commands::plugin::PluginArgs),
     /// List or clear the executable cache.
     Cache(commands::cache::CacheArgs),
+    /// Convert a checkpoint to the diffusers layout (CogVideoX SAT checkpoints and LoRAs).
+    Convert(commands::convert::ConvertArgs),
 }
 
 fn main() {
+    allocator::return_freed_memory();
     let cli = Cli::parse();
     if !(cli.verbose || env_flag("VIDLOWER_VERBOSE")) {
         plugin_log::lower_plugin_log_level();
@@ -64,6 +71,7 @@ fn main() {
         Command::Stage1(a) => commands::stage1::run(a),
         Command::Stage2(a) => commands::stage2::run(a),
         Command::Stage3(a) => commands::stage3::run(a),
+        Command::Plan(a) => commands::plan::run(a),
         Command::Models => commands::models::run(),
         Command::Compile(a) => commands::compile::run(a),
         Command::DumpIr(a) => commands::dump_ir::run(a),
@@ -71,6 +79,7 @@ fn main() {
         Command::Bench(a) => commands::bench::run(a),
         Command::Plugin(a) => commands::plugin::run(a),
         Command::Cache(a) => commands::cache::run(a),
+        Command::Convert(a) => commands::convert::run(a),
     };
     if let Err(e) = result {
         // A signal's stop is not an error: say where it stopped and how to resume.

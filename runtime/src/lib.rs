@@ -7,6 +7,7 @@ pub mod compile;
 pub mod float_convert;
 pub mod lora;
 pub mod lowering;
+pub mod memory_plan;
 pub mod pjrt;
 pub mod plugin;
 pub mod program;

@@ -1,6 +1,7 @@
 //! `vidlower generate`: the three stages in one process, with the same flags and files.
 
 use crate::args::RuntimeArgs;
+use crate::memory_check::MemoryArgs;
 use crate::pipeline_args::PipelineArgs;
 use crate::session::Session;
 use crate::interrupt::{received, Interrupted};
@@ -33,6 +34,8 @@ pub struct GenerateArgs {
     pipeline: PipelineArgs,
     #[command(flatten)]
     runtime: RuntimeArgs,
+    #[command(flatten)]
+    memory: MemoryArgs,
     /// Where the stage files and the video go.
     #[arg(long, alias = "output_dir", default_value = "./stage_outputs")]
     output_dir: PathBuf,
@@ -51,6 +54,17 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     vidlower_runtime::stages::preflight::check_weights(&model, &model.components(), &settings.video)?;
     println!("model: {} ({}, {})", model.spec.id(), model.family().name(), model.dir().display());
     println!("plugin: {}", session.describe_plugin());
+    // Every stage's memory, before any work (the executables compiled now are cache hits below).
+    let request = vidlower_runtime::stages::memory_plan::PlanRequest {
+        video: settings.video,
+        text_len: args.prompt.max_sequence_length.unwrap_or(model.defaults.max_sequence_length),
+        dtype: settings.dtype,
+        cfg: settings.guidance_scale > 1.0,
+        pipeline: &settings.pipeline,
+        decode: &decode,
+        save_frames: args.decode.save_frames || model.writes_frames_file(),
+    };
+    let plan = crate::memory_check::check(&args.memory, &model, &session, &request, &[1, 2, 3])?;
     let dir = &args.output_dir;
     let stop = crate::interrupt::install()?;
     // A signal during stage 1 or 3 stops the run after that stage (a second one at once).
@@ -79,6 +93,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     }
     stopped("stage 2")?;
     super::stage3::execute(&model, &session, &args.decode, &decode, dir, &mut config)?;
+    crate::memory_check::report(plan.as_ref());
     println!("generate: done in {}", vidlower_runtime::timing::format_duration(start.elapsed()));
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `vidlower stage1`: prompt -> stage1_embeddings.safetensors + generation_config.json.
 
 use crate::args::RuntimeArgs;
+use crate::memory_check::MemoryArgs;
 use crate::pipeline_args::PipelineArgs;
 use crate::session::Session;
 use crate::stage_args::{DtypeArg, ModelArgs, PromptArgs};
@@ -25,6 +26,8 @@ pub struct Stage1Args {
     pipeline: PipelineArgs,
     #[command(flatten)]
     runtime: RuntimeArgs,
+    #[command(flatten)]
+    memory: MemoryArgs,
     /// Where the stage files go.
     #[arg(long, alias = "output_dir", default_value = "./stage_outputs")]
     output_dir: PathBuf,
@@ -34,7 +37,20 @@ pub fn run(args: Stage1Args) -> Result<()> {
     let model = OpenedModel::open(&args.model.spec(None)?, &[Component::TextEncoder, Component::TextEncoder2])?;
     let session = Session::open(&args.runtime, &args.pipeline)?;
     let pipeline = args.pipeline.options(session.target()?)?;
+    let d = &model.defaults;
+    let decode = vidlower_runtime::stages::vae_decode::VaeDecodeSettings::untiled(args.dtype.dtype);
+    let request = vidlower_runtime::stages::memory_plan::PlanRequest {
+        video: vidlower_frontends::family::VideoSize { height: d.height, width: d.width, frames: d.frames },
+        text_len: args.prompt.max_sequence_length.unwrap_or(d.max_sequence_length),
+        dtype: args.dtype.dtype,
+        cfg: true,
+        pipeline: &pipeline,
+        decode: &decode,
+        save_frames: false,
+    };
+    let plan = crate::memory_check::check(&args.memory, &model, &session, &request, &[1])?;
     execute(&model, &session, &args.prompt, &args.dtype, &pipeline, &args.output_dir)?;
+    crate::memory_check::report(plan.as_ref());
     Ok(())
 }
 

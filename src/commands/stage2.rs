@@ -1,6 +1,7 @@
 //! `vidlower stage2`: embeddings + noise -> the denoising loop -> stage2_latents.safetensors.
 
 use crate::args::RuntimeArgs;
+use crate::memory_check::MemoryArgs;
 use crate::pipeline_args::PipelineArgs;
 use crate::session::Session;
 use crate::interrupt::Interrupted;
@@ -36,6 +37,8 @@ pub struct Stage2Args {
     pipeline: PipelineArgs,
     #[command(flatten)]
     runtime: RuntimeArgs,
+    #[command(flatten)]
+    memory: MemoryArgs,
     /// The directory stage 1 wrote (stage 2 writes there too).
     #[arg(long, alias = "input_dir", default_value = "./stage_outputs")]
     input_dir: PathBuf,
@@ -48,9 +51,22 @@ pub fn run(args: Stage2Args) -> Result<()> {
     // The plugin first: the pipeline options are made for its platform.
     let session = Session::open(&args.runtime, &args.pipeline)?;
     let settings = settings(&model, &args.denoise, &args.dtype, &args.pipeline, session.target()?)?;
+    let decode = vidlower_runtime::stages::vae_decode::VaeDecodeSettings::untiled(settings.dtype);
+    let request = vidlower_runtime::stages::memory_plan::PlanRequest {
+        video: settings.video,
+        text_len: config.max_sequence_length,
+        dtype: settings.dtype,
+        cfg: settings.guidance_scale > 1.0,
+        pipeline: &settings.pipeline,
+        decode: &decode,
+        save_frames: false,
+    };
+    let plan = crate::memory_check::check(&args.memory, &model, &session, &request, &[2])?;
     let stop = crate::interrupt::install()?;
     let control = checkpointing(&args.checkpoint, &args.input_dir, stop);
-    execute(&model, &session, &settings, &control, &args.input_dir, &mut config)
+    execute(&model, &session, &settings, &control, &args.input_dir, &mut config)?;
+    crate::memory_check::report(plan.as_ref());
+    Ok(())
 }
 
 /// How stage 2 checkpoints into `dir`, stopping when `stop` is set.

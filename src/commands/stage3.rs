@@ -1,6 +1,7 @@
 //! `vidlower stage3`: stage2_latents.safetensors -> VAE decode -> output_video.mp4.
 
 use crate::args::RuntimeArgs;
+use crate::memory_check::MemoryArgs;
 use crate::pipeline_args::PipelineArgs;
 use crate::session::Session;
 use crate::stage_args::{DecodeArgs, ModelArgs};
@@ -24,6 +25,8 @@ pub struct Stage3Args {
     pipeline: PipelineArgs,
     #[command(flatten)]
     runtime: RuntimeArgs,
+    #[command(flatten)]
+    memory: MemoryArgs,
     /// The directory stage 2 wrote.
     #[arg(long, alias = "input_dir", default_value = "./stage_outputs")]
     input_dir: PathBuf,
@@ -37,7 +40,25 @@ pub fn run(args: Stage3Args) -> Result<()> {
     }
     let session = Session::open(&args.runtime, &args.pipeline)?;
     let settings = check(&model, &args.decode, &args.pipeline.options(session.target()?)?)?;
-    execute(&model, &session, &args.decode, &settings, &args.input_dir, &mut config)
+    let d = &model.defaults;
+    let video = VideoSize {
+        height: config.height.unwrap_or(d.height),
+        width: config.width.unwrap_or(d.width),
+        frames: config.frames.unwrap_or(d.frames),
+    };
+    let request = vidlower_runtime::stages::memory_plan::PlanRequest {
+        video,
+        text_len: config.max_sequence_length,
+        dtype: settings.dtype,
+        cfg: false,
+        pipeline: &settings.pipeline,
+        decode: &settings,
+        save_frames: args.decode.save_frames || model.writes_frames_file(),
+    };
+    let plan = crate::memory_check::check(&args.memory, &model, &session, &request, &[3])?;
+    execute(&model, &session, &args.decode, &settings, &args.input_dir, &mut config)?;
+    crate::memory_check::report(plan.as_ref());
+    Ok(())
 }
 
 /// Decodes the latents in `dir` and writes the video (and frames).

@@ -190,6 +190,17 @@ impl Device {
         }
     }
 
+    /// The memory the device's allocator may hand out (`bytes_limit` of
+    /// `PJRT_Device_MemoryStats`), where the plugin reports it (GPU plugins do; the CPU one
+    /// does not: its device memory is the host's). `None` when unknown.
+    pub fn memory_limit(&self) -> Option<u64> {
+        let mut args = ffi::Device_MemoryStats_Args::new();
+        args.device = self.raw;
+        // SAFETY: the device is owned by a live client; the plugin only writes the out fields.
+        let ok = unsafe { pjrt_call!(self.client.plugin, PJRT_Device_MemoryStats, &mut args) }.is_ok();
+        (ok && args.bytes_limit_is_set && args.bytes_limit > 0).then_some(args.bytes_limit as u64)
+    }
+
     /// The global device id (unique across processes), as used in device assignments.
     pub fn id(&self) -> i32 {
         self.id

@@ -48,6 +48,21 @@ impl fmt::Debug for LoadedExecutable {
     }
 }
 
+/// `xla::CompiledMemoryStats` (device memory space) of one executable, in bytes per device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompiledMemoryStats {
+    /// The compiled code itself.
+    pub generated_code: u64,
+    /// Every parameter (weights and inputs), as the executable sees them.
+    pub arguments: u64,
+    /// Every result.
+    pub outputs: u64,
+    /// Bytes of results that reuse a parameter's buffer (counted in both of the above).
+    pub alias: u64,
+    /// Scratch the run allocates and frees: the activations.
+    pub temp: u64,
+}
+
 /// The unloaded `PJRT_Executable` view of a loaded executable; destroyed on drop.
 struct Executable<'a> {
     client: &'a ClientInner,
@@ -181,6 +196,25 @@ impl LoadedExecutable {
         // SAFETY: `exe` is live for the call.
         unsafe { pjrt_call!(self.client.plugin, PJRT_Executable_NumPartitions, &mut args)? };
         Ok(args.num_partitions)
+    }
+
+    /// What buffer assignment reserved for one run of this executable, per device, in bytes
+    /// (`PJRT_Executable_GetCompiledMemoryStats`): no execution needed. `Err` where the plugin
+    /// lacks the call or refuses it; callers say "unknown" rather than fail.
+    pub fn compiled_memory_stats(&self) -> Result<CompiledMemoryStats> {
+        let exe = self.executable()?;
+        let mut args = ffi::Executable_GetCompiledMemoryStats_Args::new();
+        args.executable = exe.raw;
+        // SAFETY: `exe` is live for the call; the plugin only writes the integer fields.
+        unsafe { pjrt_call!(self.client.plugin, PJRT_Executable_GetCompiledMemoryStats, &mut args)? };
+        let b = |v: i64| v.max(0) as u64;
+        Ok(CompiledMemoryStats {
+            generated_code: b(args.generated_code_size_in_bytes),
+            arguments: b(args.argument_size_in_bytes),
+            outputs: b(args.output_size_in_bytes),
+            alias: b(args.alias_size_in_bytes),
+            temp: b(args.temp_size_in_bytes),
+        })
     }
 
     /// Runs the program once on every device and waits for it to finish.

@@ -218,10 +218,52 @@ args!(Device_GetDescription_Args {
 } last device_description);
 args!(Device_IsAddressable_Args { device: *mut Device, is_addressable: bool } last is_addressable);
 args!(Device_LocalHardwareId_Args { device: *mut Device, local_hardware_id: i32 } last local_hardware_id);
+// Each `_is_set` says whether the platform reports the value before it (the CPU plugin reports
+// none of them; the GPU ones report `bytes_limit`, what the allocator may hand out).
+args!(Device_MemoryStats_Args {
+    device: *mut Device,
+    bytes_in_use: i64,
+    peak_bytes_in_use: i64,
+    peak_bytes_in_use_is_set: bool,
+    num_allocs: i64,
+    num_allocs_is_set: bool,
+    largest_alloc_size: i64,
+    largest_alloc_size_is_set: bool,
+    bytes_limit: i64,
+    bytes_limit_is_set: bool,
+    bytes_reserved: i64,
+    bytes_reserved_is_set: bool,
+    peak_bytes_reserved: i64,
+    peak_bytes_reserved_is_set: bool,
+    bytes_reservable_limit: i64,
+    bytes_reservable_limit_is_set: bool,
+    largest_free_block_bytes: i64,
+    largest_free_block_bytes_is_set: bool,
+} last largest_free_block_bytes_is_set);
 
 args!(Executable_Destroy_Args { executable: *mut Executable } last executable);
 args!(Executable_NumPartitions_Args { executable: *mut Executable, num_partitions: usize } last num_partitions);
 args!(Executable_NumOutputs_Args { executable: *mut Executable, num_outputs: usize } last num_outputs);
+// `xla::CompiledMemoryStats` of a compiled executable, in bytes, from buffer assignment: no
+// execution needed. Device memory first, then the host-memory-space counterparts. Declared with
+// the two fields later headers append (0.81's struct ends at `host_temp_size_in_bytes`, 104
+// bytes): plugins take a larger struct than theirs but refuse a smaller one, and API 0.115's
+// wants 112 ("expected 112, got 104").
+args!(Executable_GetCompiledMemoryStats_Args {
+    executable: *mut Executable,
+    generated_code_size_in_bytes: i64,
+    argument_size_in_bytes: i64,
+    output_size_in_bytes: i64,
+    alias_size_in_bytes: i64,
+    temp_size_in_bytes: i64,
+    host_generated_code_size_in_bytes: i64,
+    host_argument_size_in_bytes: i64,
+    host_output_size_in_bytes: i64,
+    host_alias_size_in_bytes: i64,
+    host_temp_size_in_bytes: i64,
+    peak_memory_in_bytes: i64,
+    total_size_in_bytes: i64,
+} last total_size_in_bytes);
 args!(Executable_Fingerprint_Args {
     executable: *mut Executable,
     executable_fingerprint: *const c_char,
@@ -336,7 +378,7 @@ pub struct Api {
     pub PJRT_Device_LocalHardwareId: PjrtFn<Device_LocalHardwareId_Args>,
     pub PJRT_Device_AddressableMemories: Unused,
     pub PJRT_Device_DefaultMemory: Unused,
-    pub PJRT_Device_MemoryStats: Unused,
+    pub PJRT_Device_MemoryStats: PjrtFn<Device_MemoryStats_Args>,
     pub PJRT_Memory_Id: Unused,
     pub PJRT_Memory_Kind: Unused,
     pub PJRT_Memory_DebugString: Unused,
@@ -397,6 +439,8 @@ pub struct Api {
     pub PJRT_Buffer_CopyToMemory: Unused,
     pub PJRT_Client_CreateViewOfDeviceBuffer: Unused,
     pub PJRT_Executable_Fingerprint: PjrtFn<Executable_Fingerprint_Args>,
+    pub PJRT_Client_TopologyDescription: Unused,
+    pub PJRT_Executable_GetCompiledMemoryStats: PjrtFn<Executable_GetCompiledMemoryStats_Args>,
 }
 
 /// The signature of the one symbol a plugin exports.
@@ -452,6 +496,8 @@ mod tests {
             Executable_NumPartitions_Args = 32,
             Executable_NumOutputs_Args = 32,
             Executable_Fingerprint_Args = 40,
+            Executable_GetCompiledMemoryStats_Args = 120,
+            Device_MemoryStats_Args = 153,
             Executable_Serialize_Args = 56,
             Executable_DeserializeAndLoad_Args = 64,
             LoadedExecutable_Destroy_Args = 24,
@@ -503,6 +549,8 @@ mod tests {
             PJRT_Buffer_Device = 560,
             PJRT_Buffer_ToHostBuffer = 600,
             PJRT_Executable_Fingerprint = 792,
+            PJRT_Device_MemoryStats = 312,
+            PJRT_Executable_GetCompiledMemoryStats = 808,
         );
     }
 }

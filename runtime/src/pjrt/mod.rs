@@ -55,7 +55,7 @@ pub use buffer::Buffer;
 pub use client::{Client, Device};
 pub use compile_options::CompileOptions;
 pub use error::{ErrorCode, PjrtError, Result};
-pub use executable::LoadedExecutable;
+pub use executable::{CompiledMemoryStats, LoadedExecutable};
 pub use host_transfer::{HostBytes, PendingTransfer};
 pub use named_value::NamedValue;
 pub use plugin::Plugin;

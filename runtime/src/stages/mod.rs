@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod compiled;
 pub mod generation_config;
+pub mod memory_plan;
 pub mod model;
 pub mod noise;
 pub mod preflight;

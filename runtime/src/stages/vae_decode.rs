@@ -57,15 +57,15 @@ impl From<ComponentError> for VaeDecodeError {
 
 /// What one step executable decodes: latent (height, width), latent frames, first step or not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct StepKey {
-    hw: (i64, i64),
-    frames: i64,
-    first: bool,
+pub struct StepKey {
+    pub hw: (i64, i64),
+    pub frames: i64,
+    pub first: bool,
 }
 
 impl StepKey {
     /// "first step", "later steps", with the frames when a step takes more than one.
-    fn label(&self) -> String {
+    pub fn label(&self) -> String {
         let what = if self.first { "first step" } else { "later steps" };
         if self.frames == 1 {
             what.to_string()
@@ -138,34 +138,13 @@ impl VaeDecoder {
         settings: &VaeDecodeSettings,
     ) -> Result<Self, VaeDecodeError> {
         let dtype = settings.dtype;
-        let options = PipelineOptions { sharding: None, ..settings.pipeline.clone() };
-        let ratio = graphs.spatial_scale();
-        let plan = match &settings.tiling {
-            Some(knobs) => {
-                let geometry = graphs.tile_geometry(knobs).map_err(VaeDecodeError::TileKnobs)?;
-                TilePlan::new(&geometry, ratio, shape.height, shape.width)?
-            }
-            None => None,
-        };
+        let (plan, step_graphs) = step_graphs(graphs, shape, latent_frames, settings)?;
         let step_frames = graphs.step_frames(latent_frames);
-        if step_frames.is_empty() {
-            return Err(VaeDecodeError::Latents { got: vec![latent_frames], expected: "at least one latent frame".into() });
-        }
-        let hws = plan.as_ref().map_or_else(|| vec![(shape.height, shape.width)], TilePlan::tile_shapes);
+        let options = PipelineOptions { sharding: None, ..settings.pipeline.clone() };
         let mut steps = BTreeMap::new();
-        for &hw in &hws {
-            let s = VaeDecodeShape { batch: shape.batch, height: hw.0, width: hw.1 };
-            for (i, &frames) in step_frames.iter().enumerate() {
-                let key = StepKey { hw, frames, first: i == 0 };
-                if steps.contains_key(&key) {
-                    continue;
-                }
-                let graph = graphs
-                    .step_graph(&s, frames, key.first, plan.is_some(), dtype)
-                    .map_err(|source| ComponentError::Graph { component: COMPONENT.into(), source })?;
-                let (program, times) = compile_component(COMPONENT, graph, options.pipeline_for(None), sharding_format(&options), client, cache)?;
-                steps.insert(key, Step { program, times });
-            }
+        for (key, graph) in step_graphs {
+            let (program, times) = compile_component(COMPONENT, graph, options.pipeline_for(None), sharding_format(&options), client, cache)?;
+            steps.insert(key, Step { program, times });
         }
 
         let start = Instant::now();
@@ -345,6 +324,47 @@ impl VaeDecoder {
             f(times.iter().map(|t| t.compile).sum())
         )
     }
+}
+
+/// A decode's tile plan and its step graphs, keyed by what each decodes.
+pub type StepGraphs = (Option<TilePlan>, Vec<(StepKey, vidlower_ir::Graph)>);
+
+/// The tile plan (when `settings` tile and the frame is larger than one tile) and every
+/// distinct step graph a decode of `latent_frames` frames of `shape` runs, keyed by what it
+/// decodes: what [`VaeDecoder::new`] compiles, and what the memory plan measures.
+pub fn step_graphs(
+    graphs: &dyn VaeDecoderGraphs,
+    shape: VaeDecodeShape,
+    latent_frames: i64,
+    settings: &VaeDecodeSettings,
+) -> Result<StepGraphs, VaeDecodeError> {
+    let plan = match &settings.tiling {
+        Some(knobs) => {
+            let geometry = graphs.tile_geometry(knobs).map_err(VaeDecodeError::TileKnobs)?;
+            TilePlan::new(&geometry, graphs.spatial_scale(), shape.height, shape.width)?
+        }
+        None => None,
+    };
+    let step_frames = graphs.step_frames(latent_frames);
+    if step_frames.is_empty() {
+        return Err(VaeDecodeError::Latents { got: vec![latent_frames], expected: "at least one latent frame".into() });
+    }
+    let hws = plan.as_ref().map_or_else(|| vec![(shape.height, shape.width)], TilePlan::tile_shapes);
+    let mut out: Vec<(StepKey, vidlower_ir::Graph)> = Vec::new();
+    for &hw in &hws {
+        let s = VaeDecodeShape { batch: shape.batch, height: hw.0, width: hw.1 };
+        for (i, &frames) in step_frames.iter().enumerate() {
+            let key = StepKey { hw, frames, first: i == 0 };
+            if out.iter().any(|(k, _)| *k == key) {
+                continue;
+            }
+            let graph = graphs
+                .step_graph(&s, frames, key.first, plan.is_some(), settings.dtype)
+                .map_err(|source| ComponentError::Graph { component: COMPONENT.into(), source })?;
+            out.push((key, graph));
+        }
+    }
+    Ok((plan, out))
 }
 
 /// `(tile) 256x256 every 192x192` pixels: what a geometry means in sample space.
