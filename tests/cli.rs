@@ -209,8 +209,8 @@ fn pipeline_flags_shape_the_passes_and_keep_the_numbers() {
     assert!(explained.contains("standard pipeline: attention blockwise (bq 3328, bkv 2816, bkv-compute 256), exp2 softmax auto (blockwise only), k smoothing on"), "{explained}");
     assert!(explained.contains("    1. self q f32[2,4,32,16] k f32[2,4,32,16] mask none -> blockwise: --attention blockwise"), "{explained}");
     let auto = ok(vidlower(r, &["compile", "--explain"]));
-    assert!(auto.contains("standard pipeline: attention auto on cpu -> blockwise above 20000 keys, dense below"), "{auto}");
-    assert!(auto.contains("attention ops: 1\n    1. self q f32[2,4,32,16] k f32[2,4,32,16] mask none -> dense: 32 keys <= 20000"), "{auto}");
+    assert!(auto.contains("standard pipeline: attention auto on cpu -> blockwise above 512 keys, dense below"), "{auto}");
+    assert!(auto.contains("attention ops: 1\n    1. self q f32[2,4,32,16] k f32[2,4,32,16] mask none -> dense: 32 keys <= 512"), "{auto}");
     for (args, want) in [
         (&["compile", "--passes", "dce", "--attention", "dense"][..], "--attention shapes the standard pipeline"),
         (&["compile", "--attention", "flash"][..], "unknown attention lowering `flash`"),

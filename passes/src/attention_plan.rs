@@ -8,15 +8,20 @@
 //!   whatever its kind (self, cross, joint); what cuDNN leaves goes by the key count, as on the
 //!   CPU. Measured on an H200 (Wan 1.3B, 480x832x81, bf16): cuDNN 1.10 s per CFG step, blockwise
 //!   5.80 s.
-//! - CPU and unknown platforms: blockwise above [`LONG_ATTENTION_KEYS`] keys, dense below.
-//! - TPU: the CPU's rule, until a Pallas/Mosaic kernel is emitted (none is yet).
+//! - CPU: blockwise above [`CPU_LONG_ATTENTION_KEYS`] (512) keys, dense below (measured: XLA CPU's
+//!   dense attention is slower from a few hundred keys on).
+//! - TPU and unknown platforms: blockwise above [`LONG_ATTENTION_KEYS`] (20000, the seeds'
+//!   threshold; not measured there), until a Pallas/Mosaic kernel is emitted for TPU (none is yet).
+//!
+//! [`CPU_LONG_ATTENTION_KEYS`]: crate::pipeline_options::CPU_LONG_ATTENTION_KEYS
+//! [`LONG_ATTENTION_KEYS`]: crate::pipeline_options::LONG_ATTENTION_KEYS
 //!
 //! The explicit lowerings (`dense`, `blockwise`, `cudnn`) apply as asked on every target
 //! (`cudnn` is refused on a non-CUDA plugin before this runs: see `check_target`).
 
 use crate::blockwise_attention::BlockwiseAttention;
 use crate::cudnn_attention::{self, CudnnAttention};
-use crate::pipeline_options::{AttentionLowering, LONG_ATTENTION_KEYS};
+use crate::pipeline_options::{long_attention_keys, AttentionLowering};
 use crate::target::Target;
 use crate::Pass;
 use std::fmt;
@@ -105,11 +110,11 @@ pub fn choose(lowering: AttentionLowering, target: Target, site: &AttentionSite)
                 Target::Tpu => Some(TPU_NOTE.to_string()),
                 Target::Cpu | Target::Other => None,
             };
-            let keys = site.keys();
-            let (lowered, by_keys) = if keys > LONG_ATTENTION_KEYS {
-                (Lowered::Blockwise, format!("{keys} keys > {LONG_ATTENTION_KEYS}"))
+            let (keys, long) = (site.keys(), long_attention_keys(target));
+            let (lowered, by_keys) = if keys > long {
+                (Lowered::Blockwise, format!("{keys} keys > {long}"))
             } else {
-                (Lowered::Dense, format!("{keys} keys <= {LONG_ATTENTION_KEYS}"))
+                (Lowered::Dense, format!("{keys} keys <= {long}"))
             };
             let reason = match note {
                 Some(note) => format!("{note}; {by_keys}"),
@@ -131,7 +136,7 @@ fn cudnn_reason(site: &AttentionSite, causal: bool) -> String {
 /// those above the threshold that are left; `decompose` later makes the rest dense. `blocks`
 /// are the blockwise lowering's block sizes and base.
 pub fn lowering_passes(lowering: AttentionLowering, target: Target, blocks: BlockwiseAttention) -> Vec<Box<dyn Pass>> {
-    let long_only = BlockwiseAttention { min_keys: LONG_ATTENTION_KEYS + 1, ..blocks };
+    let long_only = BlockwiseAttention { min_keys: long_attention_keys(target) + 1, ..blocks };
     match (lowering, target) {
         (AttentionLowering::Dense, _) => vec![],
         (AttentionLowering::Blockwise, _) => vec![Box::new(BlockwiseAttention { min_keys: 0, ..blocks })],
@@ -144,7 +149,7 @@ pub fn lowering_passes(lowering: AttentionLowering, target: Target, blocks: Bloc
 /// What `lowering` on `target` resolves to, for stage summaries ("auto on cuda -> cudnn where
 /// it applies, ...").
 pub fn describe(lowering: AttentionLowering, target: Target) -> String {
-    let by_keys = format!("blockwise above {LONG_ATTENTION_KEYS} keys, dense below");
+    let by_keys = format!("blockwise above {} keys, dense below", long_attention_keys(target));
     match (lowering, target) {
         (AttentionLowering::Auto, Target::Cuda) => format!("auto on cuda -> cudnn where it applies, else {by_keys}"),
         (AttentionLowering::Auto, Target::Tpu) => format!("auto on tpu -> {by_keys} (no Pallas/Mosaic kernel yet)"),
@@ -193,8 +198,9 @@ mod tests {
     use crate::PassManager;
     use vidlower_ir::text::parse;
 
-    /// A bf16 joint attention with a key padding mask, the same in f32, and a long f32 self
-    /// attention (20001 keys) with head_dim 8.
+    /// A bf16 joint attention with a key padding mask, the same in f32, a long f32 self
+    /// attention (20001 keys) with head_dim 8, and a mid-length one (600 keys: blockwise on CPU
+    /// only).
     const GRAPH: &str = r#"
 graph @attn {
   %0 = input "q" : bf16[1,2,16,64]
@@ -208,7 +214,10 @@ graph @attn {
   %8 = attention(%7, %7, %7) {kind=self, scale=0.25, mask=false} : f32[1,1,20001,8]
   output "a" = %3
   output "b" = %6
+  %9 = input "mid" : f32[1,1,600,8]
+  %10 = attention(%9, %9, %9) {kind=self, scale=0.25, mask=false} : f32[1,1,600,8]
   output "c" = %8
+  output "d" = %10
 }"#;
 
     fn decisions(target: Target) -> Vec<(Lowered, String)> {
@@ -228,7 +237,7 @@ graph @attn {
         let c = g.op_counts();
         let n = |op: &str| c.get(op).copied().unwrap_or(0);
         let (cudnn, left) = (n("custom_call"), n("attention"));
-        (cudnn, 3 - cudnn - left, left)
+        (cudnn, 4 - cudnn - left, left)
     }
 
     fn planned_counts(target: Target) -> (usize, usize, usize) {
@@ -240,10 +249,13 @@ graph @attn {
     #[test]
     fn cpu_lowers_only_long_attention_blockwise() {
         let d = decisions(Target::Cpu);
-        assert_eq!(d[0], (Lowered::Dense, "16 keys <= 20000".to_string()));
-        assert_eq!(d[1], (Lowered::Dense, "16 keys <= 20000".to_string()));
-        assert_eq!(d[2], (Lowered::Blockwise, "20001 keys > 20000".to_string()));
-        assert_eq!(decisions(Target::Other), d);
+        assert_eq!(d[0], (Lowered::Dense, "16 keys <= 512".to_string()));
+        assert_eq!(d[1], (Lowered::Dense, "16 keys <= 512".to_string()));
+        assert_eq!(d[2], (Lowered::Blockwise, "20001 keys > 512".to_string()));
+        assert_eq!(d[3], (Lowered::Blockwise, "600 keys > 512".to_string()));
+        let other = decisions(Target::Other);
+        assert_eq!(other[2], (Lowered::Blockwise, "20001 keys > 20000".to_string()));
+        assert_eq!(other[3], (Lowered::Dense, "600 keys <= 20000".to_string()));
     }
 
     #[test]
@@ -258,7 +270,7 @@ graph @attn {
     fn tpu_goes_by_keys_and_says_why_no_fused_kernel() {
         let d = decisions(Target::Tpu);
         let lowered: Vec<Lowered> = d.iter().map(|(l, _)| *l).collect();
-        assert_eq!(lowered, [Lowered::Dense, Lowered::Dense, Lowered::Blockwise]);
+        assert_eq!(lowered, [Lowered::Dense, Lowered::Dense, Lowered::Blockwise, Lowered::Dense]);
         assert_eq!(d[2].1, "TPU has no fused kernel yet (Pallas/Mosaic not emitted); 20001 keys > 20000");
     }
 
@@ -267,7 +279,8 @@ graph @attn {
         for target in [Target::Cpu, Target::Cuda, Target::Tpu, Target::Other] {
             assert_eq!(lowered_counts(target), planned_counts(target), "{target}");
         }
-        assert_eq!(lowered_counts(Target::Cuda), (1, 1, 1));
+        assert_eq!(lowered_counts(Target::Cuda), (1, 1, 2));
+        assert_eq!(lowered_counts(Target::Cpu), (0, 2, 2));
     }
 
     #[test]
@@ -275,9 +288,9 @@ graph @attn {
         let g = parse(GRAPH).unwrap();
         for target in [Target::Cpu, Target::Cuda, Target::Tpu] {
             let of = |l| plan(&g, l, target).into_iter().map(|p| p.decision.lowered).collect::<Vec<_>>();
-            assert_eq!(of(AttentionLowering::Dense), [Lowered::Dense; 3]);
-            assert_eq!(of(AttentionLowering::Blockwise), [Lowered::Blockwise; 3]);
-            assert_eq!(of(AttentionLowering::Cudnn), [Lowered::Cudnn, Lowered::Dense, Lowered::Dense]);
+            assert_eq!(of(AttentionLowering::Dense), [Lowered::Dense; 4]);
+            assert_eq!(of(AttentionLowering::Blockwise), [Lowered::Blockwise; 4]);
+            assert_eq!(of(AttentionLowering::Cudnn), [Lowered::Cudnn, Lowered::Dense, Lowered::Dense, Lowered::Dense]);
         }
     }
 
@@ -288,5 +301,6 @@ graph @attn {
         assert_eq!(p[0].to_string(), "joint q bf16[1,2,16,64] k bf16[1,2,16,64] mask i1[1,1,1,16] -> cudnn: bf16, head_dim 64, mask as bias");
         assert_eq!(describe(AttentionLowering::Auto, Target::Cuda), "auto on cuda -> cudnn where it applies, else blockwise above 20000 keys, dense below");
         assert_eq!(describe(AttentionLowering::Dense, Target::Cuda), "dense");
+        assert_eq!(describe(AttentionLowering::Auto, Target::Cpu), "auto on cpu -> blockwise above 512 keys, dense below");
     }
 }

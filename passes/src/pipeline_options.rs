@@ -25,12 +25,30 @@ use std::fmt;
 /// here guesses a kind from the lengths.
 pub const LONG_ATTENTION_KEYS: i64 = 20_000;
 
+/// Keys above which `auto` lowers an attention blockwise on the CPU plugin. Measured (f32, 2 cores,
+/// `vidlower bench --component transformer --batch 2`, dense vs blockwise): a CogVideoX-5b-like mini
+/// transformer 51.5 vs 38.5 ms at 772 keys and 463 vs 317 ms at 2530; HunyuanVideo-1.5 mini 891
+/// vs 722 ms at 3560; wan2.1-tiny 28.0 vs 17.2 ms at 768 keys, 3.0 vs 2.7 ms at 512 + 72, 1.5 vs
+/// 1.7 ms at 512 + 20. XLA CPU's dense softmax over the materialised scores loses from a few
+/// hundred keys on; below that the two are equal within noise.
+pub const CPU_LONG_ATTENTION_KEYS: i64 = 512;
+
+/// The key count above which `auto` goes blockwise on `target` (for what cuDNN does not take).
+pub fn long_attention_keys(target: Target) -> i64 {
+    match target {
+        Target::Cpu => CPU_LONG_ATTENTION_KEYS,
+        // Not measured there: the seeds' threshold.
+        Target::Cuda | Target::Tpu | Target::Other => LONG_ATTENTION_KEYS,
+    }
+}
+
 /// How attention composites are lowered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum AttentionLowering {
     /// Per op and per target (`attention_plan`): on CUDA cuDNN's fused attention wherever it
     /// applies; elsewhere, and for what cuDNN does not take, blockwise for attention with more
-    /// than [`LONG_ATTENTION_KEYS`] keys, dense otherwise, whatever the attention's kind.
+    /// than [`long_attention_keys`] keys (512 on CPU, 20000 elsewhere), dense otherwise, whatever
+    /// the attention's kind.
     #[default]
     Auto,
     /// Every attention dense: the S x S scores exist.
