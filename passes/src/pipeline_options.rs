@@ -27,9 +27,9 @@ pub const LONG_ATTENTION_KEYS: i64 = 20_000;
 
 /// Keys above which `auto` lowers an attention blockwise on the CPU plugin. Measured (f32, 2 cores,
 /// `vidlower bench --component transformer --batch 2`, dense vs blockwise): a CogVideoX-5b-like mini
-/// transformer 51.5 vs 38.5 ms at 772 keys and 463 vs 317 ms at 2530; HunyuanVideo-1.5 mini 891
+/// transformer 51.5 vs 38.5 ms at 546 keys and 463 vs 317 ms at 2530; HunyuanVideo-1.5 mini 891
 /// vs 722 ms at 3560; wan2.1-tiny 28.0 vs 17.2 ms at 768 keys, 3.0 vs 2.7 ms at 512 + 72, 1.5 vs
-/// 1.7 ms at 512 + 20. XLA CPU's dense softmax over the materialised scores loses from a few
+/// 1.7 ms at 512 + 20 (cross + self). XLA CPU's dense softmax over the materialised scores loses from a few
 /// hundred keys on; below that the two are equal within noise.
 pub const CPU_LONG_ATTENTION_KEYS: i64 = 512;
 
