@@ -190,21 +190,33 @@ impl WeightStore {
     /// Weight `name` converted to `ty.dtype`, checked against `ty.shape`.
     pub fn load(&self, name: &str, ty: &TensorType) -> Result<HostTensor, WeightsError> {
         let (e, dtype) = self.checked_entry(name, ty)?;
-        let bytes = &self.files[e.file].1[e.start..e.end];
         let path = &self.files[e.file].0;
-        let t = HostTensor::new(dtype, e.shape.clone(), bytes.to_vec())
-            .map_err(|err| WeightsError::Format { path: path.clone(), message: format!("tensor `{name}`: {err}") })?;
-        match &self.lora {
+        let bytes = self.checked_bytes(name, e, dtype)?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let convert = |src: &[u8], from: DType, to: DType| crate::float_convert::convert_floats(src, from, to, threads);
+        let data = match &self.lora {
             // Merged in f32 whatever the stored and compute dtypes, then cast once.
             Some(lora) if lora.touches(name) => {
-                let mut w = t.to_f32_vec();
+                let mut w: Vec<f32> = convert(bytes, dtype, DType::F32).chunks_exact(4).map(|b| f32::from_ne_bytes(b.try_into().expect("4 bytes"))).collect();
                 lora.merge(name, &mut w);
-                let merged = HostTensor::from_f32(e.shape.clone(), &w)
-                    .map_err(|err| WeightsError::Format { path: path.clone(), message: format!("tensor `{name}`: {err}") })?;
-                Ok(merged.convert(ty.dtype))
+                let merged: Vec<u8> = w.iter().flat_map(|x| x.to_ne_bytes()).collect();
+                convert(&merged, DType::F32, ty.dtype)
             }
-            _ => Ok(t.convert(ty.dtype)),
+            _ => convert(bytes, dtype, ty.dtype),
+        };
+        HostTensor::new(ty.dtype, e.shape.clone(), data)
+            .map_err(|err| WeightsError::Format { path: path.clone(), message: format!("tensor `{name}`: {err}") })
+    }
+
+    /// The stored bytes of `e`, checked to be as many as its dtype and shape take.
+    fn checked_bytes(&self, name: &str, e: &Entry, dtype: DType) -> Result<&[u8], WeightsError> {
+        let (path, map) = &self.files[e.file];
+        let expected = e.shape.iter().product::<i64>() as usize * dtype.size_in_bytes();
+        if e.end - e.start != expected {
+            let message = format!("tensor `{name}`: {} bytes for {dtype}{:?}", e.end - e.start, e.shape);
+            return Err(WeightsError::Format { path: path.clone(), message });
         }
+        Ok(&map[e.start..e.end])
     }
 
     /// Weight `name` as the bytes of a `ty` tensor, for a device transfer: the mapped file bytes
@@ -215,12 +227,8 @@ impl WeightStore {
             return Ok(HostBytes::Owned(Arc::new(self.load(name, ty)?.data)));
         }
         let (e, dtype) = self.checked_entry(name, ty)?;
-        let (path, map) = &self.files[e.file];
-        let expected = e.shape.iter().product::<i64>() as usize * dtype.size_in_bytes();
-        if e.end - e.start != expected {
-            let message = format!("tensor `{name}`: {} bytes for {dtype}{:?}", e.end - e.start, e.shape);
-            return Err(WeightsError::Format { path: path.clone(), message });
-        }
+        let map = &self.files[e.file].1;
+        self.checked_bytes(name, e, dtype)?;
         if dtype == ty.dtype {
             return Ok(HostBytes::Mapped { map: map.clone(), range: e.start..e.end });
         }
