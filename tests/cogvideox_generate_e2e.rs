@@ -87,7 +87,7 @@ fn a_transformer_config_that_does_not_match_its_weights_is_refused_before_stage_
     let tmp = tempfile::tempdir().unwrap();
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/cogvideox/cogvideox-5b/model");
     let dir = tmp.path().join("model");
-    for entry in walk(&golden) {
+    for entry in cli::files_under(&golden) {
         let to = dir.join(entry.strip_prefix(&golden).unwrap());
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(&entry, &to).unwrap();
@@ -103,16 +103,3 @@ fn a_transformer_config_that_does_not_match_its_weights_is_refused_before_stage_
     assert!(!out.exists(), "stage 1 did not run");
 }
 
-/// Every file under `dir`.
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}

@@ -13,6 +13,10 @@ use std::process::{Command, Output};
 use vidlower_runtime::safetensors_io::{self, Tensors};
 use vidlower_runtime::tensor::HostTensor;
 
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{failure as fails, files_under as walk, ok};
+
 fn golden() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/cogvideox")
 }
@@ -25,20 +29,6 @@ fn vidlower(root: &Path, args: &[&str]) -> Output {
         cmd.arg("--cache-dir").arg(root.join("executables"));
     }
     cmd.output().expect("vidlower runs")
-}
-
-fn ok(o: Output) -> String {
-    let (out, err) = (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned());
-    assert!(o.status.success(), "vidlower failed:\n{out}\n{err}");
-    out
-}
-
-/// The one-line failure of a run that must fail (never a panic).
-fn fails(o: Output) -> String {
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!o.status.success(), "expected a failure; stdout:\n{}", String::from_utf8_lossy(&o.stdout));
-    assert!(!err.contains("panicked"), "{err}");
-    err
 }
 
 fn s(p: &Path) -> &str {
@@ -201,19 +191,6 @@ fn model_dir(golden_model: &Path, dst: &Path, replace: &[(&str, &Path)]) {
             std::fs::copy(&e, dst.join(name).join(rel)).unwrap();
         }
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// `exec --component transformer` on the golden inputs of `io`: the `sample` output.

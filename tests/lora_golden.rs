@@ -199,7 +199,7 @@ fn stage2_with_lora_hits_the_same_executable_and_says_what_it_merged() {
     assert!(plain.contains("transformer: passes"), "{plain}");
     // The executables cached so far (stage 2's memory check compiles through the cache first, so
     // the summary of either run says "cache hit"; the entries say whether the LoRA run added one).
-    let entries = || walk_files(&cache).len();
+    let entries = || cli::files_under(&cache).len();
     let cached = entries();
     assert!(cached > 0, "nothing cached in {}", cache.display());
     let latents = |p: &Path| safetensors_io::load(&p.join("stage2_latents.safetensors")).unwrap().remove("latents").unwrap();
@@ -220,16 +220,3 @@ fn stage2_with_lora_hits_the_same_executable_and_says_what_it_merged() {
     assert!(!e.contains("compil"), "{e}");
 }
 
-/// Every file under `dir`, recursively.
-fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            files.extend(walk_files(&p));
-        } else {
-            files.push(p);
-        }
-    }
-    files
-}

@@ -227,12 +227,11 @@ impl WeightStore {
             return Ok(HostBytes::Owned(Arc::new(self.load(name, ty)?.data)));
         }
         let (e, dtype) = self.checked_entry(name, ty)?;
-        let map = &self.files[e.file].1;
-        self.checked_bytes(name, e, dtype)?;
+        let bytes = self.checked_bytes(name, e, dtype)?;
         if dtype == ty.dtype {
-            return Ok(HostBytes::Mapped { map: map.clone(), range: e.start..e.end });
+            return Ok(HostBytes::Mapped { map: self.files[e.file].1.clone(), range: e.start..e.end });
         }
-        let converted = crate::float_convert::convert_floats(&map[e.start..e.end], dtype, ty.dtype, threads);
+        let converted = crate::float_convert::convert_floats(bytes, dtype, ty.dtype, threads);
         Ok(HostBytes::Owned(Arc::new(converted)))
     }
 
