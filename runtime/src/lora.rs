@@ -196,14 +196,17 @@ impl LoraSet {
         self.by_weight.keys().map(|s| s.as_str())
     }
 
-    /// Adds every LoRA's `scale * factor * B @ A` to `w` ([out, in], row-major f32), for a weight
-    /// that [`check`](Self::check) accepted.
-    pub fn merge(&self, name: &str, w: &mut [f32]) {
-        let Some(list) = self.by_weight.get(name) else { return };
-        for &(i, j) in list {
-            let (f, x) = (&self.files[i], &self.files[i].factors[j]);
-            add_product(w, &x.up.1, &x.down.1, x.down.0[0] as usize, x.down.0[1] as usize, (f.scale * x.factor) as f32);
-        }
+    /// Every LoRA's term for weight `name` ([out, in]), in `--lora` order: `scale * factor * B @ A`
+    /// as [`crate::lora_merge`] adds it, for a weight that [`check`](Self::check) accepted.
+    pub fn terms(&self, name: &str) -> Vec<crate::lora_merge::MergeTerm<'_>> {
+        let Some(list) = self.by_weight.get(name) else { return Vec::new() };
+        list.iter()
+            .map(|&(i, j)| {
+                let (f, x) = (&self.files[i], &self.files[i].factors[j]);
+                let rank = x.down.0[0] as usize;
+                crate::lora_merge::MergeTerm { up: &x.up.1, down: &x.down.1, rank, coeff: (f.scale * x.factor) as f32 }
+            })
+            .collect()
     }
 
     /// "a.safetensors x0.7 (rank 4, alpha/r 2): 20 weights; b.safetensors x1.3 (...): 20 weights".
@@ -217,43 +220,6 @@ impl LoraSet {
         let name = |p: &Path| p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned());
         self.files.iter().map(|f| format!("{} x{} sha256 {}", name(&f.path), f.scale, &f.sha256[..16])).collect()
     }
-}
-
-/// `w[o, :] += c * sum_k up[o, k] * down[k, :]`, rows split over threads for large weights.
-fn add_product(w: &mut [f32], up: &[f32], down: &[f32], r: usize, inp: usize, c: f32) {
-    // Four rank terms per pass over a row: a quarter of the loads and stores of the row.
-    let rows = |w: &mut [f32], first: usize| {
-        for (o, row) in w.chunks_mut(inp).enumerate() {
-            let b = |k: usize| c * up[(first + o) * r + k];
-            let a = |k: usize| &down[k * inp..(k + 1) * inp];
-            let mut k = 0;
-            while k + 4 <= r {
-                let (b0, b1, b2, b3) = (b(k), b(k + 1), b(k + 2), b(k + 3));
-                let (a0, a1, a2, a3) = (a(k), a(k + 1), a(k + 2), a(k + 3));
-                for ((((x, p0), p1), p2), p3) in row.iter_mut().zip(a0).zip(a1).zip(a2).zip(a3) {
-                    *x += b0 * p0 + b1 * p1 + b2 * p2 + b3 * p3;
-                }
-                k += 4;
-            }
-            for k in k..r {
-                let bk = b(k);
-                for (x, a) in row.iter_mut().zip(a(k)) {
-                    *x += bk * a;
-                }
-            }
-        }
-    };
-    let out = w.len() / inp.max(1);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(out);
-    if threads <= 1 || w.len() * r < (1 << 22) {
-        return rows(w, 0);
-    }
-    let per = out.div_ceil(threads);
-    std::thread::scope(|s| {
-        for (t, chunk) in w.chunks_mut(per * inp).enumerate() {
-            s.spawn(move || rows(chunk, t * per));
-        }
-    });
 }
 
 /// The safetensors file a `--lora` path names, and the adapter config beside it, if any.
@@ -536,19 +502,6 @@ mod tests {
         assert_eq!(k("diffusion_model.head.head.lora_A.weight"), ("proj_out".into(), Part::Down));
         for bad in ["transformer.blocks.0.attn1.to_q.lora_B.bias", "text_encoder.x.lora_A.weight", "diffusion_model.blocks.0.norm3.lora_A.weight", "foo"] {
             assert!(parse_key(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn product_matches_naive_with_threads() {
-        let (out, r, inp) = (1030, 3, 1500);
-        let up: Vec<f32> = (0..out * r).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.1).collect();
-        let down: Vec<f32> = (0..r * inp).map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.1).collect();
-        let mut w = vec![1.0f32; out * inp];
-        add_product(&mut w, &up, &down, r, inp, 0.5);
-        for &(o, i) in &[(0, 0), (517, 999), (out - 1, inp - 1)] {
-            let want = 1.0 + 0.5 * (0..r).map(|k| up[o * r + k] * down[k * inp + i]).sum::<f32>();
-            assert!((w[o * inp + i] - want).abs() < 1e-5, "{o},{i}");
         }
     }
 }

@@ -6,6 +6,7 @@
 //! they adapt are merged as they are read (and so never take the straight-from-the-mapping path).
 
 use crate::lora::{LoraError, LoraSet};
+use crate::host_buffer_pool::HostBufferPool;
 use crate::pjrt::HostBytes;
 use crate::tensor::HostTensor;
 use memmap2::Mmap;
@@ -193,16 +194,14 @@ impl WeightStore {
         let path = &self.files[e.file].0;
         let bytes = self.checked_bytes(name, e, dtype)?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let convert = |src: &[u8], from: DType, to: DType| crate::float_convert::convert_floats(src, from, to, threads);
         let data = match &self.lora {
-            // Merged in f32 whatever the stored and compute dtypes, then cast once.
+            // Merged in f32 whatever the stored and compute dtypes, then cast once (block by block:
+            // no weight-sized f32 copy).
             Some(lora) if lora.touches(name) => {
-                let mut w: Vec<f32> = convert(bytes, dtype, DType::F32).chunks_exact(4).map(|b| f32::from_ne_bytes(b.try_into().expect("4 bytes"))).collect();
-                lora.merge(name, &mut w);
-                let merged: Vec<u8> = w.iter().flat_map(|x| x.to_ne_bytes()).collect();
-                convert(&merged, DType::F32, ty.dtype)
+                let inp = e.shape.get(1).copied().unwrap_or(1) as usize;
+                crate::lora_merge::merge_into_dtype(bytes, dtype, ty.dtype, inp, &lora.terms(name), threads)
             }
-            _ => convert(bytes, dtype, ty.dtype),
+            _ => crate::float_convert::convert_floats(bytes, dtype, ty.dtype, threads),
         };
         HostTensor::new(ty.dtype, e.shape.clone(), data)
             .map_err(|err| WeightsError::Format { path: path.clone(), message: format!("tensor `{name}`: {err}") })
@@ -220,19 +219,25 @@ impl WeightStore {
     }
 
     /// Weight `name` as the bytes of a `ty` tensor, for a device transfer: the mapped file bytes
-    /// themselves when it is stored in `ty.dtype` (no copy), else converted on up to `threads`
-    /// threads. Checked as [`load`](Self::load) checks, with the same values.
-    pub fn host_bytes(&self, name: &str, ty: &TensorType, threads: usize) -> Result<HostBytes, WeightsError> {
-        if self.lora.as_ref().is_some_and(|l| l.touches(name)) {
-            return Ok(HostBytes::Owned(Arc::new(self.load(name, ty)?.data)));
-        }
+    /// themselves when it is stored in `ty.dtype` and no LoRA touches it (no copy), else
+    /// converted (and merged) on up to `threads` threads into a buffer from `pool`. Checked as
+    /// [`load`](Self::load) checks, with the same values.
+    pub fn host_bytes(&self, name: &str, ty: &TensorType, threads: usize, pool: &mut HostBufferPool) -> Result<HostBytes, WeightsError> {
         let (e, dtype) = self.checked_entry(name, ty)?;
         let bytes = self.checked_bytes(name, e, dtype)?;
-        if dtype == ty.dtype {
+        let terms = self.lora.as_ref().filter(|l| l.touches(name)).map(|l| l.terms(name));
+        if dtype == ty.dtype && terms.is_none() {
             return Ok(HostBytes::Mapped { map: self.files[e.file].1.clone(), range: e.start..e.end });
         }
-        let converted = crate::float_convert::convert_floats(bytes, dtype, ty.dtype, threads);
-        Ok(HostBytes::Owned(Arc::new(converted)))
+        let mut out = pool.take(bytes.len() / dtype.size_in_bytes() * ty.dtype.size_in_bytes());
+        match terms {
+            Some(terms) => {
+                let inp = e.shape.get(1).copied().unwrap_or(1) as usize;
+                crate::lora_merge::merge_into(bytes, dtype, &mut out, ty.dtype, inp, &terms, threads);
+            }
+            None => crate::float_convert::convert_floats_into(bytes, dtype, &mut out, ty.dtype, threads),
+        }
+        Ok(HostBytes::Owned(Arc::new(out)))
     }
 
     /// The files the store maps, in order (what a plain read of the checkpoint reads).

@@ -56,10 +56,19 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-pub fn run(args: BenchArgs) -> Result<()> {
+pub fn run(mut args: BenchArgs) -> Result<()> {
+    // --random-weights writes the weights a --lora is checked against: attach it after that.
+    let lora_after_write = match args.random_weights {
+        Some(_) => std::mem::take(&mut args.graph.lora.lora),
+        None => Vec::new(),
+    };
     match args.graph.select()? {
         Selection::Graph(_) if args.upload => bail!("--upload times a model component's weights: give --model or --model-dir with --component"),
         Selection::Graph(graph) => bench_graph(graph, &args),
+        Selection::Model(mut m) if args.upload => {
+            let session = Session::open(&args.runtime, &args.passes.pipeline)?;
+            super::bench_upload::run(&mut m, args.random_weights, &lora_after_write, args.repeats.unwrap_or(3), &session)
+        }
         Selection::Model(m) => bench_component(&m, &args),
     }
 }
@@ -121,10 +130,6 @@ fn bench_graph(graph: Graph, args: &BenchArgs) -> Result<()> {
 /// One model component: compiled once (through the cache), its weights from the model, seeded
 /// inputs; the median of `--runs` forwards after `--warmup`.
 fn bench_component(m: &ModelSelection, args: &BenchArgs) -> Result<()> {
-    if args.upload {
-        let session = Session::open(&args.runtime, &args.passes.pipeline)?;
-        return super::bench_upload::run(m, args.random_weights, args.repeats.unwrap_or(3), &session);
-    }
     let c = m.single("bench")?;
     if args.repeats.is_some() {
         bail!("--repeats times cold compiles of the example graph; a component is compiled once (through the cache; --no-cache for a cold compile)");

@@ -4,6 +4,8 @@
 //! conversion, transfers in flight), in GB/s of stored bytes, as medians of `--repeats`, with
 //! their ratios. `--random-weights DTYPE` first writes deterministic random weights for the
 //! component's graph (a model dir holding only configs will do) and removes them afterwards.
+//! With `--lora`, the fast upload merges the LoRAs and is timed again without them, in the same
+//! run: what the merge adds to a warm start.
 
 use crate::args::ModelSelection;
 use crate::session::Session;
@@ -18,9 +20,12 @@ use vidlower_runtime::float_convert::convert_floats;
 use vidlower_runtime::tensor::HostTensor;
 use vidlower_runtime::timing::format_duration;
 use vidlower_runtime::weight_upload::{upload_from_store, upload_one_at_a_time, UploadOptions, WeightParam};
+use vidlower_runtime::lora::LoraSpec;
 use vidlower_runtime::weights::WeightStore;
 
-pub fn run(m: &ModelSelection, random: Option<DType>, repeats: u32, session: &Session) -> Result<()> {
+/// `lora`: `--lora` given with `--random-weights`, attached once the weights exist (it is checked
+/// against them); a LoRA attached by the caller otherwise is used as is.
+pub fn run(m: &mut ModelSelection, random: Option<DType>, lora: &[LoraSpec], repeats: u32, session: &Session) -> Result<()> {
     let c = m.single("bench --upload")?;
     let folder = m.model.dir().join(c.component().folder());
     // Written here when asked, removed when done (also on error).
@@ -29,6 +34,9 @@ pub fn run(m: &ModelSelection, random: Option<DType>, repeats: u32, session: &Se
         Some(dtype) => Some(RandomWeights::write(m, c.component(), &sizes, dtype, &folder)?),
         None => None,
     };
+    if !lora.is_empty() {
+        m.model.set_lora(lora)?;
+    }
     let store = m.weights(c)?;
     let dtype = m.dtype(&store);
     let mut weights: BTreeMap<String, TensorType> = BTreeMap::new();
@@ -53,12 +61,21 @@ pub fn run(m: &ModelSelection, random: Option<DType>, repeats: u32, session: &Se
         files.len(),
         gb(file_bytes)
     );
+    // The same weights without the LoRAs, to time the fast upload without merging.
+    let unmerged = match store.lora() {
+        Some(lora) => {
+            println!("lora: {}", lora.describe());
+            Some(WeightStore::open(&folder)?)
+        }
+        None => None,
+    };
     let device = session.client.addressable_devices()?.into_iter().next().context("the client has no devices")?;
     // Warm the page cache once, as a process starting on a cached checkpoint finds it.
     read_files(&files)?;
     let mut read = Vec::new();
     let mut old = Vec::new();
     let mut new = Vec::new();
+    let mut without_lora = Vec::new();
     for _ in 0..repeats {
         let start = Instant::now();
         read_files(&files)?;
@@ -71,12 +88,28 @@ pub fn run(m: &ModelSelection, random: Option<DType>, repeats: u32, session: &Se
         let buffers = upload_from_store(&store, &params, std::slice::from_ref(&device), &UploadOptions::default())?;
         new.push(start.elapsed());
         drop(buffers);
+        if let Some(unmerged) = &unmerged {
+            let start = Instant::now();
+            let buffers = upload_from_store(unmerged, &params, std::slice::from_ref(&device), &UploadOptions::default())?;
+            without_lora.push(start.elapsed());
+            drop(buffers);
+        }
     }
     let (read, old, new) = (median(read), median(old), median(new));
     let rate = |d: Duration, bytes: u64| bytes as f64 / d.as_secs_f64() / 1e9;
     println!("plain read     {:>10}  {:6.2} GB/s  (the files from the page cache)", format_duration(read), rate(read, file_bytes));
     println!("old upload     {:>10}  {:6.2} GB/s  {:5.2}x the plain read", format_duration(old), rate(old, stored), ratio(old, read));
     println!("fast upload    {:>10}  {:6.2} GB/s  {:5.2}x the plain read, {:.2}x faster than the old", format_duration(new), rate(new, stored), ratio(new, read), ratio(old, new));
+    if !without_lora.is_empty() {
+        let plain = median(without_lora);
+        println!(
+            "without LoRA   {:>10}  {:6.2} GB/s  the merge adds {} ({:.2}x the upload without it)",
+            format_duration(plain),
+            rate(plain, stored),
+            format_duration(new.saturating_sub(plain)),
+            ratio(new, plain)
+        );
+    }
     println!("(medians of {repeats}; GB/s of stored bytes)");
     drop(store);
     drop(written);
