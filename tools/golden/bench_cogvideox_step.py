@@ -3,7 +3,7 @@
 forward, eager on CPU, with the rotary tables computed as `CogVideoXPipeline` computes them.
 
 Builds a "mini" CogVideoX-5b-like transformer (random weights, seeded: 2 heads x 64 = dim 128,
-4 layers, text 64, RoPE, patch 2) into a diffusers directory next to the golden tiny 5b pipeline's
+4 layers, text 32, RoPE, patch 2; `--config mid`: 8 heads = dim 512, text 4096) into a diffusers directory next to the golden tiny 5b pipeline's
 other components (so `vidlower --model-dir` opens it), and times the forward at each shape: batch 2
 (the CFG pair), 226 text tokens, median of N after warm-up, under `torch.inference_mode()`.
 
@@ -35,10 +35,14 @@ MINI = dict(
     text_embed_dim=32, num_layers=4, sample_width=90, sample_height=60, sample_frames=49, patch_size=2,
     use_rotary_positional_embeddings=True, max_text_seq_length=226,
 )
+# "mid": the mini's shapes with a 4x wider model (8 heads x 64 = dim 512) and the real T5 width
+# (4096), so the linear layers weigh as they do at full size rather than the attention alone.
+MID = dict(MINI, num_attention_heads=8, in_channels=16, out_channels=16, time_embed_dim=512, text_embed_dim=4096)
+CONFIGS = {"mini": MINI, "mid": MID}
 BATCH, TEXT_LEN = 2, 226
 
 
-def model_dir(out: Path) -> Path:
+def model_dir(out: Path, config: dict) -> Path:
     if (out / "transformer" / "config.json").is_file():
         return out
     tmp = out.with_name(out.name + ".tmp")
@@ -46,7 +50,7 @@ def model_dir(out: Path) -> Path:
     shutil.copytree(GOLDEN_MODEL, tmp, symlinks=False)
     shutil.rmtree(tmp / "transformer")
     torch.manual_seed(0)
-    CogVideoXTransformer3DModel(**MINI).eval().save_pretrained(tmp / "transformer", safe_serialization=True)
+    CogVideoXTransformer3DModel(**config).eval().save_pretrained(tmp / "transformer", safe_serialization=True)
     tmp.rename(out)
     return out
 
@@ -59,8 +63,10 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--save-only", action="store_true")
+    ap.add_argument("--config", choices=sorted(CONFIGS), default="mini",
+                    help="the transformer to build into a new --out (an existing one is used as it is)")
     a = ap.parse_args()
-    out = model_dir(a.out)
+    out = model_dir(a.out, CONFIGS[a.config])
     if a.save_only:
         print(f"saved {out}")
         return
@@ -70,8 +76,8 @@ def main():
         h, w, f = (int(x) for x in s.split("x"))
         frames = (f - 1) // 4 + 1
         g = torch.Generator().manual_seed(0)
-        x = torch.randn((BATCH, frames, 8, h // 8, w // 8), generator=g)
-        text = torch.randn((BATCH, TEXT_LEN, MINI["text_embed_dim"]), generator=g)
+        x = torch.randn((BATCH, frames, model.config.in_channels, h // 8, w // 8), generator=g)
+        text = torch.randn((BATCH, TEXT_LEN, model.config.text_embed_dim), generator=g)
         t = torch.full((BATCH,), 999, dtype=torch.int64)
         pipe = SimpleNamespace(vae_scale_factor_spatial=8, transformer=model)
         rope = CogVideoXPipeline._prepare_rotary_positional_embeddings(pipe, h, w, frames, torch.device("cpu"))
