@@ -38,7 +38,9 @@ pub struct PipelineArgs {
     /// Blockwise attention: keys per score slice inside a key block (default 256).
     #[arg(long, alias = "bkv_compute", value_name = "N")]
     pub bkv_compute: Option<i64>,
-    /// Sliding-window self-attention: LEFT,RIGHT keys around each query (-1 = unbounded side).
+    /// Sliding-window attention: LEFT,RIGHT keys around each query (-1 = unbounded side), in
+    /// self-attention and among the video tokens of a joint text+video attention (CogVideoX,
+    /// HunyuanVideo-1.5: the text tokens still see and are seen by every token).
     #[arg(long, alias = "window_size", value_name = "LEFT,RIGHT", value_parser = parse_window)]
     pub window_size: Option<(i64, i64)>,
     /// Lay the graph out over a device mesh of named axes (dp, fsdp, tp, sp), e.g. dp=2,tp=4;

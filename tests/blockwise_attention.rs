@@ -11,6 +11,7 @@ use proptest::prelude::*;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use vidlower_ir::{AttentionKind, Builder, DType, Graph, TensorType};
+use vidlower_passes::sliding_window::SlidingWindow;
 use vidlower_passes::{BlockwiseAttention, Decompose, PassManager};
 use vidlower_runtime::pjrt::{Client, CompileOptions};
 use vidlower_runtime::program::{Program, Signature};
@@ -308,6 +309,81 @@ proptest! {
             let blockwise = run(&lower(g.clone(), pass), &inputs);
             let err = common::max_rel_err(&blockwise, &dense);
             prop_assert!(err < 2e-5, "video {} text {} valid {:?}, exp2 {}: max relative error {:e}", video, text, valid, exp2, err);
+        }
+    }
+}
+
+/// A joint attention over `text` and `video` tokens, text first (CogVideoX's order) or after the
+/// video (HunyuanVideo-1.5's), its video tokens marked as the window span as the frontends mark
+/// them, then windowed by the `sliding_window` pass as `--window-size` does.
+fn joint_windowed_graph(b_: i64, h: i64, video: i64, text: i64, d: i64, text_first: bool, window: (i64, i64)) -> (Graph, (i64, i64)) {
+    let s = video + text;
+    let mut b = Builder::new("joint_windowed");
+    let f = |sh: [i64; 4]| TensorType::new(DType::F32, sh.to_vec());
+    let q = b.input("q", f([b_, h, s, d])).unwrap();
+    let k = b.input("k", f([b_, h, s, d])).unwrap();
+    let v = b.input("v", f([b_, h, s, d])).unwrap();
+    let span = if text_first { (text, s) } else { (0, video) };
+    let a = b.joint_attention(q, k, v, 1.0 / (d as f64).sqrt(), None, span).unwrap();
+    b.output("o", a);
+    let mut pm = PassManager::new();
+    pm.add(Box::new(SlidingWindow { left: window.0, right: window.1 }));
+    (pm.run(b.finish().unwrap()).unwrap().graph, span)
+}
+
+/// The windowed joint attention computed on the host in f64, from its definition: query i sees
+/// key j unless both are video tokens and j lies outside i's window.
+fn joint_windowed_reference(x: &HashMap<String, HostTensor>, dims: [i64; 4], span: (i64, i64), (left, right): (i64, i64)) -> Vec<f64> {
+    let [b_, h, s, d] = dims.map(|n| n as usize);
+    let (q, k, v) = (x["q"].to_f64_vec(), x["k"].to_f64_vec(), x["v"].to_f64_vec());
+    let inside = |p: usize| (span.0 as usize..span.1 as usize).contains(&p);
+    let sees = |i: usize, j: usize| {
+        let (i, j) = (i as i64, j as i64);
+        !(inside(i as usize) && inside(j as usize)) || ((left < 0 || j >= i - left) && (right < 0 || j <= i + right))
+    };
+    let mut out = vec![0.0; b_ * h * s * d];
+    for bh in 0..b_ * h {
+        let at = |t: &[f64], i: usize, c: usize| t[(bh * s + i) * d + c];
+        for i in 0..s {
+            let scores: Vec<f64> = (0..s)
+                .map(|j| if sees(i, j) { (0..d).map(|c| at(&q, i, c) * at(&k, j, c)).sum::<f64>() / (d as f64).sqrt() } else { f64::NEG_INFINITY })
+                .collect();
+            let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let p: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+            let sum: f64 = p.iter().sum();
+            for c in 0..d {
+                out[(bh * s + i) * d + c] = (0..s).map(|j| p[j] * at(&v, j, c)).sum::<f64>() / sum;
+            }
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// `--window-size` on a joint attention: the window holds among the video tokens only (the
+    /// text sees and is seen by all), dense equals the definition, and blockwise (key ranges
+    /// before, inside and after the span, query blocks inside and across its edges) equals dense.
+    #[test]
+    fn joint_window_over_video_tokens_blockwise_matches_dense_and_the_definition(
+        (batch, h, video, text, d) in (1i64..3, 1i64..3, 1i64..30, 1i64..12, 1i64..6),
+        text_first in any::<bool>(),
+        window in (prop_oneof![Just(-1i64), 0i64..6], prop_oneof![Just(-1i64), 0i64..6]),
+        (bq, bkv, bkv_compute) in (1i64..9, 1i64..9, prop_oneof![Just(1 << 20), 1i64..4]),
+        seed in any::<u64>(),
+    ) {
+        let (g, span) = joint_windowed_graph(batch, h, video, text, d, text_first, window);
+        let inputs = inputs_of(&g, seed);
+        let dense = run(&lower(g.clone(), None), &inputs);
+        let reference = joint_windowed_reference(&inputs, [batch, h, video + text, d], span, window);
+        let err = common::max_rel_err(&dense, &reference);
+        prop_assert!(err < 2e-5, "dense vs definition, span {:?} window {:?}: {:e}", span, window, err);
+        for exp2 in [false, true] {
+            let pass = Some(BlockwiseAttention { bq, bkv, bkv_compute, exp2, min_keys: 0 });
+            let blockwise = run(&lower(g.clone(), pass), &inputs);
+            let err = common::max_rel_err(&blockwise, &dense);
+            prop_assert!(err < 2e-5, "span {:?} window {:?} bq {} bkv {} exp2 {}: max relative error {:e}", span, window, bq, bkv, exp2, err);
         }
     }
 }

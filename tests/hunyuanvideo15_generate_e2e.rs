@@ -58,8 +58,6 @@ fn hunyuanvideo15_refusals_name_what_is_wrong() {
     assert!(e.contains("--frames 10") && e.contains("4n+1"), "{e}");
     let e = run(&["--height", "72"]);
     assert!(e.contains("--height 72") && e.contains("16"), "{e}");
-    let e = run(&["--window-size", "4,4"]);
-    assert!(e.contains("--window-size") && e.contains("joint"), "{e}");
     let e = run(&["--use-dynamic-cfg"]);
     assert!(e.contains("--use-dynamic-cfg"), "{e}");
     assert!(!out.exists(), "nothing was written");

@@ -189,6 +189,28 @@ fn f32_blockwise_matches_diffusers_per_block() {
     }
 }
 
+/// `--window-size` on the joint attention: windowed over the video tokens only. A window wider
+/// than the video changes nothing; a narrow one changes every block's output, and blockwise
+/// (whose key loop then skips the video blocks out of reach) still equals dense.
+#[test]
+fn window_over_the_video_tokens() {
+    let io = io();
+    let prefix = CASES[0];
+    let with = |o: PipelineOptions, window| PipelineOptions { window, ..o };
+    let plain = run_case(&io, prefix, DType::F32, &blockwise());
+    let wide = run_case(&io, prefix, DType::F32, &with(blockwise(), Some((1000, 1000))));
+    let narrow = run_case(&io, prefix, DType::F32, &with(blockwise(), Some((3, 3))));
+    let narrow_dense = run_case(&io, prefix, DType::F32, &with(dense(), Some((3, 3))));
+    for (name, want) in &plain {
+        let wide_err = common::max_rel_err(&wide[name], want);
+        assert!(wide_err < 1e-6, "{name}: a window wider than the video changed it by {wide_err:e}");
+        let narrow_err = common::max_rel_err(&narrow_dense[name], want);
+        assert!(narrow_err > 1e-3, "{name}: a 3-token window changed it by only {narrow_err:e}");
+        let lowering_err = common::max_rel_err(&narrow[name], &narrow_dense[name]);
+        assert!(lowering_err < 1e-5, "{name}: windowed blockwise vs dense {lowering_err:e}");
+    }
+}
+
 #[test]
 fn blockwise_matches_dense() {
     let io = io();

@@ -234,12 +234,6 @@ pub trait Model: Send + Sync {
     fn scheduler_config(&self) -> PathBuf {
         self.dir().join("scheduler/scheduler_config.json")
     }
-    /// Why `--window-size` (the `sliding_window` pass, which windows self-attention by
-    /// flattened position) cannot apply to this family's transformer, if it cannot: a joint
-    /// text+video attention would be left unwindowed, silently.
-    fn window_refusal(&self) -> Option<&'static str> {
-        None
-    }
     /// Refuses denoising knobs the family does not take.
     fn check_denoise(&self, knobs: &DenoiseKnobs) -> Result<(), FamilyError>;
     /// The transformer's sizes for the stage-1 embeddings and latents of `latent_shape`.

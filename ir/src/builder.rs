@@ -392,7 +392,25 @@ impl Builder {
     ) -> Result<ValueId> {
         let mut operands = vec![q, k, v];
         operands.extend(mask);
-        self.op(Op::Attention { kind, scale, has_mask: mask.is_some(), window }, &operands)
+        self.op(Op::Attention { kind, scale, has_mask: mask.is_some(), window, window_span: None }, &operands)
+    }
+
+    /// A joint text+video attention (`kind=joint`) whose video tokens are positions
+    /// `video.0 .. video.1` of the sequence: a window (`sliding_window`) applies among them, the
+    /// text tokens stay global.
+    pub fn joint_attention(
+        &mut self,
+        q: ValueId,
+        k: ValueId,
+        v: ValueId,
+        scale: f64,
+        mask: Option<ValueId>,
+        video: (i64, i64),
+    ) -> Result<ValueId> {
+        let mut operands = vec![q, k, v];
+        operands.extend(mask);
+        let op = Op::Attention { kind: AttentionKind::Joint, scale, has_mask: mask.is_some(), window: None, window_span: Some(video) };
+        self.op(op, &operands)
     }
 
     /// [B, S, H*D] -> [B, H, S, D].

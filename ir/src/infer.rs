@@ -284,9 +284,17 @@ pub fn infer_type(op: &Op, operand_types: &[&Type]) -> Result<Type> {
             }
             ts[0].clone()
         }
-        Op::Attention { kind, has_mask, .. } => {
+        Op::Attention { kind, has_mask, window_span, .. } => {
             arity(3 + usize::from(*has_mask))?;
-            attention_shape(&ts, *kind, *has_mask).map_err(fail)?
+            let t = attention_shape(&ts, *kind, *has_mask).map_err(fail)?;
+            if let Some((start, end)) = *window_span {
+                // Positions in one sequence: not for cross attention (its keys have none).
+                if *kind == AttentionKind::Cross || !(0 <= start && start < end && end <= t.shape[2]) {
+                    let what = format!("window_span [{start}, {end}] on {} attention over {} tokens", kind.name(), t.shape[2]);
+                    return Err(fail(format!("{what}: expected 0 <= start < end <= tokens, and not on cross attention")));
+                }
+            }
+            t
         }
         Op::LayerNorm { has_weight, has_bias, .. } => {
             arity(1 + usize::from(*has_weight) + usize::from(*has_bias))?;

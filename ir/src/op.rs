@@ -59,8 +59,11 @@ pub enum Op {
     /// `softmax(scale * q k^T [+ mask]) v` on [B, H, S, D] tensors; operands q, k, v[, mask].
     /// `kind` says where the keys come from (passes read it, never the lengths). A boolean mask
     /// is true where a query may attend. `window` = (left, right) keys around the query's
-    /// position, for local attention.
-    Attention { kind: AttentionKind, scale: f64, has_mask: bool, window: Option<(i64, i64)> },
+    /// position, for local attention. `window_span` = [start, end) of the positions that have a
+    /// place in the window (a joint attention's video tokens, set by the frontend): a window
+    /// applies between two tokens inside it; a token outside (text) attends to, and is attended
+    /// by, every token. `None`: the whole sequence.
+    Attention { kind: AttentionKind, scale: f64, has_mask: bool, window: Option<(i64, i64)>, window_span: Option<(i64, i64)> },
     /// LayerNorm over the last axis; operands x[, weight][, bias].
     LayerNorm { eps: f64, has_weight: bool, has_bias: bool },
     /// RMS norm over the last axis; operands x[, weight].

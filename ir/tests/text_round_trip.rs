@@ -109,6 +109,13 @@ fn attention_kind_is_required_and_checked() {
         let e = parse(&text(&format!("kind={kind}, scale=0.5"), "3")).unwrap_err().to_string();
         assert!(e.contains(&format!("{kind} attention takes q and k from one sequence: q has 2 tokens, k 3")), "{e}");
     }
+    // A window span: positions of the one sequence, printed back as parsed.
+    let ok = text("kind=joint, scale=0.5, mask=false, window=[1, 0], window_span=[1, 2]", "2");
+    assert_eq!(vidlower_ir::text::print(&parse(&ok).unwrap()).trim_end(), ok.trim_end());
+    for (attrs, k) in [("kind=joint, scale=0.5, window_span=[1, 3]", "2"), ("kind=self, scale=0.5, window_span=[1, 1]", "2"), ("kind=cross, scale=0.5, window_span=[0, 1]", "3")] {
+        let e = parse(&text(attrs, k)).unwrap_err().to_string();
+        assert!(e.contains("window_span") && e.contains("0 <= start < end <= tokens"), "{attrs}: {e}");
+    }
 }
 
 #[test]

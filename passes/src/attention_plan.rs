@@ -58,15 +58,18 @@ pub struct AttentionSite {
     pub v: TensorType,
     pub mask: Option<TensorType>,
     pub window: Option<(i64, i64)>,
+    /// The positions the window applies among (a joint attention's video tokens), if limited.
+    pub window_span: Option<(i64, i64)>,
 }
 
 impl AttentionSite {
     /// The attention op `v` of `graph`, or `None` for any other op.
     pub fn of(graph: &Graph, v: ValueId) -> Option<AttentionSite> {
         let node = graph.node(v);
-        let Op::Attention { kind, has_mask, window, .. } = node.op else { return None };
+        let Op::Attention { kind, has_mask, window, window_span, .. } = node.op else { return None };
         let ty = |i: usize| graph.tensor_ty(node.operands[i]).clone();
-        Some(AttentionSite { value: v, kind, q: ty(0), k: ty(1), v: ty(2), mask: has_mask.then(|| ty(3)), window })
+        let mask = has_mask.then(|| ty(3));
+        Some(AttentionSite { value: v, kind, q: ty(0), k: ty(1), v: ty(2), mask, window, window_span })
     }
 
     /// Keys per query: what decides whether the [Sq, Sk] scores are worth avoiding.
@@ -93,7 +96,7 @@ const TPU_NOTE: &str = "TPU has no fused kernel yet (Pallas/Mosaic not emitted)"
 /// The lowering `lowering` gives `site` on `target`.
 pub fn choose(lowering: AttentionLowering, target: Target, site: &AttentionSite) -> Decision {
     let decision = |lowered, reason: String| Decision { lowered, reason };
-    let cudnn = || cudnn_attention::support(&site.q, &site.k, &site.v, site.mask.as_ref(), site.window);
+    let cudnn = || cudnn_attention::support(&site.q, &site.k, &site.v, site.mask.as_ref(), site.window, site.window_span);
     match lowering {
         AttentionLowering::Dense => decision(Lowered::Dense, "--attention dense".into()),
         AttentionLowering::Blockwise => decision(Lowered::Blockwise, "--attention blockwise".into()),

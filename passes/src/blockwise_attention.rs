@@ -108,12 +108,14 @@ impl Pass for BlockwiseAttention {
 impl BlockwiseAttention {
     fn rewrite(&self, g: &Graph) -> Result<Graph, PassError> {
         replace_nodes(g, Self::NAME, &mut |rw, v, node| {
-            let Op::Attention { scale, has_mask, window, .. } = node.op else { return Ok(None) };
+            let Op::Attention { scale, has_mask, window, window_span, .. } = node.op else { return Ok(None) };
             let args = rw.operands(v);
             if rw.new.tensor_ty(args[1]).shape[2] < self.min_keys {
                 return Ok(None);
             }
-            self.lower(&mut Emitter { g: &mut rw.new }, &args, scale, has_mask, window).map(Some)
+            // A span matters only with a window.
+            let span = window.and(window_span);
+            self.lower(&mut Emitter { g: &mut rw.new }, &args, scale, has_mask, window, span).map(Some)
         })
     }
 
@@ -124,6 +126,7 @@ impl BlockwiseAttention {
         scale: f64,
         has_mask: bool,
         window: Option<(i64, i64)>,
+        span: Option<(i64, i64)>,
     ) -> Result<ValueId, PassError> {
         let (q, k, v) = (args[0], args[1], args[2]);
         let qt = em.ty(q);
@@ -147,7 +150,7 @@ impl BlockwiseAttention {
         } else {
             None
         };
-        let kv = KvLoop { sk, block, slice, scale, base2: self.exp2, window };
+        let kv = KvLoop { sk, block, slice, scale, base2: self.exp2, window, span };
         if nq == 1 {
             return kv.emit(em, q, kp, vp, mask, None);
         }

@@ -50,11 +50,11 @@ impl Pass for CudnnAttention {
 
     fn run(&self, graph: Graph) -> Result<Graph, PassError> {
         replace_nodes(&graph, Self::NAME, &mut |rw, v, node| {
-            let Op::Attention { scale, has_mask, window, .. } = node.op else { return Ok(None) };
+            let Op::Attention { scale, has_mask, window, window_span, .. } = node.op else { return Ok(None) };
             let args = rw.operands(v);
             let ty = |i: usize| rw.new.tensor_ty(args[i]).clone();
             let mask = has_mask.then(|| ty(3));
-            let Ok(causal) = support(&ty(0), &ty(1), &ty(2), mask.as_ref(), window) else { return Ok(None) };
+            let Ok(causal) = support(&ty(0), &ty(1), &ty(2), mask.as_ref(), window, window_span) else { return Ok(None) };
             lower(&mut Emitter { g: &mut rw.new }, &args, scale, causal).map(Some)
         })
     }
@@ -68,6 +68,7 @@ pub fn support(
     v: &TensorType,
     mask: Option<&TensorType>,
     window: Option<(i64, i64)>,
+    window_span: Option<(i64, i64)>,
 ) -> Result<bool, String> {
     let (d, dv) = (q.shape[3], v.shape[3]);
     if !matches!(q.dtype, DType::BF16 | DType::F16) {
@@ -84,6 +85,9 @@ pub fn support(
     }
     if let Some(m) = mask.filter(|m| m.dtype != DType::I1 && m.dtype != q.dtype) {
         return Err(format!("{} mask with {} q (cuDNN takes a boolean mask or a bias in q's dtype)", m.dtype, q.dtype));
+    }
+    if let (Some((l, r)), Some((start, end))) = (window, window_span) {
+        return Err(format!("window ({l}, {r}) among tokens {start}..{end} only (cuDNN's masks cover the whole sequence)"));
     }
     match window {
         None => Ok(false),
@@ -255,7 +259,8 @@ graph @attn {
 
     #[test]
     fn unsupported_attentions_are_left_alone() {
-        // f32; head_dim 12 (not a multiple of 8); head_dim 256; D != Dv; a non-causal window.
+        // f32; head_dim 12 (not a multiple of 8); head_dim 256; D != Dv; a non-causal window; even
+        // the causal window when it holds among some tokens only (a joint attention's video).
         for (dt, d, dv, window) in [
             ("f32", 64, 64, ""),
             ("bf16", 12, 12, ""),
@@ -263,9 +268,11 @@ graph @attn {
             ("bf16", 64, 32, ""),
             ("bf16", 64, 64, ", window=[2, 2]"),
             ("f16", 64, 64, ", window=[-1, 1]"),
+            ("bf16", 64, 64, ", window=[-1, 0], window_span=[1, 4]"),
         ] {
+            let kind = if window.contains("window_span") { "joint" } else { "self" };
             let text = format!(
-                "graph @attn {{\n  %0 = input \"q\" : {dt}[1,1,4,{d}]\n  %1 = input \"k\" : {dt}[1,1,4,{d}]\n  %2 = input \"v\" : {dt}[1,1,4,{dv}]\n  %3 = attention(%0, %1, %2) {{kind=self, scale=0.5, mask=false{window}}} : {dt}[1,1,4,{dv}]\n  output \"o\" = %3\n}}"
+                "graph @attn {{\n  %0 = input \"q\" : {dt}[1,1,4,{d}]\n  %1 = input \"k\" : {dt}[1,1,4,{d}]\n  %2 = input \"v\" : {dt}[1,1,4,{dv}]\n  %3 = attention(%0, %1, %2) {{kind={kind}, scale=0.5, mask=false{window}}} : {dt}[1,1,4,{dv}]\n  output \"o\" = %3\n}}"
             );
             let input = parse(&text).unwrap();
             let out = CudnnAttention.run(input.clone()).unwrap();

@@ -53,7 +53,9 @@ fn lower(em: &mut Emitter, op: &Op, args: &[ValueId]) -> Result<ValueId, PassErr
     let mut next = 0;
     match op {
         Op::Softmax { axis } => attention::softmax_op(em, args[0], *axis),
-        Op::Attention { scale, has_mask, window, .. } => attention::attention(em, args, *scale, *has_mask, *window),
+        Op::Attention { scale, has_mask, window, window_span, .. } => {
+            attention::attention(em, args, *scale, *has_mask, *window, *window_span)
+        }
         Op::LayerNorm { eps, has_weight, has_bias } => {
             let weight = arg(*has_weight, &mut next);
             let bias = arg(*has_bias, &mut next);

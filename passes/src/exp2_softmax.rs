@@ -44,9 +44,9 @@ impl Pass for Exp2Softmax {
 
 fn exp2_softmax(g: &Graph) -> Result<Graph, PassError> {
     replace_nodes(g, Exp2Softmax::NAME, &mut |rw, v, node| {
-        let Op::Attention { scale, has_mask, window, .. } = node.op else { return Ok(None) };
+        let Op::Attention { scale, has_mask, window, window_span, .. } = node.op else { return Ok(None) };
         let args = rw.operands(v);
-        attention_base2(&mut Emitter { g: &mut rw.new }, &args, scale, has_mask, window).map(Some)
+        attention_base2(&mut Emitter { g: &mut rw.new }, &args, scale, has_mask, window, window_span).map(Some)
     })
 }
 
@@ -57,6 +57,7 @@ fn attention_base2(
     scale: f64,
     mask: bool,
     window: Option<(i64, i64)>,
+    span: Option<(i64, i64)>,
 ) -> Result<ValueId, PassError> {
     let (q, k, v) = (args[0], args[1], args[2]);
     let dtype = em.ty(q).dtype;
@@ -67,7 +68,7 @@ fn attention_base2(
     let s = em.convert(scores, cdt)?;
     let shape = em.ty(s).shape;
     // A float mask is a natural-log bias: into base 2 at its own (often broadcast) size.
-    let s = mask_scores(em, s, mask.then(|| args[3]), window, &mut |em, m| to_base2(em, m))?;
+    let s = mask_scores(em, s, mask.then(|| args[3]), window, span, &mut |em, m| to_base2(em, m))?;
     let mx = em.reduce(ReduceKind::Max, s, &[3])?;
     let mx = em.unreduce(mx, &shape, &[3])?;
     let shifted = em.sub(s, mx)?;

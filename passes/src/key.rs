@@ -10,9 +10,9 @@ pub fn op_eq_bits(a: &Op, b: &Op) -> bool {
     match (a, b) {
         (Op::Constant(x), Op::Constant(y)) => x.ty == y.ty && data_eq_bits(&x.data, &y.data),
         (
-            Op::Attention { kind: k1, scale: s1, has_mask: m1, window: w1 },
-            Op::Attention { kind: k2, scale: s2, has_mask: m2, window: w2 },
-        ) => k1 == k2 && s1.to_bits() == s2.to_bits() && m1 == m2 && w1 == w2,
+            Op::Attention { kind: k1, scale: s1, has_mask: m1, window: w1, window_span: p1 },
+            Op::Attention { kind: k2, scale: s2, has_mask: m2, window: w2, window_span: p2 },
+        ) => k1 == k2 && s1.to_bits() == s2.to_bits() && m1 == m2 && w1 == w2 && p1 == p2,
         (
             Op::LayerNorm { eps: e1, has_weight: w1, has_bias: b1 },
             Op::LayerNorm { eps: e2, has_weight: w2, has_bias: b2 },
@@ -120,7 +120,7 @@ pub fn hash_op(op: &Op, h: &mut impl Hasher) {
         }
         Op::GetTuple { index } => index.hash(h),
         Op::Softmax { axis } => axis.hash(h),
-        Op::Attention { kind, scale, has_mask, window } => (kind, scale.to_bits(), has_mask, window).hash(h),
+        Op::Attention { kind, scale, has_mask, window, window_span } => (kind, scale.to_bits(), has_mask, window, window_span).hash(h),
         Op::LayerNorm { eps, has_weight, has_bias } => (eps.to_bits(), has_weight, has_bias).hash(h),
         Op::RmsNorm { eps, has_weight } => (eps.to_bits(), has_weight).hash(h),
         Op::GroupNorm { groups, eps, affine } => (groups, eps.to_bits(), affine).hash(h),

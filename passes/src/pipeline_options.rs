@@ -152,7 +152,8 @@ pub struct PipelineOptions {
     /// Block sizes of the blockwise lowering (caps); its `exp2` and `min_keys` are set from the
     /// other options.
     pub blocks: BlockwiseAttention,
-    /// Sliding window (left, right) for self-attention; negative = unbounded side.
+    /// Sliding window (left, right) for self-attention and for the video tokens of a joint
+    /// attention (text tokens stay global); negative = unbounded side.
     pub window: Option<(i64, i64)>,
     /// Lay the graph out over a device mesh; `None` = one device.
     pub sharding: Option<ShardingOptions>,

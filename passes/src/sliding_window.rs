@@ -1,7 +1,8 @@
 //! Sliding-window (local) attention: every self-attention (`kind=self`) gets a window of `left`
 //! keys before and `right` keys after each query's own position in the flattened token order, as
-//! the seeds' `--window_size` meant to (their flag never reached the kernel). This changes the
-//! model's meaning on purpose: it is what the flag asks for.
+//! the seeds' `--window_size` meant to (their flag never reached the kernel), and so does every
+//! joint attention whose frontend said where its video tokens are (`window_span`), among those
+//! tokens only. This changes the model's meaning on purpose: it is what the flag asks for.
 //!
 //! The window is an attribute of the composite, so every lowering honours it the same way:
 //! `decompose` and `exp2_softmax` mask the scores, and `blockwise_attention` masks them and skips
@@ -12,10 +13,11 @@
 //! The op's kind decides, never its lengths:
 //! - cross attention (text keys) has no positions in common with the queries: left alone;
 //! - joint attention (CogVideoX, HunyuanVideo: text and video tokens in one sequence, so queries
-//!   and keys have equal lengths) is left alone too. The window is meant over video positions,
-//!   and a flattened index would window the text tokens by where they happen to sit in the
-//!   sequence (and cut video tokens off from the text). Windowing it needs a per-family map from
-//!   sequence index to video position (text tokens unwindowed), which is not done.
+//!   and keys have equal lengths) is windowed over its video tokens only: the frontend marks
+//!   them (`window_span`, the contiguous positions of the flattened video), the window holds
+//!   between two of them, and the text tokens still attend to and are attended by every token
+//!   (a flattened index would otherwise window the text by where it happens to sit and cut the
+//!   video off from it). A joint attention without a span is left alone.
 
 use crate::rewrite::replace_nodes;
 use crate::{Pass, PassError};
@@ -40,15 +42,23 @@ impl Pass for SlidingWindow {
 
     fn run(&self, graph: Graph) -> Result<Graph, PassError> {
         replace_nodes(&graph, Self::NAME, &mut |rw, v, node| {
-            let Op::Attention { kind: kind @ AttentionKind::SelfAttention, scale, has_mask, window } = node.op else {
+            let Op::Attention { kind, scale, has_mask, window, window_span } = node.op else {
                 return Ok(None);
             };
+            let windowed = match kind {
+                AttentionKind::SelfAttention => true,
+                AttentionKind::Joint => window_span.is_some(),
+                AttentionKind::Cross => false,
+            };
+            if !windowed {
+                return Ok(None);
+            }
             let window = Some(match window {
                 Some((l, r)) => (narrower(l, self.left), narrower(r, self.right)),
                 None => (self.left, self.right),
             });
             let args = rw.operands(v);
-            let op = Op::Attention { kind, scale, has_mask, window };
+            let op = Op::Attention { kind, scale, has_mask, window, window_span };
             rw.new.push(op, args).map(Some).map_err(PassError::ir(Self::NAME))
         })
     }
@@ -99,7 +109,7 @@ graph @block {
         let out = crate::test_support::run_pass(SlidingWindow { left: -1, right: 0 }, SELF_AND_CROSS);
         let last = out.nodes.iter().rev().find(|n| n.op.name() == "attention").unwrap();
         let kind = AttentionKind::SelfAttention;
-        assert_eq!(last.op, Op::Attention { kind, scale: 0.5, has_mask: false, window: Some((1, 0)) });
+        assert_eq!(last.op, Op::Attention { kind, scale: 0.5, has_mask: false, window: Some((1, 0)), window_span: None });
     }
 
     /// Queries and keys of equal length everywhere: only the kind tells the self-attention from
@@ -128,5 +138,23 @@ graph @joint_block {
             .collect();
         use AttentionKind::*;
         assert_eq!(windows, vec![(Joint, None), (Cross, None), (SelfAttention, Some((1, 1)))]);
+    }
+
+    /// A joint attention whose frontend marked its video tokens gets the window (applied among
+    /// them by the lowerings); one without a span stays unwindowed.
+    #[test]
+    fn joint_attention_with_a_video_span_is_windowed() {
+        let src = r#"
+graph @joint {
+  %0 = input "tokens" : f32[1,2,6,4]
+  %1 = attention(%0, %0, %0) {kind=joint, scale=0.5, mask=false, window_span=[2, 6]} : f32[1,2,6,4]
+  %2 = attention(%1, %1, %1) {kind=joint, scale=0.5, mask=false} : f32[1,2,6,4]
+  output "y" = %2
+}"#;
+        let out = crate::test_support::run_pass(SlidingWindow { left: 1, right: 0 }, src);
+        let ops: Vec<_> = out.nodes.iter().filter(|n| n.op.name() == "attention").map(|n| n.op.clone()).collect();
+        let joint = |window, window_span| Op::Attention { kind: AttentionKind::Joint, scale: 0.5, has_mask: false, window, window_span };
+        assert_eq!(ops, vec![joint(Some((1, 0)), Some((2, 6))), joint(None, None)]);
+        assert!(print(&out).contains("window=[1, 0], window_span=[2, 6]"), "{}", print(&out));
     }
 }

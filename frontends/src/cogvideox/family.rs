@@ -254,10 +254,6 @@ impl Model for CogVideoXModel {
         Ok(BTreeMap::from([("prompt_embeds".to_string(), p), ("negative_prompt_embeds".to_string(), n)]))
     }
 
-    fn window_refusal(&self) -> Option<&'static str> {
-        Some("CogVideoX's video attention is joint (text and video tokens in one sequence); windowing it by video position is not supported yet, and the sliding window would otherwise leave it whole")
-    }
-
     fn check_denoise(&self, knobs: &DenoiseKnobs) -> Result<(), FamilyError> {
         if knobs.flow_shift.is_some() {
             return Err(FamilyError::Invalid("--flow-shift: CogVideoX's DDIM/DPM schedulers have no flow shift".into()));

@@ -17,7 +17,7 @@ use crate::nn::attention::{Attention, QkNorm};
 use crate::nn::norms::{layer_norm, modulate};
 use crate::nn::rope::{apply_rotary_emb_interleaved, RopeTables};
 use crate::nn::timestep_embedding::{timestep_embedding, Timesteps};
-use vidlower_ir::{AttentionKind, Builder, ConvAttrs, DType, GeluApprox, Graph, IrError, Result, TensorType, ValueId};
+use vidlower_ir::{Builder, ConvAttrs, DType, GeluApprox, Graph, IrError, Result, TensorType, ValueId};
 
 /// The sizes one graph is built for, in the pipeline's latent layout: `frames` latent frames (for
 /// CogVideoX 1.5 already padded to a multiple of `patch_size_t`, as the pipeline pads), `height` and
@@ -333,8 +333,10 @@ fn attention(
         qkv.key = rotate_video(b, qkv.key)?;
     }
     let [query, key, value] = qkv.heads_first(b)?;
-    // Joint: text and video tokens in one sequence (text first).
-    let out = b.attention(AttentionKind::Joint, query, key, value, attn.scale(), None, None)?;
+    // Joint: text and video tokens in one sequence (text first); the video tokens are where a
+    // `--window-size` window applies.
+    let video_span = (text_len, text_len + d.video_tokens());
+    let out = b.joint_attention(query, key, value, attn.scale(), None, video_span)?;
     let out = attn.project_out(b, out)?;
     let text = b.slice_axis(out, 1, 0, text_len)?;
     let video = b.slice_axis(out, 1, text_len, d.video_tokens())?;
@@ -382,6 +384,17 @@ mod tests {
         assert_eq!(w["transformer_blocks.1.attn1.norm_k.weight"], &TensorType::new(DType::BF16, vec![16]));
         assert_eq!(w["transformer_blocks.0.norm1.linear.weight"], &TensorType::new(DType::BF16, vec![192, 16]));
         assert_eq!(w["proj_out.weight"], &TensorType::new(DType::BF16, vec![32, 32]));
+        // Each block's attention is joint, text first: its video tokens (4 frames of 4x6
+        // patches after 5 text tokens) are where a window applies.
+        let spans: Vec<_> = g
+            .nodes
+            .iter()
+            .filter_map(|n| match n.op {
+                vidlower_ir::Op::Attention { kind, window_span, .. } => Some((kind, window_span)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(spans, vec![(vidlower_ir::AttentionKind::Joint, Some((5, 5 + 4 * 4 * 6))); 2]);
 
         // 1.5: Linear patch embedding with bias, temporal patches, ofs branch
         let v15 = CogVideoXTransformerConfig {

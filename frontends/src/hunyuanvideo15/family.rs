@@ -413,10 +413,6 @@ impl Model for HunyuanVideo15Model {
         Ok(out)
     }
 
-    fn window_refusal(&self) -> Option<&'static str> {
-        Some("HunyuanVideo-1.5's video attention is joint (text and video tokens in one sequence); windowing it by video position is not supported yet, and the sliding window would otherwise leave it whole")
-    }
-
     fn check_denoise(&self, knobs: &DenoiseKnobs) -> Result<(), FamilyError> {
         if knobs.dynamic_cfg {
             return Err(FamilyError::Invalid("--use-dynamic-cfg is CogVideoX's guidance schedule; HunyuanVideo15Pipeline has none".into()));

@@ -40,7 +40,7 @@ use crate::nn::norms::{layer_norm, modulate};
 use crate::nn::padding_mask::{key_padding_mask, zero_padded_rows};
 use crate::nn::rope::{apply_rotary_emb_interleaved, RopeTables};
 use crate::nn::timestep_embedding::{timestep_embedding, Timesteps};
-use vidlower_ir::{AttentionKind, Builder, ConvAttrs, DType, GeluApprox, Graph, IrError, Result, TensorType, ValueId};
+use vidlower_ir::{Builder, ConvAttrs, DType, GeluApprox, Graph, IrError, Result, TensorType, ValueId};
 
 /// The sizes one graph is built for: `frames`, `height`, `width` in latent units (divisible by
 /// `patch_size_t` / `patch_size`), `text_len` MLLM tokens (the pipeline's 1000) and `text_len_2`
@@ -362,7 +362,8 @@ fn joint_attention(
     let key = b.concat(&[vk, tk], 2)?;
     let value = b.concat(&[vv, tv], 2)?;
     // Joint: video and text tokens in one sequence (video first); padded text keys masked out.
-    let out = b.attention(AttentionKind::Joint, query, key, value, attn.scale(), Some(masks.key), None)?;
+    // The video tokens are where a `--window-size` window applies.
+    let out = b.joint_attention(query, key, value, attn.scale(), Some(masks.key), (0, d.tokens()))?;
     let text_len = b.shape(encoder_hidden_states)[1];
     let video_out = b.slice_axis(out, 2, 0, d.tokens())?;
     let text_out = b.slice_axis(out, 2, d.tokens(), text_len)?;
@@ -374,6 +375,7 @@ fn joint_attention(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vidlower_ir::AttentionKind;
     use std::collections::HashMap;
 
     fn tiny() -> HunyuanVideo15TransformerConfig {
@@ -435,17 +437,19 @@ mod tests {
     }
 
     #[test]
-    fn every_attention_is_masked_and_the_block_ones_are_joint() {
+    fn every_attention_is_masked_and_the_block_ones_are_joint_windowable_over_the_video() {
         let g = transformer(&tiny(), &SHAPE, DType::F32).unwrap();
-        let kinds: Vec<(AttentionKind, bool)> = g
+        let kinds: Vec<(AttentionKind, bool, Option<(i64, i64)>)> = g
             .nodes
             .iter()
             .filter_map(|n| match n.op {
-                vidlower_ir::Op::Attention { kind, has_mask, .. } => Some((kind, has_mask)),
+                vidlower_ir::Op::Attention { kind, has_mask, window_span, .. } => Some((kind, has_mask, window_span)),
                 _ => None,
             })
             .collect();
-        let want = [(AttentionKind::SelfAttention, true), (AttentionKind::Joint, true), (AttentionKind::Joint, true)];
+        // The refiner's self-attention over text; the blocks' joint attention, video tokens first.
+        let video = Some((0, Dims::new(&tiny(), &SHAPE).unwrap().tokens()));
+        let want = [(AttentionKind::SelfAttention, true, None), (AttentionKind::Joint, true, video), (AttentionKind::Joint, true, video)];
         assert_eq!(kinds, want);
     }
 

@@ -68,10 +68,13 @@ pub fn op_attrs(op: &Op) -> Vec<(&'static str, Attr)> {
         ],
         Op::GetTuple { index } => vec![("index", Attr::Int(*index as i64))],
         Op::Softmax { axis } => vec![("axis", Attr::Int(*axis as i64))],
-        Op::Attention { kind, scale, has_mask, window } => {
+        Op::Attention { kind, scale, has_mask, window, window_span } => {
             let mut a = vec![("kind", Attr::Ident(kind.name().into())), ("scale", Attr::Float(*scale)), ("mask", Attr::Bool(*has_mask))];
             if let Some((l, r)) = window {
                 a.push(("window", Attr::ints(&[*l, *r])));
+            }
+            if let Some((start, end)) = window_span {
+                a.push(("window_span", Attr::ints(&[*start, *end])));
             }
             a
         }
@@ -302,7 +305,12 @@ pub fn build_op(name: &str, mut a: AttrReader, ty: &Type, mut regions: Vec<Graph
                 Some(v) if v.len() == 2 => Some((a.int_of("window", &v[0])?, a.int_of("window", &v[1])?)),
                 Some(_) => return Err("attention: `window` must be [left, right]".into()),
             };
-            Op::Attention { kind, scale, has_mask, window }
+            let window_span = match a.list("window_span")? {
+                None => None,
+                Some(v) if v.len() == 2 => Some((a.int_of("window_span", &v[0])?, a.int_of("window_span", &v[1])?)),
+                Some(_) => return Err("attention: `window_span` must be [start, end]".into()),
+            };
+            Op::Attention { kind, scale, has_mask, window, window_span }
         }
         "layer_norm" => Op::LayerNorm {
             eps: a.float("eps")?,

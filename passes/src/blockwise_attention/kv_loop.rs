@@ -2,6 +2,7 @@
 //! key block, each block processed in slices (see the parent module for the recurrence).
 
 use super::loops::{counted_loop, rows_at, End, LoopState};
+use crate::decompose::attention::both_in_span;
 use crate::decompose::emit::{compute_dtype, Emitter};
 use crate::exp2_softmax::{exp2, to_base2};
 use crate::PassError;
@@ -21,6 +22,20 @@ pub(super) struct KvLoop {
     /// rescale factor, and a float mask turned into base 2.
     pub base2: bool,
     pub window: Option<(i64, i64)>,
+    /// With a window: the positions [start, end) it applies among (a joint attention's video
+    /// tokens); keys outside it are seen by every query, queries outside it see every key.
+    pub span: Option<(i64, i64)>,
+}
+
+/// One run of the key loop over blocks `first .. end`.
+struct KeyRange {
+    first: ValueId,
+    end: KeyEnd,
+}
+
+enum KeyEnd {
+    Const(i64),
+    Value(ValueId),
 }
 
 /// The running softmax state of a block of query rows: row max, row sum, unnormalised output.
@@ -57,23 +72,43 @@ impl KvLoop {
         let cdt = compute_dtype(dtype);
         let (b, h, rows) = (qt.shape[0], qt.shape[1], qt.shape[2]);
         let blocks = em.ty(kp).shape[2] / self.block;
-        let range = self.window_range(em, rows, blocks, q0)?;
-        let i0 = match range {
-            Some((first, _)) => first,
-            None => em.splat(0.0, TensorType::scalar(DType::I32))?,
-        };
         let acc_t = TensorType::new(cdt, [b, h, rows, em.ty(vp).shape[3]]);
         let m0 = em.splat(f64::NEG_INFINITY, TensorType::new(cdt, [b, h, rows]))?;
         let l0 = em.splat(0.0, TensorType::new(cdt, [b, h, rows]))?;
         let acc0 = em.splat(0.0, acc_t.clone())?;
-        let mut state = LoopState::new("i", i0);
-        for (name, x) in [("m", m0), ("l", l0), ("acc", acc0), ("q", q), ("k", kp), ("v", vp)] {
+        let mut run = Running { m: m0, l: l0, acc: acc0 };
+        // The online softmax carries over from one range of key blocks to the next.
+        for range in self.key_ranges(em, rows, blocks, q0)? {
+            run = self.key_loop(em, run, range, q, kp, vp, mask, q0)?;
+        }
+        let l = em.broadcast(run.l, &acc_t.shape, &[0, 1, 2])?;
+        let out = em.div(run.acc, l)?;
+        em.convert(out, dtype)
+    }
+
+    /// The key blocks of `range` folded into `run`, by a counted loop.
+    #[allow(clippy::too_many_arguments)]
+    fn key_loop(
+        &self,
+        em: &mut Emitter,
+        run: Running,
+        range: KeyRange,
+        q: ValueId,
+        kp: ValueId,
+        vp: ValueId,
+        mask: Option<ValueId>,
+        q0: Option<ValueId>,
+    ) -> Result<Running, PassError> {
+        let mut state = LoopState::new("i", range.first);
+        for (name, x) in [("m", run.m), ("l", run.l), ("acc", run.acc), ("q", q), ("k", kp), ("v", vp)] {
             state.push(name, x);
         }
         let mask_at = state.push_opt("mask", mask);
         let q0_at = state.push_opt("q0", q0);
-        // Up to the window's last block + 1, or all blocks.
-        let end = state.push_opt("end", range.map(|(_, end)| end)).map_or(End::Const(blocks), End::State);
+        let end = match range.end {
+            KeyEnd::Const(n) => End::Const(n),
+            KeyEnd::Value(v) => End::State(state.push("end", v)),
+        };
         let lp = counted_loop(em, &state, end, |e, ins| {
             let off = e.binary_const(BinaryOp::Mul, ins[0], self.block as f64)?;
             let kb = rows_at(e, ins[5], off, self.block)?;
@@ -83,11 +118,59 @@ impl KvLoop {
             let run = self.block_update(e, run, ins[4], kb, vb, at)?;
             Ok(vec![run.m, run.l, run.acc])
         })?;
-        let l = em.op(Op::GetTuple { index: 2 }, &[lp])?;
-        let acc = em.op(Op::GetTuple { index: 3 }, &[lp])?;
-        let l = em.broadcast(l, &acc_t.shape, &[0, 1, 2])?;
-        let out = em.div(acc, l)?;
-        em.convert(out, dtype)
+        let mut get = |index| em.op(Op::GetTuple { index }, &[lp]);
+        Ok(Running { m: get(1)?, l: get(2)?, acc: get(3)? })
+    }
+
+    /// The ranges of key blocks this block of query rows visits, in order: all blocks without a
+    /// window; the blocks the window reaches with one; with a window span, the blocks holding
+    /// keys before the span, then the span's blocks the window reaches (all of them when a row of
+    /// the block lies outside the span: it sees every key), then the blocks holding keys after
+    /// it. A block that straddles a span edge is visited once, in the outer range; the slice
+    /// predicate masks what it must.
+    fn key_ranges(&self, em: &mut Emitter, rows: i64, blocks: i64, q0: Option<ValueId>) -> Result<Vec<KeyRange>, PassError> {
+        let i32s = TensorType::scalar(DType::I32);
+        let konst = |em: &mut Emitter, n: i64| em.splat(n as f64, i32s.clone());
+        let window = self.window_range(em, rows, blocks, q0)?;
+        let Some((start, end)) = self.span.filter(|_| window.is_some()) else {
+            return Ok(vec![match window {
+                Some((first, end)) => KeyRange { first, end: KeyEnd::Value(end) },
+                None => KeyRange { first: konst(em, 0)?, end: KeyEnd::Const(blocks) },
+            }]);
+        };
+        let (first_w, end_w) = window.expect("filtered on a window");
+        // Blocks [0, head) hold keys before the span, [tail, blocks) keys after it.
+        let head = (start + self.block - 1) / self.block;
+        let tail = if end >= self.sk { blocks } else { (end / self.block).max(head) };
+        let mut ranges = Vec::new();
+        if head > 0 {
+            ranges.push(KeyRange { first: konst(em, 0)?, end: KeyEnd::Const(head) });
+        }
+        // The window's blocks, clipped to [head, tail), or all of [head, tail) when some row of
+        // this block is outside the span.
+        let (head_c, tail_c) = (konst(em, head)?, konst(em, tail)?);
+        let first = em.binary(BinaryOp::Max, first_w, head_c)?;
+        let last = em.binary(BinaryOp::Min, end_w, tail_c)?;
+        let (first, last) = match q0 {
+            None if start <= 0 && rows <= end => (first, last),
+            None => (head_c, tail_c),
+            Some(q0) => {
+                let lo = em.splat(start as f64, i32s.clone())?;
+                let first_in = em.compare(CompareDir::Ge, q0, lo)?;
+                let last_row = em.binary_const(BinaryOp::Add, q0, (rows - 1) as f64)?;
+                let hi = em.splat(end as f64, i32s.clone())?;
+                let last_in = em.compare(CompareDir::Lt, last_row, hi)?;
+                let no = em.splat(0.0, i32s.with_dtype(DType::I1))?;
+                // The IR has no `and`: select(a, b, false) is a AND b.
+                let all_in = em.select(first_in, last_in, no)?;
+                (em.select(all_in, first, head_c)?, em.select(all_in, last, tail_c)?)
+            }
+        };
+        ranges.push(KeyRange { first, end: KeyEnd::Value(last) });
+        if tail < blocks {
+            ranges.push(KeyRange { first: konst(em, tail)?, end: KeyEnd::Const(blocks) });
+        }
+        Ok(ranges)
     }
 
     /// One key block `kb`, `vb` (from key `at.off`) folded into the running state: at once when
@@ -277,6 +360,11 @@ impl KvLoop {
             let n = e.splat(self.sk as f64, pos.clone())?;
             preds.push(e.compare(CompareDir::Lt, kpos, n)?);
         }
+        // The IR has no `and`: select(a, b, false) is a AND b.
+        let and = |e: &mut Emitter, a: ValueId, b: ValueId| {
+            let no = e.splat(0.0, pos.with_dtype(DType::I1))?;
+            e.select(a, b, no)
+        };
         if left >= 0 || right >= 0 {
             let mut qpos = e.op(Op::Iota { ty: pos.clone(), dim: 0 }, &[])?;
             if let Some(q0) = at.q0 {
@@ -284,20 +372,30 @@ impl KvLoop {
                 qpos = e.add(qpos, q0b)?;
             }
             let rel = e.sub(kpos, qpos)?;
+            let mut in_window = Vec::new();
             if left >= 0 {
                 let lo = e.splat(-left as f64, pos.clone())?;
-                preds.push(e.compare(CompareDir::Ge, rel, lo)?);
+                in_window.push(e.compare(CompareDir::Ge, rel, lo)?);
             }
             if right >= 0 {
                 let hi = e.splat(right as f64, pos.clone())?;
-                preds.push(e.compare(CompareDir::Le, rel, hi)?);
+                in_window.push(e.compare(CompareDir::Le, rel, hi)?);
             }
+            let mut ok = in_window[0];
+            if let Some(&other) = in_window.get(1) {
+                ok = and(e, ok, other)?;
+            }
+            // Only between two positions in the span: a pair with one outside is kept.
+            if let Some(span) = self.span {
+                let inside = both_in_span(e, qpos, kpos, span)?;
+                let yes = e.splat(1.0, pos.with_dtype(DType::I1))?;
+                ok = e.select(inside, ok, yes)?;
+            }
+            preds.push(ok);
         }
         let mut allowed = preds[0];
         for &p in &preds[1..] {
-            // The IR has no `and`: select(a, b, false) is a AND b.
-            let no = e.splat(0.0, pos.with_dtype(DType::I1))?;
-            allowed = e.select(allowed, p, no)?;
+            allowed = and(e, allowed, p)?;
         }
         let allowed = e.broadcast(allowed, &shape, &[2, 3])?;
         let neg_inf = e.splat_like(f64::NEG_INFINITY, s)?;

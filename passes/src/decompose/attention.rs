@@ -31,13 +31,15 @@ pub fn softmax_op(em: &mut Emitter, x: ValueId, axis: usize) -> Result<ValueId, 
 /// for the product with v. A boolean mask selects -inf where a query may not attend; a float
 /// mask is added. A window (left, right) keeps key j for query i when `i - left <= j <= i + right`,
 /// positions counted from 0 in both sequences; a negative bound means no limit on that side, as
-/// in flash-attention's `window_size=(-1, -1)`.
+/// in flash-attention's `window_size=(-1, -1)`. With a `span` [start, end), the window holds only
+/// between two positions inside it: a query or key outside (a joint attention's text) is kept.
 pub fn attention(
     em: &mut Emitter,
     args: &[ValueId],
     scale: f64,
     mask: bool,
     window: Option<(i64, i64)>,
+    span: Option<(i64, i64)>,
 ) -> Result<ValueId, PassError> {
     let (q, k, v) = (args[0], args[1], args[2]);
     let dtype = em.ty(q).dtype;
@@ -48,7 +50,7 @@ pub fn attention(
     if scale != 1.0 {
         s = em.binary_const(BinaryOp::Mul, s, scale)?;
     }
-    let s = mask_scores(em, s, mask.then(|| args[3]), window, &mut |_, m| Ok(m))?;
+    let s = mask_scores(em, s, mask.then(|| args[3]), window, span, &mut |_, m| Ok(m))?;
     let p = softmax(em, s, 3)?;
     let p = em.convert(p, dtype)?;
     let pv = DotDims { lhs_batch: vec![0, 1], rhs_batch: vec![0, 1], lhs_contract: vec![3], rhs_contract: vec![2] };
@@ -65,6 +67,7 @@ pub(crate) fn mask_scores(
     mut s: ValueId,
     mask: Option<ValueId>,
     window: Option<(i64, i64)>,
+    span: Option<(i64, i64)>,
     bias: &mut dyn FnMut(&mut Emitter, ValueId) -> Result<ValueId, PassError>,
 ) -> Result<ValueId, PassError> {
     let t = em.ty(s);
@@ -85,15 +88,15 @@ pub(crate) fn mask_scores(
         };
     }
     match window {
-        Some((left, right)) => window_mask(em, s, left, right),
+        Some((left, right)) => window_mask(em, s, left, right, span),
         None => Ok(s),
     }
 }
 
-/// Scores `s` [B, H, Sq, Sk] with -inf outside the window. The predicate is built once at
-/// [Sq, Sk] from two iotas and broadcast over batch and heads.
-/// (pub(crate): exp2_softmax masks its base-2 scores with it.)
-pub(crate) fn window_mask(em: &mut Emitter, s: ValueId, left: i64, right: i64) -> Result<ValueId, PassError> {
+/// Scores `s` [B, H, Sq, Sk] with -inf outside the window (where query and key both lie in
+/// `span`, if one is given). The predicate is built once at [Sq, Sk] from two iotas and
+/// broadcast over batch and heads. (pub(crate): exp2_softmax masks its base-2 scores with it.)
+pub(crate) fn window_mask(em: &mut Emitter, s: ValueId, left: i64, right: i64, span: Option<(i64, i64)>) -> Result<ValueId, PassError> {
     if left < 0 && right < 0 {
         return Ok(s);
     }
@@ -119,7 +122,34 @@ pub(crate) fn window_mask(em: &mut Emitter, s: ValueId, left: i64, right: i64) -
             None => below,
         });
     }
-    let allowed = em.broadcast(allowed.expect("one bound is set"), &shape, &[2, 3])?;
+    let mut allowed = allowed.expect("one bound is set");
+    if let Some(span) = span {
+        let inside = both_in_span(em, query, key, span)?;
+        let yes = em.splat(1.0, pos.with_dtype(DType::I1))?;
+        allowed = em.select(inside, allowed, yes)?;
+    }
+    let allowed = em.broadcast(allowed, &shape, &[2, 3])?;
     let neg_inf = em.splat_like(f64::NEG_INFINITY, s)?;
     em.select(allowed, s, neg_inf)
+}
+
+/// Where query position `query` and key position `key` (i32 tensors of one shape) both lie in
+/// `span` [start, end): the pairs a window applies to. (pub(crate): the blockwise key loop
+/// builds its slice predicate with it.)
+pub(crate) fn both_in_span(em: &mut Emitter, query: ValueId, key: ValueId, (start, end): (i64, i64)) -> Result<ValueId, PassError> {
+    let pos = em.ty(query);
+    let no = em.splat(0.0, pos.with_dtype(DType::I1))?;
+    let (lo, hi) = (em.splat(start as f64, pos.clone())?, em.splat(end as f64, pos.clone())?);
+    let mut inside = None;
+    for x in [query, key] {
+        let ge = em.compare(CompareDir::Ge, x, lo)?;
+        let lt = em.compare(CompareDir::Lt, x, hi)?;
+        // The IR has no `and`: select(a, b, false) is a AND b.
+        let x_in = em.select(ge, lt, no)?;
+        inside = Some(match inside {
+            Some(prev) => em.select(prev, x_in, no)?,
+            None => x_in,
+        });
+    }
+    Ok(inside.expect("two positions"))
 }

@@ -317,7 +317,7 @@ mod tests {
     fn convolution_attention_and_custom_calls() {
         let conv = Op::Convolution(vidlower_ir::ConvAttrs::simple(2, 1));
         assert_eq!(show(&conv, &[&[2, 3, 8, 8], &[4, 3, 3, 3]], &[2, 4, 8, 8]), "r:ab__ ac__ bc__");
-        let attn = Op::Attention { kind: vidlower_ir::AttentionKind::Cross, scale: 1.0, has_mask: true, window: None };
+        let attn = Op::Attention { kind: vidlower_ir::AttentionKind::Cross, scale: 1.0, has_mask: true, window: None, window_span: None };
         let q: &[i64] = &[2, 4, 16, 8];
         let (k, mask): (&[i64], &[i64]) = (&[2, 4, 32, 8], &[2, 1, 16, 32]);
         assert_eq!(show(&attn, &[q, k, k, mask], q), "r:abc_ abc_ ab__ ab__ a_c_");

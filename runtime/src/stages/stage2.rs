@@ -172,9 +172,6 @@ pub fn check(model: &OpenedModel, s: &Stage2Settings) -> Result<(), Stage2Error>
     super::request_bounds::check(model, &s.video).map_err(Stage2Error::Invalid)?;
     model.check_video(&s.video)?;
     model.check_denoise(&s.knobs)?;
-    if let (Some(_), Some(why)) = (s.pipeline.window, model.window_refusal()) {
-        return Err(Stage2Error::Invalid(format!("--window-size: {why}")));
-    }
     if s.steps == 0 {
         return Err(Stage2Error::Invalid("--num-inference-steps must be at least 1".into()));
     }
