@@ -43,6 +43,17 @@ fn second_compile_is_a_cache_hit_with_identical_results_and_corruption_heals() {
     let ls = ok(vidlower(r, &["cache", "ls"]));
     assert!(ls.contains("1 entries") && ls.contains("example_block"), "{ls}");
 
+    // XLA_FLAGS reach the plugin's compiler, so other flags are another executable, not a hit.
+    let mut flagged = Command::new(env!("CARGO_BIN_EXE_vidlower"));
+    flagged.args(["compile", "--cache-dir"]).arg(r.join("executables")).env("XLA_FLAGS", "--xla_cpu_enable_fast_math=false");
+    let flagged = ok(flagged.output().expect("vidlower runs"));
+    assert!(flagged.contains("executable: compiled in"), "{flagged}");
+    let flagged_ls = ok(vidlower(r, &["cache", "ls"]));
+    assert!(flagged_ls.contains("2 entries"), "{flagged_ls}");
+    // The flagged entry is not the plain run's: remove it for what follows.
+    ok(vidlower(r, &["cache", "clear"]));
+    ok(vidlower(r, &["compile"]));
+
     // Flip a byte in the middle of the cached executable: reported, deleted, recompiled.
     let entry = std::fs::read_dir(r.join("executables")).unwrap().next().unwrap().unwrap().path();
     let mut bytes = std::fs::read(&entry).unwrap();

@@ -204,7 +204,7 @@ proptest! {
 
 /// A valid cache entry's bytes (written by the cache itself) and its key.
 fn valid_entry(cache: &vidlower_runtime::cache::ExecutableCache) -> (vidlower_runtime::cache::CacheKey, Vec<u8>) {
-    let key = vidlower_runtime::cache::CacheKey::new("module", b"opts", "cpu", "0.81", (0, 81), "cpu", 1);
+    let key = vidlower_runtime::cache::CacheKey::new("module", b"opts", "cpu", "0.81", (0, 81), "cpu", 1, "");
     let meta = vidlower_runtime::cache::EntryMeta { platform: "cpu".into(), label: "fuzz".into(), hlo_text_len: 10 };
     let path = cache.put(&key, &[7u8; 300], &meta).unwrap();
     let bytes = std::fs::read(&path).unwrap();

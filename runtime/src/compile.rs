@@ -51,6 +51,8 @@ pub fn cache_key(client: &Client, module: &str, options: &CompileOptions) -> Res
         client.plugin().api_version(),
         &kind,
         devices.len(),
+        // Read by the plugin's XLA when it compiles: part of what decides the code.
+        &std::env::var("XLA_FLAGS").unwrap_or_default(),
     ))
 }
 

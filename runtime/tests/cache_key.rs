@@ -13,6 +13,7 @@ struct Inputs {
     api: (u32, u32),
     device_kind: String,
     devices: usize,
+    xla_flags: String,
 }
 
 impl Inputs {
@@ -25,6 +26,7 @@ impl Inputs {
             self.api,
             &self.device_kind,
             self.devices,
+            &self.xla_flags,
         )
     }
 }
@@ -39,6 +41,7 @@ fn base() -> Inputs {
         api: (0, 81),
         device_kind: "cpu".into(),
         devices: 1,
+        xla_flags: String::new(),
     }
 }
 
@@ -58,6 +61,13 @@ fn key_is_deterministic_64_hex() {
 fn each_field_changes_the_key() {
     let variants: Vec<(&str, Inputs)> = vec![
         ("base", base()),
+        (
+            "XLA_FLAGS",
+            Inputs {
+                xla_flags: "--xla_cpu_enable_fast_math=true".into(),
+                ..base()
+            },
+        ),
         (
             "stablehlo text",
             Inputs {

@@ -14,6 +14,7 @@ fn key(n: usize) -> CacheKey {
         (0, 81),
         "cpu",
         1,
+        "",
     )
 }
 
