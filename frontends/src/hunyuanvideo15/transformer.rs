@@ -439,7 +439,8 @@ mod tests {
     #[test]
     fn every_attention_is_masked_and_the_block_ones_are_joint_windowable_over_the_video() {
         let g = transformer(&tiny(), &SHAPE, DType::F32).unwrap();
-        let kinds: Vec<(AttentionKind, bool, Option<(i64, i64)>)> = g
+        type Site = (AttentionKind, bool, Option<(i64, i64)>);
+        let kinds: Vec<Site> = g
             .nodes
             .iter()
             .filter_map(|n| match n.op {
