@@ -151,6 +151,9 @@ fn wan_stage2_sigint_then_resume_gives_the_same_latents_and_generate_resumes_aft
     assert!(!c.join("output_video.mp4").exists());
     let e = failure(vidlower(&cache, &[&generate("a cat")[..], &["--resume"]].concat()));
     assert!(e.contains("was written for --prompt \"a lighthouse at dusk\", this run has --prompt \"a cat\""), "{e}");
+    // A window changes what the transformer computes: not resumable from a checkpoint without one.
+    let e = failure(vidlower(&cache, &[&argv[..], &["--window-size", "4,4", "--resume"]].concat()));
+    assert!(e.contains("was written for --window-size (none), this run has --window-size 4,4"), "{e}");
     let out = ok(vidlower(&cache, &[&argv[..], &["--resume"]].concat()));
     assert!(out.contains("stage 1: --resume: reusing") && out.contains(&format!("resumed after step {k}/8")), "{out}");
     assert!(c.join("output_video.mp4").is_file(), "{out}");

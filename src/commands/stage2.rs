@@ -175,4 +175,5 @@ fn record(config: &mut GenerationConfig, s: &Stage2Settings, model: &OpenedModel
     config.dtype = Some(s.dtype.to_string());
     config.latents_in = s.latents_in.clone();
     config.lora = model.lora.as_ref().map(|l| l.identity()).unwrap_or_default();
+    config.window_size = s.pipeline.window;
 }

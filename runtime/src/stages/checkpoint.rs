@@ -54,6 +54,9 @@ pub struct RunIdentity {
     /// `--lora`: each LoRA as "file-name xscale sha256 PREFIX" (none in checkpoints written before LoRAs).
     #[serde(default)]
     pub lora: Vec<String>,
+    /// `--window-size` (none in checkpoints written before it was recorded).
+    #[serde(default)]
+    pub window_size: Option<(i64, i64)>,
 }
 
 impl RunIdentity {
@@ -79,6 +82,7 @@ impl RunIdentity {
             ("--use-dynamic-cfg", if self.dynamic_cfg { "on" } else { "off" }.into()),
             ("--dtype", self.dtype.clone()),
             ("--lora", if self.lora.is_empty() { "(none)".into() } else { self.lora.join(", ") }),
+            ("--window-size", self.window_size.map_or("(none)".into(), |(l, r)| format!("{l},{r}"))),
             ("--scheduler", self.scheduler_class.clone()),
             ("scheduler_config.json with sha256", short(&self.scheduler_config_sha256)),
             ("stage-1 embeddings with sha256", short(&self.embeddings_sha256)),
@@ -270,6 +274,7 @@ mod tests {
             embeddings_sha256: sha256(b"embeddings"),
             step_noise_sha256: None,
             lora: Vec::new(),
+            window_size: None,
         }
     }
 
@@ -319,6 +324,8 @@ mod tests {
         assert!(msg.starts_with("was written for stage-1 embeddings with sha256 "), "{msg}");
         let d = RunIdentity { flow_shift: None, guidance_scale: 6.0, ..a.clone() };
         assert_eq!(a.difference(&d).unwrap(), "was written for --guidance-scale 5.0, this run has --guidance-scale 6.0");
+        let e = RunIdentity { window_size: Some((4, 2)), ..a.clone() };
+        assert_eq!(a.difference(&e).unwrap(), "was written for --window-size (none), this run has --window-size 4,2");
     }
 
     #[test]

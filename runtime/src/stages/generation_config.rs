@@ -39,6 +39,9 @@ pub struct GenerationConfig {
     /// `--lora`: each LoRA stage 2 merged, as "file-name xscale sha256 PREFIX".
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lora: Vec<String>,
+    /// `--window-size` [left, right]: it changes what the model computes, so a rerun needs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_size: Option<(i64, i64)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fps: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -373,6 +373,7 @@ fn run_identity(
         embeddings_sha256: embeddings_sha256(embeddings),
         step_noise_sha256: step_noise,
         lora: model.lora.as_ref().map(|l| l.identity()).unwrap_or_default(),
+        window_size: s.pipeline.window,
     })
 }
 
