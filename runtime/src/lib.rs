@@ -13,6 +13,7 @@ pub mod memory_plan;
 pub mod pjrt;
 pub mod plugin;
 pub mod program;
+pub mod rank_update;
 pub mod safetensors_header;
 pub mod safetensors_io;
 pub mod scheduler;

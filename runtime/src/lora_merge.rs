@@ -1,9 +1,8 @@
 //! Merging LoRA products into a stored weight as it is read, block of rows by block of rows: each
 //! block of the stored rows is widened into a small f32 buffer, every LoRA's
-//! `coeff * B[rows, :] @ A` is added to it with a tuned SGEMM (`matrixmultiply`: runtime AVX2/FMA
-//! detection, cache blocking), and the block is rounded straight into the output in the compute
-//! dtype. No full-size f32 copy of the weight exists, and the one output buffer is the only large
-//! allocation; blocks are split over threads.
+//! `coeff * B[rows, :] @ A` is added to it with the low-rank kernel of `rank_update`, and the block
+//! is rounded straight into the output in the compute dtype. No full-size f32 copy of the weight
+//! exists, and the one output buffer is the only large allocation; blocks are split over threads.
 //!
 //! Measured before this file (rank-32 LoRA on the 40 linears of 4 Wan-1.3B blocks, 2 cores): the
 //! weight-sized f32 round trip (fresh pages for each copy) and a scalar `B @ A` loop made a warm
@@ -13,6 +12,7 @@
 //! product summed over the rank in f32, then one rounding to the compute dtype.
 
 use crate::float_convert::{f32_from_floats, floats_from_f32};
+use crate::rank_update::add_low_rank;
 use vidlower_ir::DType;
 
 /// One LoRA's term for a weight [out, in]: `coeff * up @ down`, up [out, rank], down [rank, in],
@@ -76,35 +76,9 @@ fn merge_rows(src: &[u8], from: DType, dst: &mut [u8], to: DType, first_row: usi
         f32_from_floats(s, from, w);
         let row0 = first_row + b * BLOCK_ROWS;
         for t in terms {
-            add_product(w, &t.up[row0 * t.rank..(row0 + rows) * t.rank], t.down, rows, t.rank, inp, t.coeff);
+            add_low_rank(w, &t.up[row0 * t.rank..(row0 + rows) * t.rank], t.down, rows, t.rank, inp, t.coeff);
         }
         floats_from_f32(w, d, to);
-    }
-}
-
-/// `w [m, n] += coeff * up [m, k] @ down [k, n]`, all row-major.
-fn add_product(w: &mut [f32], up: &[f32], down: &[f32], m: usize, k: usize, n: usize, coeff: f32) {
-    debug_assert!(w.len() == m * n && up.len() == m * k && down.len() == k * n);
-    // SAFETY: the three slices hold m*k, k*n and m*n elements (checked above in debug, and by the
-    // callers' shape checks: `LoraSet::check` refuses factors that do not fit the weight), with
-    // the row-major strides given; `w` does not alias the inputs (it is a separate buffer).
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            coeff,
-            up.as_ptr(),
-            k as isize,
-            1,
-            down.as_ptr(),
-            n as isize,
-            1,
-            1.0,
-            w.as_mut_ptr(),
-            n as isize,
-            1,
-        );
     }
 }
 
