@@ -268,16 +268,18 @@ fn long_attention_peak_memory() {
     assert!(kib < dense_scores_kib / 4, "peak RSS {kib} KiB is not far below the dense scores' {dense_scores_kib} KiB");
 }
 
+/// Inputs `q`, `k`, `v` of one f32 shape [B, H, S, D] (one token sequence: self or joint attention).
+fn qkv_inputs(b: &mut Builder, shape: [i64; 4]) -> [vidlower_ir::ValueId; 3] {
+    ["q", "k", "v"].map(|name| b.input(name, TensorType::new(DType::F32, shape.to_vec())).unwrap())
+}
+
 /// HunyuanVideo-1.5's joint attention as its transformer builds it: one sequence of `video`
 /// tokens (always valid) then `text` tokens with a per-row padding mask, masked as keys
 /// ([B, 1, 1, S], so every query row keeps the video keys).
 fn joint_masked_graph(b_: i64, h: i64, video: i64, text: i64, d: i64) -> Graph {
     let s = video + text;
     let mut b = Builder::new("joint");
-    let f = |sh: [i64; 4]| TensorType::new(DType::F32, sh.to_vec());
-    let q = b.input("q", f([b_, h, s, d])).unwrap();
-    let k = b.input("k", f([b_, h, s, d])).unwrap();
-    let v = b.input("v", f([b_, h, s, d])).unwrap();
+    let [q, k, v] = qkv_inputs(&mut b, [b_, h, s, d]);
     let mask = b.input("mask", TensorType::new(DType::I1, vec![b_, 1, 1, s])).unwrap();
     let a = b.attention(AttentionKind::Joint, q, k, v, 1.0 / (d as f64).sqrt(), Some(mask), None).unwrap();
     b.output("o", a);
@@ -319,10 +321,7 @@ proptest! {
 fn joint_windowed_graph(b_: i64, h: i64, video: i64, text: i64, d: i64, text_first: bool, window: (i64, i64)) -> (Graph, (i64, i64)) {
     let s = video + text;
     let mut b = Builder::new("joint_windowed");
-    let f = |sh: [i64; 4]| TensorType::new(DType::F32, sh.to_vec());
-    let q = b.input("q", f([b_, h, s, d])).unwrap();
-    let k = b.input("k", f([b_, h, s, d])).unwrap();
-    let v = b.input("v", f([b_, h, s, d])).unwrap();
+    let [q, k, v] = qkv_inputs(&mut b, [b_, h, s, d]);
     let span = if text_first { (text, s) } else { (0, video) };
     let a = b.joint_attention(q, k, v, 1.0 / (d as f64).sqrt(), None, span).unwrap();
     b.output("o", a);

@@ -12,16 +12,9 @@ const PARALLEL_MIN_BYTES: usize = 4 << 20;
 /// `src`, float elements of `from`, as elements of `to` (both float dtypes; native byte
 /// order, as `HostTensor` holds them), converted on up to `threads` threads.
 pub fn convert_floats(src: &[u8], from: DType, to: DType, threads: usize) -> Vec<u8> {
-    let mut dst = vec![0u8; src.len() / from.size_in_bytes() * to.size_in_bytes()];
-    convert_floats_into(src, from, &mut dst, to, threads);
-    dst
-}
-
-/// [`convert_floats`] into `dst`, which holds exactly as many `to` elements as `src` has.
-pub fn convert_floats_into(src: &[u8], from: DType, dst: &mut [u8], to: DType, threads: usize) {
     let (win, wout) = (from.size_in_bytes(), to.size_in_bytes());
     let n = src.len() / win;
-    assert_eq!(dst.len(), n * wout, "convert_floats_into: destination size");
+    let mut dst = vec![0u8; n * wout];
     let threads = if src.len() < PARALLEL_MIN_BYTES { 1 } else { threads.max(1) };
     let per = n.div_ceil(threads).max(1);
     std::thread::scope(|s| {
@@ -36,6 +29,7 @@ pub fn convert_floats_into(src: &[u8], from: DType, dst: &mut [u8], to: DType, t
             convert_piece(i, from, o, to);
         }
     });
+    dst
 }
 
 fn map<const IN: usize, const OUT: usize>(src: &[u8], dst: &mut [u8], f: impl Fn([u8; IN]) -> [u8; OUT]) {
@@ -106,19 +100,7 @@ pub fn floats_from_f32(src: &[f32], dst: &mut [u8], to: DType) {
     }
     match to {
         DType::F32 => each::<4>(src, dst, f32::to_ne_bytes),
-        DType::BF16 => {
-            // Rounded into a small array first: that loop vectorizes, the byte stores after it
-            // are a plain copy.
-            for (s, d) in src.chunks(64).zip(dst.chunks_mut(128)) {
-                let mut bits = [0u16; 64];
-                for (b, x) in bits.iter_mut().zip(s) {
-                    *b = bf16_bits_of(*x);
-                }
-                for (d, b) in d.chunks_exact_mut(2).zip(&bits) {
-                    d.copy_from_slice(&b.to_ne_bytes());
-                }
-            }
-        }
+        DType::BF16 => each::<2>(src, dst, |x| bf16_bits_of(x).to_ne_bytes()),
         DType::F16 => each::<2>(src, dst, |x| f16::from_f32(x).to_bits().to_ne_bytes()),
         DType::F64 => each::<8>(src, dst, |x| f64::from(x).to_ne_bytes()),
         _ => unreachable!("weights convert between float dtypes"),

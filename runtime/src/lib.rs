@@ -5,7 +5,6 @@ pub mod atomic_file;
 pub mod cache;
 pub mod compile;
 pub mod float_convert;
-pub mod host_buffer_pool;
 pub mod lora;
 pub mod lora_merge;
 pub mod lowering;

@@ -34,18 +34,11 @@ const PARALLEL_MIN_MACS: usize = 1 << 22;
 /// `stored` (a [out, in] weight, float elements of `from`, native byte order) plus every term,
 /// as elements of `to`, on up to `threads` threads.
 pub fn merge_into_dtype(stored: &[u8], from: DType, to: DType, inp: usize, terms: &[MergeTerm], threads: usize) -> Vec<u8> {
-    let mut dst = vec![0u8; stored.len() / from.size_in_bytes() * to.size_in_bytes()];
-    merge_into(stored, from, &mut dst, to, inp, terms, threads);
-    dst
-}
-
-/// [`merge_into_dtype`] into `dst`, which holds exactly as many `to` elements as `stored` has.
-pub fn merge_into(stored: &[u8], from: DType, dst: &mut [u8], to: DType, inp: usize, terms: &[MergeTerm], threads: usize) {
     let (win, wout) = (from.size_in_bytes(), to.size_in_bytes());
     let out = stored.len() / (win * inp.max(1));
-    assert_eq!(dst.len(), out * inp * wout, "merge_into: destination size");
+    let mut dst = vec![0u8; out * inp * wout];
     if out == 0 || inp == 0 {
-        return;
+        return dst;
     }
     let macs = out * inp * terms.iter().map(|t| t.rank).sum::<usize>().max(1);
     let blocks = out.div_ceil(BLOCK_ROWS);
@@ -63,6 +56,7 @@ pub fn merge_into(stored: &[u8], from: DType, dst: &mut [u8], to: DType, inp: us
             merge_rows(src, from, dst, to, t * rows_per_thread, inp, terms);
         }
     });
+    dst
 }
 
 /// Rows `first_row ..` of the weight: `src` stored, `dst` merged, a block at a time.

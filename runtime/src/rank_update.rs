@@ -53,104 +53,64 @@ mod x86 {
     use super::add_tail;
     use std::arch::x86_64::*;
 
-    /// AVX-512: tiles of 8 rows x 32 columns (16 accumulators), then single rows.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn add_low_rank_avx512(w: &mut [f32], up: &[f32], down: &[f32], m: usize, k: usize, n: usize, coeff: f32) {
-        const ROWS: usize = 8;
-        let cols = n / 32 * 32;
-        let mut i = 0;
-        while i + ROWS <= m {
-            // SAFETY (both calls): rows i..i+ROWS exist, columns below `cols` are whole tiles.
-            unsafe { tile_rows_avx512::<ROWS>(w, up, down, i, k, n, cols, coeff) };
-            i += ROWS;
-        }
-        while i < m {
-            unsafe { tile_rows_avx512::<1>(w, up, down, i, k, n, cols, coeff) };
-            i += 1;
-        }
-        add_tail(w, up, down, 0..m, cols, k, n, coeff);
+    /// One kernel per vector width: `$name` runs tiles of `$rows` rows x 2 vectors of `$lanes`
+    /// columns (2 x `$rows` accumulators kept over the whole rank), then single rows, then the
+    /// leftover columns one at a time.
+    macro_rules! low_rank_kernel {
+        ($name:ident, $tile:ident, $feature:literal, $rows:literal, $lanes:literal,
+         $zero:ident, $set1:ident, $load:ident, $store:ident, $fmadd:ident) => {
+            #[target_feature(enable = $feature)]
+            pub(super) unsafe fn $name(w: &mut [f32], up: &[f32], down: &[f32], m: usize, k: usize, n: usize, coeff: f32) {
+                let cols = n / (2 * $lanes) * (2 * $lanes);
+                let mut i = 0;
+                while i + $rows <= m {
+                    // SAFETY (both calls): rows i..i+R exist, columns below `cols` are whole tiles.
+                    unsafe { $tile::<$rows>(w, up, down, i, k, n, cols, coeff) };
+                    i += $rows;
+                }
+                while i < m {
+                    unsafe { $tile::<1>(w, up, down, i, k, n, cols, coeff) };
+                    i += 1;
+                }
+                add_tail(w, up, down, 0..m, cols, k, n, coeff);
+            }
+
+            /// Rows `i..i+R`, columns `0..cols` (a multiple of two vectors).
+            #[target_feature(enable = $feature)]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn $tile<const R: usize>(w: &mut [f32], up: &[f32], down: &[f32], i: usize, k: usize, n: usize, cols: usize, coeff: f32) {
+                let c = $set1(coeff);
+                let (wp, dp, upp) = (w.as_mut_ptr(), down.as_ptr(), up.as_ptr());
+                let mut j = 0;
+                while j < cols {
+                    let mut acc = [[$zero(); 2]; R];
+                    for kk in 0..k {
+                        // SAFETY: kk < k and j + 2 vectors <= cols <= n, so down[kk*n + j ..] is in
+                        // bounds; i + r < m, so up[(i + r)*k + kk] is.
+                        let d = unsafe { dp.add(kk * n + j) };
+                        let (d0, d1) = unsafe { ($load(d), $load(d.add($lanes))) };
+                        for (r, acc) in acc.iter_mut().enumerate() {
+                            let u = $set1(unsafe { *upp.add((i + r) * k + kk) });
+                            acc[0] = $fmadd(u, d0, acc[0]);
+                            acc[1] = $fmadd(u, d1, acc[1]);
+                        }
+                    }
+                    for (r, acc) in acc.iter().enumerate() {
+                        // SAFETY: row i + r < m, columns j .. j + 2 vectors <= n.
+                        unsafe {
+                            let p = wp.add((i + r) * n + j);
+                            $store(p, $fmadd(c, acc[0], $load(p)));
+                            $store(p.add($lanes), $fmadd(c, acc[1], $load(p.add($lanes))));
+                        }
+                    }
+                    j += 2 * $lanes;
+                }
+            }
+        };
     }
 
-    /// Rows `i..i+R`, columns `0..cols` (a multiple of 32).
-    #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile_rows_avx512<const R: usize>(w: &mut [f32], up: &[f32], down: &[f32], i: usize, k: usize, n: usize, cols: usize, coeff: f32) {
-        let c = _mm512_set1_ps(coeff);
-        let (wp, dp, upp) = (w.as_mut_ptr(), down.as_ptr(), up.as_ptr());
-        let mut j = 0;
-        while j < cols {
-            let mut acc = [[_mm512_setzero_ps(); 2]; R];
-            for kk in 0..k {
-                // SAFETY: kk < k and j + 32 <= cols <= n, so down[kk*n + j .. + 32] is in bounds;
-                // (i + r) < m, so up[(i + r)*k + kk] is.
-                let d = unsafe { dp.add(kk * n + j) };
-                let (d0, d1) = unsafe { (_mm512_loadu_ps(d), _mm512_loadu_ps(d.add(16))) };
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let u = _mm512_set1_ps(unsafe { *upp.add((i + r) * k + kk) });
-                    acc[0] = _mm512_fmadd_ps(u, d0, acc[0]);
-                    acc[1] = _mm512_fmadd_ps(u, d1, acc[1]);
-                }
-            }
-            for (r, acc) in acc.iter().enumerate() {
-                // SAFETY: row i + r < m, columns j .. j + 32 <= n.
-                unsafe {
-                    let p = wp.add((i + r) * n + j);
-                    _mm512_storeu_ps(p, _mm512_fmadd_ps(c, acc[0], _mm512_loadu_ps(p)));
-                    _mm512_storeu_ps(p.add(16), _mm512_fmadd_ps(c, acc[1], _mm512_loadu_ps(p.add(16))));
-                }
-            }
-            j += 32;
-        }
-    }
-
-    /// AVX2 + FMA: tiles of 4 rows x 16 columns (8 accumulators), then single rows.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn add_low_rank_avx2(w: &mut [f32], up: &[f32], down: &[f32], m: usize, k: usize, n: usize, coeff: f32) {
-        const ROWS: usize = 4;
-        let cols = n / 16 * 16;
-        let mut i = 0;
-        while i + ROWS <= m {
-            // SAFETY (both calls): rows i..i+ROWS exist, columns below `cols` are whole tiles.
-            unsafe { tile_rows_avx2::<ROWS>(w, up, down, i, k, n, cols, coeff) };
-            i += ROWS;
-        }
-        while i < m {
-            unsafe { tile_rows_avx2::<1>(w, up, down, i, k, n, cols, coeff) };
-            i += 1;
-        }
-        add_tail(w, up, down, 0..m, cols, k, n, coeff);
-    }
-
-    /// Rows `i..i+R`, columns `0..cols` (a multiple of 16).
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile_rows_avx2<const R: usize>(w: &mut [f32], up: &[f32], down: &[f32], i: usize, k: usize, n: usize, cols: usize, coeff: f32) {
-        let c = _mm256_set1_ps(coeff);
-        let (wp, dp, upp) = (w.as_mut_ptr(), down.as_ptr(), up.as_ptr());
-        let mut j = 0;
-        while j < cols {
-            let mut acc = [[_mm256_setzero_ps(); 2]; R];
-            for kk in 0..k {
-                // SAFETY: as in the AVX-512 tile, with 16 columns.
-                let d = unsafe { dp.add(kk * n + j) };
-                let (d0, d1) = unsafe { (_mm256_loadu_ps(d), _mm256_loadu_ps(d.add(8))) };
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let u = _mm256_set1_ps(unsafe { *upp.add((i + r) * k + kk) });
-                    acc[0] = _mm256_fmadd_ps(u, d0, acc[0]);
-                    acc[1] = _mm256_fmadd_ps(u, d1, acc[1]);
-                }
-            }
-            for (r, acc) in acc.iter().enumerate() {
-                // SAFETY: row i + r < m, columns j .. j + 16 <= n.
-                unsafe {
-                    let p = wp.add((i + r) * n + j);
-                    _mm256_storeu_ps(p, _mm256_fmadd_ps(c, acc[0], _mm256_loadu_ps(p)));
-                    _mm256_storeu_ps(p.add(8), _mm256_fmadd_ps(c, acc[1], _mm256_loadu_ps(p.add(8))));
-                }
-            }
-            j += 16;
-        }
-    }
+    low_rank_kernel!(add_low_rank_avx512, tile_rows_avx512, "avx512f", 8, 16, _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fmadd_ps);
+    low_rank_kernel!(add_low_rank_avx2, tile_rows_avx2, "avx2,fma", 4, 8, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fmadd_ps);
 }
 
 #[cfg(test)]

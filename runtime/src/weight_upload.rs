@@ -1,11 +1,8 @@
 //! Uploading a component's weights from a [`WeightStore`] at disk speed: a weight stored in the
 //! graph's dtype goes from the file's mapping straight to the device (no host copy), one in
 //! another dtype is converted on a few threads first, and several transfers are kept in flight
-//! (PJRT's asynchronous host-buffer semantics) rather than one weight at a time. The host
-//! buffers of finished transfers are reused for the next converted weight (fresh pages cost more
-//! than converting into them).
+//! (PJRT's asynchronous host-buffer semantics) rather than one weight at a time.
 
-use crate::host_buffer_pool::HostBufferPool;
 use crate::pjrt::{Buffer, Client, Device, HostBytes, PendingTransfer};
 use crate::program::{ProgramError, WeightUploadError};
 use crate::shard::shard_of;
@@ -52,14 +49,11 @@ pub fn upload_from_store(
     let client = devices.first().map(Device::client).ok_or_else(|| {
         WeightUploadError::Program(ProgramError::Pjrt(crate::pjrt::PjrtError::Usage("no devices to upload weights to".into())))
     })?;
-    // Free buffers kept for reuse: a quarter of the in-flight budget (a 14B model's largest bf16
-    // weight is 141 MB).
-    let pool = HostBufferPool::new(options.max_owned_bytes / 4);
-    let mut queue = InFlight { pending: VecDeque::new(), owned_bytes: 0, options: *options, pool };
+    let mut queue = InFlight { pending: VecDeque::new(), owned_bytes: 0, options: *options };
     let mut out: Vec<Vec<Option<Buffer>>> = params.iter().map(|_| (0..devices.len()).map(|_| None).collect()).collect();
     let program = WeightUploadError::Program;
     for (i, p) in params.iter().enumerate() {
-        let bytes = store.host_bytes(p.name, p.ty, options.convert_threads, &mut queue.pool).map_err(WeightUploadError::Weights)?;
+        let bytes = store.host_bytes(p.name, p.ty, options.convert_threads).map_err(WeightUploadError::Weights)?;
         for (d, device) in devices.iter().enumerate() {
             let (host, dims) = match p.sharding {
                 Some((sharding, mesh)) if !sharding.is_replicated() => {
@@ -93,8 +87,6 @@ struct InFlight {
     pending: VecDeque<(usize, usize, PendingTransfer)>,
     owned_bytes: usize,
     options: UploadOptions,
-    /// Owned host buffers of finished transfers, for the next conversions.
-    pool: HostBufferPool,
 }
 
 type Finished = Vec<(usize, usize, Buffer)>;
@@ -120,15 +112,7 @@ impl InFlight {
         if t.host().is_owned() {
             self.owned_bytes -= t.host().len();
         }
-        let (buffer, host) = t.finish_with_host()?;
-        // The last holder of converted bytes (a replicated weight's bytes are shared by its
-        // devices' transfers until the last one finishes).
-        if let HostBytes::Owned(bytes) = host {
-            if let Ok(bytes) = std::sync::Arc::try_unwrap(bytes) {
-                self.pool.give(bytes);
-            }
-        }
-        Ok((param, device, buffer))
+        Ok((param, device, t.finish()?))
     }
 
     fn drain(&mut self) -> Result<Finished, ProgramError> {

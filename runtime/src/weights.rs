@@ -6,7 +6,6 @@
 //! they adapt are merged as they are read (and so never take the straight-from-the-mapping path).
 
 use crate::lora::{LoraError, LoraSet};
-use crate::host_buffer_pool::HostBufferPool;
 use crate::pjrt::HostBytes;
 use crate::tensor::HostTensor;
 use memmap2::Mmap;
@@ -192,17 +191,8 @@ impl WeightStore {
     pub fn load(&self, name: &str, ty: &TensorType) -> Result<HostTensor, WeightsError> {
         let (e, dtype) = self.checked_entry(name, ty)?;
         let path = &self.files[e.file].0;
-        let bytes = self.checked_bytes(name, e, dtype)?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let data = match &self.lora {
-            // Merged in f32 whatever the stored and compute dtypes, then cast once (block by block:
-            // no weight-sized f32 copy).
-            Some(lora) if lora.touches(name) => {
-                let inp = e.shape.get(1).copied().unwrap_or(1) as usize;
-                crate::lora_merge::merge_into_dtype(bytes, dtype, ty.dtype, inp, &lora.terms(name), threads)
-            }
-            _ => crate::float_convert::convert_floats(bytes, dtype, ty.dtype, threads),
-        };
+        let data = self.converted(name, e, dtype, ty.dtype, threads)?;
         HostTensor::new(ty.dtype, e.shape.clone(), data)
             .map_err(|err| WeightsError::Format { path: path.clone(), message: format!("tensor `{name}`: {err}") })
     }
@@ -220,24 +210,30 @@ impl WeightStore {
 
     /// Weight `name` as the bytes of a `ty` tensor, for a device transfer: the mapped file bytes
     /// themselves when it is stored in `ty.dtype` and no LoRA touches it (no copy), else
-    /// converted (and merged) on up to `threads` threads into a buffer from `pool`. Checked as
+    /// converted (and merged) on up to `threads` threads. Checked as
     /// [`load`](Self::load) checks, with the same values.
-    pub fn host_bytes(&self, name: &str, ty: &TensorType, threads: usize, pool: &mut HostBufferPool) -> Result<HostBytes, WeightsError> {
+    pub fn host_bytes(&self, name: &str, ty: &TensorType, threads: usize) -> Result<HostBytes, WeightsError> {
         let (e, dtype) = self.checked_entry(name, ty)?;
-        let bytes = self.checked_bytes(name, e, dtype)?;
-        let terms = self.lora.as_ref().filter(|l| l.touches(name)).map(|l| l.terms(name));
-        if dtype == ty.dtype && terms.is_none() {
+        let touched = self.lora.as_ref().is_some_and(|l| l.touches(name));
+        if dtype == ty.dtype && !touched {
+            self.checked_bytes(name, e, dtype)?;
             return Ok(HostBytes::Mapped { map: self.files[e.file].1.clone(), range: e.start..e.end });
         }
-        let mut out = pool.take(bytes.len() / dtype.size_in_bytes() * ty.dtype.size_in_bytes());
-        match terms {
-            Some(terms) => {
+        Ok(HostBytes::Owned(Arc::new(self.converted(name, e, dtype, ty.dtype, threads)?)))
+    }
+
+    /// The stored bytes of `e` as `to` elements: merged with the LoRAs that touch `name` (in f32
+    /// whatever the stored and compute dtypes, then cast once, block by block: no weight-sized f32
+    /// copy), else converted.
+    fn converted(&self, name: &str, e: &Entry, dtype: DType, to: DType, threads: usize) -> Result<Vec<u8>, WeightsError> {
+        let bytes = self.checked_bytes(name, e, dtype)?;
+        Ok(match &self.lora {
+            Some(lora) if lora.touches(name) => {
                 let inp = e.shape.get(1).copied().unwrap_or(1) as usize;
-                crate::lora_merge::merge_into(bytes, dtype, &mut out, ty.dtype, inp, &terms, threads);
+                crate::lora_merge::merge_into_dtype(bytes, dtype, to, inp, &lora.terms(name), threads)
             }
-            None => crate::float_convert::convert_floats_into(bytes, dtype, &mut out, ty.dtype, threads),
-        }
-        Ok(HostBytes::Owned(Arc::new(out)))
+            _ => crate::float_convert::convert_floats(bytes, dtype, to, threads),
+        })
     }
 
     /// The files the store maps, in order (what a plain read of the checkpoint reads).

@@ -112,20 +112,11 @@ impl PendingTransfer {
 
     /// Waits until the plugin is done with the host bytes, returning the transfer's error if it
     /// failed, and hands back the device buffer.
-    pub fn finish(self) -> Result<Buffer> {
-        self.finish_with_host().map(|(buffer, _)| buffer)
-    }
-
-    /// [`finish`](Self::finish), also handing back the host bytes, which the plugin no longer
-    /// reads: an owned buffer can be reused for the next weight (fresh pages cost more than the
-    /// conversion that fills them).
-    pub fn finish_with_host(mut self) -> Result<(Buffer, HostBytes)> {
+    pub fn finish(mut self) -> Result<Buffer> {
         if let Some(done) = self.done.take() {
             done.wait("PJRT_Client_BufferFromHostBuffer")?;
         }
-        let buffer = self.buffer.take().expect("set when the transfer started");
-        let host = std::mem::replace(&mut self.host, HostBytes::Owned(Arc::new(Vec::new())));
-        Ok((buffer, host))
+        Ok(self.buffer.take().expect("set when the transfer started"))
     }
 }
 
