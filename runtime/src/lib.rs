@@ -3,6 +3,7 @@
 
 pub mod atomic_file;
 pub mod cache;
+pub mod cpu_kernels;
 pub mod compile;
 pub mod float_convert;
 pub mod lora;

@@ -56,12 +56,23 @@ impl Client {
         // SAFETY: the options (and the strings and lists they point into) outlive the call; the
         // key-value callbacks stay null, which single-process clients allow.
         unsafe { pjrt_call!(plugin, PJRT_Client_Create, &mut args)? };
-        Ok(Client {
+        let client = Client {
             inner: Arc::new(ClientInner {
                 plugin: plugin.clone(),
                 raw: args.client,
             }),
-        })
+        };
+        // Before anything is compiled: executables may call vidlower's CPU kernels.
+        if client.platform_name()? == "cpu" {
+            plugin.cpu_kernels_registered();
+        }
+        Ok(client)
+    }
+
+    /// Whether this client's executables can call vidlower's CPU kernels ([`crate::cpu_kernels`]):
+    /// a CPU client whose plugin took their registration.
+    pub fn has_cpu_kernels(&self) -> bool {
+        self.platform_name().is_ok_and(|p| p == "cpu") && self.inner.plugin.cpu_kernels_registered()
     }
 
     /// The plugin this client runs on.

@@ -47,6 +47,7 @@ mod event;
 mod executable;
 mod host_transfer;
 pub(crate) mod ffi;
+mod ffi_extension;
 mod named_value;
 mod plugin;
 pub mod plugin_log;

@@ -23,6 +23,8 @@ pub struct Plugin {
     api_size: usize,
     version: (u32, u32),
     attributes: Vec<(String, NamedValue)>,
+    /// Whether vidlower's CPU kernels are registered (set by the first CPU client).
+    pub(crate) cpu_kernels: super::ffi_extension::KernelsRegistered,
     _library: libloading::Library,
 }
 
@@ -113,6 +115,7 @@ impl Plugin {
             api_size: table.struct_size,
             version: (major as u32, minor as u32),
             attributes: Vec::new(),
+            cpu_kernels: Default::default(),
             _library: library,
         };
         // Error handling itself must be present before anything else can report a failure.

@@ -1,0 +1,289 @@
+//! Fused attention on the CPU: `softmax2(q k^T) v` over [B, H, S, D] f32 tensors, where q is
+//! already scaled to base-2 logits (`scale * log2 e` folded in by the pass that emits the call),
+//! so the probabilities are `exp2(s - rowmax)`.
+//!
+//! Why: XLA CPU lowers attention to a [B, H, Sq, Sk] score tensor that goes through memory four
+//! or five times (dot, max, exp, sum, dot); at 2530 tokens x 16 heads that is 410 MB a pass, and
+//! the attention took 2.4-2.8x torch's fused CPU kernel. Here each thread takes 8 query rows of
+//! one head at a time and keeps their scores ([8, up to KEY_CHUNK] f32, at most 128 KiB) in its
+//! own L2 while it runs the softmax and the product with v, so the scores never reach memory.
+//!
+//! Per 8-row strip: `s = q_strip @ k_chunk^T` and `o += p @ v_chunk` are the register-tiled
+//! [`strip_gemm`] kernel (AVX-512 register tiles; elsewhere the LoRA merge's kernel); k is packed once per call as k^T in
+//! chunks of [`KEY_CHUNK`] keys so each chunk's rows are contiguous. With more keys than one
+//! chunk the softmax is the online one (running max and sum per row, o rescaled when the max
+//! grows), as flash attention does; with one chunk it is the plain two-pass softmax.
+//!
+//! Values: scores summed over d in f32 (fused multiply-adds), `exp2` to about 1 ulp
+//! (a degree-7 polynomial after range reduction; [`exp2`]), sums in f32, one division per
+//! output element at the end. Rows whose keys all give -inf or NaN give NaN, as the dense
+//! softmax does.
+
+use super::strip_gemm::{strip_gemm, TILE_ROWS};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Query rows per task: the rows of [`strip_gemm`]'s register tile.
+pub const STRIP_ROWS: usize = TILE_ROWS;
+
+/// Keys per chunk of the online softmax: a strip's scores are [8, 4096] f32 = 128 KiB at most,
+/// which stays in a core's L2 next to the k^T and v chunks it reads.
+pub const KEY_CHUNK: usize = 4096;
+
+/// Sizes of one call: q [b, h, sq, d], k [b, h, sk, d], v [b, h, sk, dv], out [b, h, sq, dv].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttentionDims {
+    pub b: usize,
+    pub h: usize,
+    pub sq: usize,
+    pub sk: usize,
+    pub d: usize,
+    pub dv: usize,
+}
+
+impl AttentionDims {
+    fn heads(&self) -> usize {
+        self.b * self.h
+    }
+
+    /// Element counts of q, k, v and out.
+    pub fn lens(&self) -> [usize; 4] {
+        let bh = self.heads();
+        [bh * self.sq * self.d, bh * self.sk * self.d, bh * self.sk * self.dv, bh * self.sq * self.dv]
+    }
+
+    /// Multiply-adds of one call (both products), for throughput figures.
+    pub fn macs(&self) -> usize {
+        self.heads() * self.sq * self.sk * (self.d + self.dv)
+    }
+}
+
+/// `out = softmax2(q k^T) v` per head on up to `threads` threads. Panics if a slice's length does
+/// not match `dims` (the FFI handler checks the buffers' shapes first).
+pub fn attention_base2(q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], dims: AttentionDims, threads: usize) {
+    let [lq, lk, lv, lo] = dims.lens();
+    assert!(q.len() == lq && k.len() == lk && v.len() == lv && out.len() == lo, "attention_base2: sizes");
+    if lo == 0 {
+        return;
+    }
+    let kt = pack_k_transposed(k, dims, threads);
+    let strips_per_head = dims.sq.div_ceil(STRIP_ROWS);
+    let tasks = dims.heads() * strips_per_head;
+    let next = AtomicUsize::new(0);
+    let out_ptr = SharedOut(out.as_mut_ptr());
+    let work = || {
+        let mut scratch = Scratch::new(dims);
+        loop {
+            let task = next.fetch_add(1, Ordering::Relaxed);
+            if task >= tasks {
+                break;
+            }
+            let (head, strip) = (task / strips_per_head, task % strips_per_head);
+            let row0 = strip * STRIP_ROWS;
+            let rows = STRIP_ROWS.min(dims.sq - row0);
+            let o = &out_ptr;
+            // SAFETY: every task writes its own rows (head, row0 .. row0 + rows) of `out`, which
+            // outlives the scope; no two tasks share a row.
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut(o.0.add((head * dims.sq + row0) * dims.dv), rows * dims.dv)
+            };
+            strip_attention(q, &kt, v, dst, dims, head, row0, rows, &mut scratch);
+        }
+    };
+    run_on_threads(threads.clamp(1, tasks), &work);
+}
+
+/// `out` shared by the worker threads, each writing disjoint rows.
+struct SharedOut(*mut f32);
+// SAFETY: the pointer is only used to build disjoint row slices (see `attention_base2`).
+unsafe impl Sync for SharedOut {}
+
+/// Runs `work` on `threads` threads (this one included) and waits for all of them.
+fn run_on_threads(threads: usize, work: &(dyn Fn() + Sync)) {
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            s.spawn(work);
+        }
+        work();
+    });
+}
+
+/// k [bh, sk, d] as k^T in key chunks: for head h and chunk c (keys c*KEY_CHUNK ..), a [d, len]
+/// row-major block, blocks one after another per head. Chunk c of head h starts at
+/// `h * sk * d + c * KEY_CHUNK * d`.
+fn pack_k_transposed(k: &[f32], dims: AttentionDims, threads: usize) -> Vec<f32> {
+    let (sk, d) = (dims.sk, dims.d);
+    let mut kt = vec![0f32; k.len()];
+    let heads = dims.heads();
+    if heads == 0 || sk * d == 0 {
+        return kt;
+    }
+    let per_thread = heads.div_ceil(threads.clamp(1, heads));
+    std::thread::scope(|s| {
+        for (src, dst) in k.chunks(per_thread * sk * d).zip(kt.chunks_mut(per_thread * sk * d)) {
+            s.spawn(move || {
+                for (src, dst) in src.chunks(sk * d).zip(dst.chunks_mut(sk * d)) {
+                    for (src, dst) in src.chunks(KEY_CHUNK * d).zip(dst.chunks_mut(KEY_CHUNK * d)) {
+                        let len = src.len() / d;
+                        for j in 0..len {
+                            for (dd, &x) in src[j * d..(j + 1) * d].iter().enumerate() {
+                                dst[dd * len + j] = x;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    kt
+}
+
+/// One thread's buffers: the strip's q rows, scores, output accumulator, running max and sum.
+struct Scratch {
+    q: Vec<f32>,
+    s: Vec<f32>,
+    o: Vec<f32>,
+    max: [f32; STRIP_ROWS],
+    sum: [f32; STRIP_ROWS],
+}
+
+impl Scratch {
+    fn new(dims: AttentionDims) -> Scratch {
+        Scratch {
+            q: vec![0.0; STRIP_ROWS * dims.d],
+            s: vec![0.0; STRIP_ROWS * KEY_CHUNK.min(dims.sk)],
+            o: vec![0.0; STRIP_ROWS * dims.dv],
+            max: [f32::NEG_INFINITY; STRIP_ROWS],
+            sum: [0.0; STRIP_ROWS],
+        }
+    }
+}
+
+/// Rows `row0 .. row0 + rows` of head `head` into `dst` ([rows, dv]).
+#[allow(clippy::too_many_arguments)]
+fn strip_attention(q: &[f32], kt: &[f32], v: &[f32], dst: &mut [f32], dims: AttentionDims, head: usize, row0: usize, rows: usize, sc: &mut Scratch) {
+    let AttentionDims { sq, sk, d, dv, .. } = dims;
+    let qs = &mut sc.q[..rows * d];
+    qs.copy_from_slice(&q[(head * sq + row0) * d..(head * sq + row0 + rows) * d]);
+    let o = &mut sc.o[..rows * dv];
+    o.fill(0.0);
+    sc.max[..rows].fill(f32::NEG_INFINITY);
+    sc.sum[..rows].fill(0.0);
+    let (kt_head, v_head) = (&kt[head * sk * d..(head + 1) * sk * d], &v[head * sk * dv..(head + 1) * sk * dv]);
+    let mut key0 = 0;
+    while key0 < sk {
+        let len = KEY_CHUNK.min(sk - key0);
+        let s = &mut sc.s[..rows * len];
+        s.fill(0.0);
+        strip_gemm(s, qs, &kt_head[key0 * d..(key0 + len) * d], rows, d, len);
+        for r in 0..rows {
+            let row = &mut s[r * len..(r + 1) * len];
+            let chunk_max = row_max(row);
+            let new_max = if chunk_max > sc.max[r] { chunk_max } else { sc.max[r] };
+            // exp2(-inf - finite) = 0: the first chunk's rescale of an empty accumulator.
+            let rescale = exp2(sc.max[r] - new_max);
+            let row_sum = exp2_shifted_in_place(row, new_max);
+            // An infinite or NaN score makes the row NaN, as in the dense softmax.
+            sc.sum[r] = if new_max.is_finite() { sc.sum[r] * rescale + row_sum } else { f32::NAN };
+            sc.max[r] = new_max;
+            if rescale != 1.0 {
+                o[r * dv..(r + 1) * dv].iter_mut().for_each(|x| *x *= rescale);
+            }
+        }
+        strip_gemm(o, s, &v_head[key0 * dv..(key0 + len) * dv], rows, len, dv);
+        key0 += len;
+    }
+    for r in 0..rows {
+        let inv = sc.sum[r];
+        for (x, &acc) in dst[r * dv..(r + 1) * dv].iter_mut().zip(&o[r * dv..(r + 1) * dv]) {
+            *x = acc / inv;
+        }
+    }
+}
+
+/// The largest element, ignoring NaN (a NaN element makes its row's sum NaN through [`exp2`]).
+fn row_max(row: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512(row: &[f32]) -> f32 {
+            row_max_body(row)
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just now).
+            return unsafe { avx512(row) };
+        }
+    }
+    row_max_body(row)
+}
+
+/// `row[j] = exp2(row[j] - shift)` for every j; returns their sum.
+fn exp2_shifted_in_place(row: &mut [f32], shift: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512(row: &mut [f32], shift: f32) -> f32 {
+            exp2_shifted_body(row, shift)
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just now).
+            return unsafe { avx512(row, shift) };
+        }
+    }
+    exp2_shifted_body(row, shift)
+}
+
+/// Lanes of the partial maxima and sums: 16 independent accumulators let the loops vectorize
+/// (a single f32 accumulator would force the sequential order).
+const LANES: usize = 16;
+
+#[inline(always)]
+fn row_max_body(row: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a = if x > *a { x } else { *a };
+        }
+    }
+    let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+    acc.iter().fold(tail, |m, &x| if x > m { x } else { m })
+}
+
+#[inline(always)]
+fn exp2_shifted_body(row: &mut [f32], shift: f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let mut chunks = row.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for (a, x) in acc.iter_mut().zip(c.iter_mut()) {
+            *x = exp2(*x - shift);
+            *a += *x;
+        }
+    }
+    let mut tail = 0.0;
+    for x in chunks.into_remainder() {
+        *x = exp2(*x - shift);
+        tail += *x;
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `2^x` in f32, branch-free so that loops over it vectorize: x = n + f with n = round(x) and
+/// |f| <= 1/2, `2^f = e^(f ln 2)` by its Taylor series to degree 7 (truncation error below
+/// 6e-9 relative), then n added to the exponent bits. Results below 2^-125 are 2^-125 (the
+/// softmax adds them to a sum of at least 1), above 2^127 are 2^127; NaN stays NaN.
+#[inline(always)]
+pub fn exp2(x: f32) -> f32 {
+    // 1.5 * 2^23: adding it leaves round(x) in the low mantissa bits.
+    const ROUND: f32 = 12_582_912.0;
+    let c = x.clamp(-125.0, 127.0);
+    let t = c + ROUND;
+    let n = t - ROUND;
+    let y = (c - n) * std::f32::consts::LN_2;
+    let mut p = 1.0 / 5040.0;
+    for inv_k_factorial in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = p * y + inv_k_factorial;
+    }
+    let shift = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32) << 23;
+    let r = f32::from_bits((p.to_bits() as i32).wrapping_add(shift) as u32);
+    if x.is_nan() { x } else { r }
+}
