@@ -46,7 +46,10 @@ fn load_weights(graph: &Graph, dir: &Path) -> HashMap<String, HostTensor> {
 
 /// Runs the tiny model of `model_dir` on the IO tensors named `{prefix}hidden_states` etc. of `io`;
 /// returns (ours, diffusers' f32 sample) as f64.
-fn run_case(model_dir: &Path, io: &BTreeMap<String, HostTensor>, prefix: &str, dtype: DType) -> (Vec<f64>, Vec<f64>) {
+/// The CPU's standard attention lowering: vidlower's fused kernel for every unmasked attention.
+const CPU_KERNEL_PIPELINE: &[&str] = &["cpu_attention", "decompose", "canonicalize", "cse", "dce"];
+
+fn run_case(model_dir: &Path, io: &BTreeMap<String, HostTensor>, prefix: &str, dtype: DType, passes: &[&str]) -> (Vec<f64>, Vec<f64>) {
     let cfg = read_config(&model_dir.join("config.json"));
     let hs = &io[&format!("{prefix}hidden_states")];
     let ehs = &io[&format!("{prefix}encoder_hidden_states")];
@@ -55,7 +58,10 @@ fn run_case(model_dir: &Path, io: &BTreeMap<String, HostTensor>, prefix: &str, d
     let graph = transformer(&cfg, &shape, dtype).unwrap();
     let weights = load_weights(&graph, model_dir);
     let client = common::cpu_client(1);
-    let program = common::program(&client, graph, vidlower_passes::DEFAULT_PIPELINE, &weights);
+    if passes.contains(&"cpu_attention") {
+        assert!(client.has_cpu_kernels(), "the CPU plugin took vidlower's kernels");
+    }
+    let program = common::program(&client, graph, passes, &weights);
     let mut inputs = HashMap::from([
         ("hidden_states".to_string(), hs.convert(dtype)),
         // The pipeline's int64 timesteps as f32 (diffusers checks both give the same sample).
@@ -74,14 +80,18 @@ fn run_case(model_dir: &Path, io: &BTreeMap<String, HostTensor>, prefix: &str, d
     (out[0].1.to_f64_vec(), want.to_f64_vec())
 }
 
-/// (variant/case, error) for every golden case at `dtype`.
+/// (variant/case, error) for every golden case at `dtype`, lowered by `passes`.
 fn all_cases(dtype: DType) -> Vec<(String, f64)> {
+    all_cases_with(dtype, vidlower_passes::DEFAULT_PIPELINE)
+}
+
+fn all_cases_with(dtype: DType, passes: &[&str]) -> Vec<(String, f64)> {
     let mut errs = Vec::new();
     for variant in VARIANTS {
         let dir = golden().join(variant);
         let io = vidlower_runtime::safetensors_io::load(&dir.join("transformer_io.safetensors")).unwrap();
         for prefix in ["", "resized."] {
-            let (got, want) = run_case(&dir.join("model/transformer"), &io, prefix, dtype);
+            let (got, want) = run_case(&dir.join("model/transformer"), &io, prefix, dtype, passes);
             // The output is not the input passed through (the model does something).
             assert!(common::max_rel_err(&got, &vec![0.0; got.len()]) > 1e-1);
             errs.push((
@@ -92,7 +102,7 @@ fn all_cases(dtype: DType) -> Vec<(String, f64)> {
     }
     let dir = golden().join("transformer_ofs");
     let io = vidlower_runtime::safetensors_io::load(&dir.join("transformer_io.safetensors")).unwrap();
-    let (got, want) = run_case(&dir.join("model"), &io, "", dtype);
+    let (got, want) = run_case(&dir.join("model"), &io, "", dtype, passes);
     errs.push(("ofs".into(), common::max_rel_err(&got, &want)));
     for (name, err) in &errs {
         eprintln!("{dtype:?} {name}: max rel err vs diffusers f32 {err:e}");
@@ -108,6 +118,15 @@ fn f32_matches_diffusers() {
     // interleaving, crop region or grid type shows as 1e-3 to 1. Measured 6.4e-7 to 8.5e-7.
     for (name, err) in all_cases(DType::F32) {
         assert!(err < 1e-5, "{name}: f32 max relative error {err:e} against diffusers");
+    }
+}
+
+#[test]
+fn f32_with_the_cpu_kernel_matches_diffusers() {
+    // The joint attention runs in vidlower's CPU kernel (scores in cache, exp2 by polynomial,
+    // sums in another order): the same bound as XLA's dense lowering.
+    for (name, err) in all_cases_with(DType::F32, CPU_KERNEL_PIPELINE) {
+        assert!(err < 1e-5, "{name}: f32 max relative error {err:e} against diffusers, CPU kernel");
     }
 }
 

@@ -45,7 +45,10 @@ pub enum Op {
     /// Loop over a tuple of carried values: `cond` maps the state to i1[], `body` to the next state.
     While { cond: Box<Graph>, body: Box<Graph> },
     /// A call the backend passes through by name (cuDNN attention and the like). Result type declared.
-    CustomCall { target: String, backend_config: String, has_side_effect: bool, result: Vec<TensorType> },
+    /// `typed_ffi`: a typed XLA FFI handler (`api_version` 4, attributes as a dictionary, none
+    /// here), such as vidlower's own CPU kernels; otherwise the legacy form with an opaque
+    /// string `backend_config` (`api_version` 2), as cuDNN's calls are.
+    CustomCall { target: String, backend_config: String, has_side_effect: bool, typed_ffi: bool, result: Vec<TensorType> },
     /// Element `index` of a tuple-typed value.
     GetTuple { index: usize },
     /// The value moved to the layout in the node's sharding (which it must have): the explicit

@@ -8,8 +8,12 @@
 //!   whatever its kind (self, cross, joint); what cuDNN leaves goes by the key count, as on the
 //!   CPU. Measured on an H200 (Wan 1.3B, 480x832x81, bf16): cuDNN 1.10 s per CFG step, blockwise
 //!   5.80 s.
-//! - CPU: blockwise above [`CPU_LONG_ATTENTION_KEYS`] (512) keys, dense below (measured: XLA CPU's
-//!   dense attention is slower from a few hundred keys on).
+//! - CPU: vidlower's fused CPU kernel wherever [`cpu_attention::support`] takes the op (no mask,
+//!   no window; the runtime registers the kernel with the CPU plugin) and the graph is not
+//!   sharded (XLA cannot partition the call); what it leaves, blockwise above
+//!   [`CPU_LONG_ATTENTION_KEYS`] (512) keys, dense below (measured: XLA CPU's dense attention is
+//!   slower from a few hundred keys on). Measured at [2, 8, 2530, 64] f32 on 2 cores: the
+//!   kernel ~165 ms, XLA's dense or blockwise 294-344 ms.
 //! - TPU and unknown platforms: blockwise above [`LONG_ATTENTION_KEYS`] (20000, the seeds'
 //!   threshold; not measured there), until a Pallas/Mosaic kernel is emitted for TPU (none is yet).
 //!
@@ -20,6 +24,7 @@
 //! (`cudnn` is refused on a non-CUDA plugin before this runs: see `check_target`).
 
 use crate::blockwise_attention::BlockwiseAttention;
+use crate::cpu_attention::{self, CpuAttention};
 use crate::cudnn_attention::{self, CudnnAttention};
 use crate::pipeline_options::{long_attention_keys, AttentionLowering};
 use crate::target::Target;
@@ -32,6 +37,8 @@ use vidlower_ir::{AttentionKind, Graph, Op, TensorType, ValueId};
 pub enum Lowered {
     /// cuDNN's fused attention custom call (`cudnn_attention`).
     Cudnn,
+    /// vidlower's fused CPU kernel, an FFI custom call (`cpu_attention`).
+    CpuKernel,
     /// The online-softmax loop over key blocks (`blockwise_attention`).
     Blockwise,
     /// The [Sq, Sk] scores and softmax (`decompose`).
@@ -42,6 +49,7 @@ impl fmt::Display for Lowered {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Lowered::Cudnn => "cudnn",
+            Lowered::CpuKernel => "cpu-kernel",
             Lowered::Blockwise => "blockwise",
             Lowered::Dense => "dense",
         })
@@ -93,8 +101,13 @@ impl fmt::Display for Decision {
 
 const TPU_NOTE: &str = "TPU has no fused kernel yet (Pallas/Mosaic not emitted)";
 
-/// The lowering `lowering` gives `site` on `target`.
-pub fn choose(lowering: AttentionLowering, target: Target, site: &AttentionSite) -> Decision {
+/// Whether `--attention auto` may use vidlower's CPU kernel: on the CPU, unsharded.
+pub fn cpu_kernel_allowed(target: Target, sharded: bool) -> bool {
+    target == Target::Cpu && !sharded
+}
+
+/// The lowering `lowering` gives `site` on `target` (`sharded`: the graph is laid out over a mesh).
+pub fn choose(lowering: AttentionLowering, target: Target, sharded: bool, site: &AttentionSite) -> Decision {
     let decision = |lowered, reason: String| Decision { lowered, reason };
     let cudnn = || cudnn_attention::support(&site.q, &site.k, &site.v, site.mask.as_ref(), site.window, site.window_span);
     match lowering {
@@ -111,7 +124,14 @@ pub fn choose(lowering: AttentionLowering, target: Target, site: &AttentionSite)
                     Err(why) => Some(why),
                 },
                 Target::Tpu => Some(TPU_NOTE.to_string()),
-                Target::Cpu | Target::Other => None,
+                Target::Cpu if cpu_kernel_allowed(target, sharded) => {
+                    match cpu_attention::support(&site.q, &site.k, &site.v, site.mask.is_some(), site.window) {
+                        Ok(()) => return decision(Lowered::CpuKernel, format!("{}, no mask, no window", site.q.dtype)),
+                        Err(why) => Some(why),
+                    }
+                }
+                Target::Cpu => Some("sharded (XLA cannot partition the CPU kernel's call)".to_string()),
+                Target::Other => None,
             };
             let (keys, long) = (site.keys(), long_attention_keys(target));
             let (lowered, by_keys) = if keys > long {
@@ -138,22 +158,26 @@ fn cudnn_reason(site: &AttentionSite, causal: bool) -> String {
 /// the ops [`cudnn_attention::support`] takes, and `blockwise_attention` with `min_keys` exactly
 /// those above the threshold that are left; `decompose` later makes the rest dense. `blocks`
 /// are the blockwise lowering's block sizes and base.
-pub fn lowering_passes(lowering: AttentionLowering, target: Target, blocks: BlockwiseAttention) -> Vec<Box<dyn Pass>> {
+pub fn lowering_passes(lowering: AttentionLowering, target: Target, sharded: bool, blocks: BlockwiseAttention) -> Vec<Box<dyn Pass>> {
     let long_only = BlockwiseAttention { min_keys: long_attention_keys(target) + 1, ..blocks };
     match (lowering, target) {
         (AttentionLowering::Dense, _) => vec![],
         (AttentionLowering::Blockwise, _) => vec![Box::new(BlockwiseAttention { min_keys: 0, ..blocks })],
         (AttentionLowering::Cudnn, _) => vec![Box::new(CudnnAttention)],
         (AttentionLowering::Auto, Target::Cuda) => vec![Box::new(CudnnAttention), Box::new(long_only)],
+        (AttentionLowering::Auto, Target::Cpu) if cpu_kernel_allowed(target, sharded) => vec![Box::new(CpuAttention), Box::new(long_only)],
         (AttentionLowering::Auto, Target::Cpu | Target::Tpu | Target::Other) => vec![Box::new(long_only)],
     }
 }
 
 /// What `lowering` on `target` resolves to, for stage summaries ("auto on cuda -> cudnn where
 /// it applies, ...").
-pub fn describe(lowering: AttentionLowering, target: Target) -> String {
+pub fn describe(lowering: AttentionLowering, target: Target, sharded: bool) -> String {
     let by_keys = format!("blockwise above {} keys, dense below", long_attention_keys(target));
     match (lowering, target) {
+        (AttentionLowering::Auto, Target::Cpu) if cpu_kernel_allowed(target, sharded) => {
+            format!("auto on cpu -> vidlower's cpu kernel where it applies, else {by_keys}")
+        }
         (AttentionLowering::Auto, Target::Cuda) => format!("auto on cuda -> cudnn where it applies, else {by_keys}"),
         (AttentionLowering::Auto, Target::Tpu) => format!("auto on tpu -> {by_keys} (no Pallas/Mosaic kernel yet)"),
         (AttentionLowering::Auto, target) => format!("auto on {target} -> {by_keys}"),
@@ -185,11 +209,11 @@ impl fmt::Display for PlannedAttention {
 /// Every attention op of `graph` (top level, in definition order) with its lowering. Run it on
 /// the graph the lowering sees (after the passes before it: see
 /// `PipelineOptions::attention_plan`).
-pub fn plan(graph: &Graph, lowering: AttentionLowering, target: Target) -> Vec<PlannedAttention> {
+pub fn plan(graph: &Graph, lowering: AttentionLowering, target: Target, sharded: bool) -> Vec<PlannedAttention> {
     (0..graph.nodes.len())
         .filter_map(|i| AttentionSite::of(graph, ValueId(i as u32)))
         .map(|site| {
-            let decision = choose(lowering, target, &site);
+            let decision = choose(lowering, target, sharded, &site);
             PlannedAttention { site, decision }
         })
         .collect()
@@ -224,38 +248,51 @@ graph @attn {
 }"#;
 
     fn decisions(target: Target) -> Vec<(Lowered, String)> {
-        let g = parse(GRAPH).unwrap();
-        plan(&g, AttentionLowering::Auto, target).into_iter().map(|p| (p.decision.lowered, p.decision.reason)).collect()
+        decisions_of(target, false)
     }
 
-    /// Runs the passes the plan names and counts what they made: cuDNN custom calls, the
-    /// attention ops lowered otherwise (blockwise: the only other pass) and those left for
-    /// `decompose`.
-    fn lowered_counts(target: Target) -> (usize, usize, usize) {
+    fn decisions_of(target: Target, sharded: bool) -> Vec<(Lowered, String)> {
+        let g = parse(GRAPH).unwrap();
+        plan(&g, AttentionLowering::Auto, target, sharded).into_iter().map(|p| (p.decision.lowered, p.decision.reason)).collect()
+    }
+
+    /// Runs the passes the plan names and counts what they made: fused custom calls (cuDNN's or
+    /// the CPU kernel's), the attention ops lowered otherwise (blockwise: the only other pass)
+    /// and those left for `decompose`.
+    fn lowered_counts(target: Target, sharded: bool) -> (usize, usize, usize) {
         let mut pm = PassManager::new();
-        for p in lowering_passes(AttentionLowering::Auto, target, BlockwiseAttention::default()) {
+        for p in lowering_passes(AttentionLowering::Auto, target, sharded, BlockwiseAttention::default()) {
             pm.add(p);
         }
         let g = pm.run(parse(GRAPH).unwrap()).unwrap().graph;
         let c = g.op_counts();
         let n = |op: &str| c.get(op).copied().unwrap_or(0);
-        let (cudnn, left) = (n("custom_call"), n("attention"));
-        (cudnn, 4 - cudnn - left, left)
+        let (fused, left) = (n("custom_call"), n("attention"));
+        (fused, 4 - fused - left, left)
     }
 
-    fn planned_counts(target: Target) -> (usize, usize, usize) {
-        let d = decisions(target);
+    fn planned_counts(target: Target, sharded: bool) -> (usize, usize, usize) {
+        let d = decisions_of(target, sharded);
         let n = |l: Lowered| d.iter().filter(|(x, _)| *x == l).count();
-        (n(Lowered::Cudnn), n(Lowered::Blockwise), n(Lowered::Dense))
+        (n(Lowered::Cudnn) + n(Lowered::CpuKernel), n(Lowered::Blockwise), n(Lowered::Dense))
     }
 
     #[test]
-    fn cpu_lowers_only_long_attention_blockwise() {
+    fn cpu_takes_its_kernel_without_mask_and_goes_by_keys_for_the_rest() {
         let d = decisions(Target::Cpu);
-        assert_eq!(d[0], (Lowered::Dense, "16 keys <= 512".to_string()));
-        assert_eq!(d[1], (Lowered::Dense, "16 keys <= 512".to_string()));
-        assert_eq!(d[2], (Lowered::Blockwise, "20001 keys > 512".to_string()));
-        assert_eq!(d[3], (Lowered::Blockwise, "600 keys > 512".to_string()));
+        assert_eq!(d[0], (Lowered::Dense, "a mask (the CPU kernel takes none); 16 keys <= 512".to_string()));
+        assert_eq!(d[1], (Lowered::Dense, "a mask (the CPU kernel takes none); 16 keys <= 512".to_string()));
+        assert_eq!(d[2], (Lowered::CpuKernel, "f32, no mask, no window".to_string()));
+        assert_eq!(d[3], (Lowered::CpuKernel, "f32, no mask, no window".to_string()));
+    }
+
+    #[test]
+    fn sharded_cpu_lowers_only_long_attention_blockwise() {
+        let d = decisions_of(Target::Cpu, true);
+        let why = "sharded (XLA cannot partition the CPU kernel's call)";
+        assert_eq!(d[0], (Lowered::Dense, format!("{why}; 16 keys <= 512")));
+        assert_eq!(d[2], (Lowered::Blockwise, format!("{why}; 20001 keys > 512")));
+        assert_eq!(d[3], (Lowered::Blockwise, format!("{why}; 600 keys > 512")));
         let other = decisions(Target::Other);
         assert_eq!(other[2], (Lowered::Blockwise, "20001 keys > 20000".to_string()));
         assert_eq!(other[3], (Lowered::Dense, "600 keys <= 20000".to_string()));
@@ -280,17 +317,20 @@ graph @attn {
     #[test]
     fn the_passes_do_what_the_plan_says_on_every_target() {
         for target in [Target::Cpu, Target::Cuda, Target::Tpu, Target::Other] {
-            assert_eq!(lowered_counts(target), planned_counts(target), "{target}");
+            for sharded in [false, true] {
+                assert_eq!(lowered_counts(target, sharded), planned_counts(target, sharded), "{target} sharded {sharded}");
+            }
         }
-        assert_eq!(lowered_counts(Target::Cuda), (1, 1, 2));
-        assert_eq!(lowered_counts(Target::Cpu), (0, 2, 2));
+        assert_eq!(lowered_counts(Target::Cuda, false), (1, 1, 2));
+        assert_eq!(lowered_counts(Target::Cpu, false), (2, 0, 2));
+        assert_eq!(lowered_counts(Target::Cpu, true), (0, 2, 2));
     }
 
     #[test]
     fn explicit_lowerings_apply_on_every_target() {
         let g = parse(GRAPH).unwrap();
         for target in [Target::Cpu, Target::Cuda, Target::Tpu] {
-            let of = |l| plan(&g, l, target).into_iter().map(|p| p.decision.lowered).collect::<Vec<_>>();
+            let of = |l| plan(&g, l, target, false).into_iter().map(|p| p.decision.lowered).collect::<Vec<_>>();
             assert_eq!(of(AttentionLowering::Dense), [Lowered::Dense; 4]);
             assert_eq!(of(AttentionLowering::Blockwise), [Lowered::Blockwise; 4]);
             assert_eq!(of(AttentionLowering::Cudnn), [Lowered::Cudnn, Lowered::Dense, Lowered::Dense, Lowered::Dense]);
@@ -300,10 +340,11 @@ graph @attn {
     #[test]
     fn a_planned_op_prints_its_kind_shapes_mask_and_choice() {
         let g = parse(GRAPH).unwrap();
-        let p = plan(&g, AttentionLowering::Auto, Target::Cuda);
+        let p = plan(&g, AttentionLowering::Auto, Target::Cuda, false);
         assert_eq!(p[0].to_string(), "joint q bf16[1,2,16,64] k bf16[1,2,16,64] mask i1[1,1,1,16] -> cudnn: bf16, head_dim 64, mask as bias");
-        assert_eq!(describe(AttentionLowering::Auto, Target::Cuda), "auto on cuda -> cudnn where it applies, else blockwise above 20000 keys, dense below");
-        assert_eq!(describe(AttentionLowering::Dense, Target::Cuda), "dense");
-        assert_eq!(describe(AttentionLowering::Auto, Target::Cpu), "auto on cpu -> blockwise above 512 keys, dense below");
+        assert_eq!(describe(AttentionLowering::Auto, Target::Cuda, false), "auto on cuda -> cudnn where it applies, else blockwise above 20000 keys, dense below");
+        assert_eq!(describe(AttentionLowering::Dense, Target::Cuda, false), "dense");
+        assert_eq!(describe(AttentionLowering::Auto, Target::Cpu, true), "auto on cpu -> blockwise above 512 keys, dense below");
+        assert_eq!(describe(AttentionLowering::Auto, Target::Cpu, false), "auto on cpu -> vidlower's cpu kernel where it applies, else blockwise above 512 keys, dense below");
     }
 }

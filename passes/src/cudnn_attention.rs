@@ -114,6 +114,7 @@ fn lower(em: &mut Emitter, args: &[ValueId], scale: f64, causal: bool) -> Result
         target: target.into(),
         backend_config: config,
         has_side_effect: false,
+        typed_ffi: false,
         result: vec![out, workspace],
     };
     let r = em.op(call, &operands)?;

@@ -115,8 +115,8 @@ pub fn hash_op(op: &Op, h: &mut impl Hasher) {
         Op::Reduce { kind, axes } => (kind, axes).hash(h),
         // Regions are compared in full by `op_eq_bits`; their sizes are a cheap, sufficient hash.
         Op::While { cond, body } => (cond.nodes.len(), body.nodes.len()).hash(h),
-        Op::CustomCall { target, backend_config, has_side_effect, result } => {
-            (target, backend_config, has_side_effect, result).hash(h)
+        Op::CustomCall { target, backend_config, has_side_effect, typed_ffi, result } => {
+            (target, backend_config, has_side_effect, typed_ffi, result).hash(h)
         }
         Op::GetTuple { index } => index.hash(h),
         Op::Softmax { axis } => axis.hash(h),

@@ -8,6 +8,7 @@
 pub mod attention_plan;
 pub mod blockwise_attention;
 pub mod canonicalize;
+pub mod cpu_attention;
 pub mod cudnn_attention;
 pub mod cse;
 pub mod dce;
@@ -29,6 +30,7 @@ pub mod sharding;
 
 pub use blockwise_attention::BlockwiseAttention;
 pub use canonicalize::Canonicalize;
+pub use cpu_attention::CpuAttention;
 pub use cudnn_attention::CudnnAttention;
 pub use cse::Cse;
 pub use dce::Dce;

@@ -192,7 +192,7 @@ impl PipelineOptions {
     pub fn pipeline_for(&self, built_in_rules: Option<ShardingRules>) -> PassManager {
         let mut pm = self.before_lowering(built_in_rules);
         let blockwise = BlockwiseAttention { exp2: self.exp2_softmax != Exp2Choice::Off, ..self.blocks };
-        for pass in attention_plan::lowering_passes(self.attention, self.target, blockwise) {
+        for pass in attention_plan::lowering_passes(self.attention, self.target, self.sharding.is_some(), blockwise) {
             pm.add(pass);
         }
         if self.exp2_softmax == Exp2Choice::On {
@@ -224,13 +224,13 @@ impl PipelineOptions {
     /// `compile --explain`.
     pub fn attention_plan(&self, graph: Graph, built_in_rules: Option<ShardingRules>) -> Result<Vec<PlannedAttention>, PassError> {
         let graph = self.before_lowering(built_in_rules).run(graph)?.graph;
-        Ok(attention_plan::plan(&graph, self.attention, self.target))
+        Ok(attention_plan::plan(&graph, self.attention, self.target, self.sharding.is_some()))
     }
 
     /// One line for stage summaries and `compile`: the choices, not the pass list.
     pub fn describe(&self) -> String {
         let b = &self.blocks;
-        let mut s = format!("attention {}", attention_plan::describe(self.attention, self.target));
+        let mut s = format!("attention {}", attention_plan::describe(self.attention, self.target, self.sharding.is_some()));
         if matches!(self.attention, AttentionLowering::Auto | AttentionLowering::Blockwise) {
             s += &format!(" (bq {}, bkv {}, bkv-compute {})", b.bq, b.bkv, b.bkv_compute);
         }

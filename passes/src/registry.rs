@@ -2,7 +2,7 @@
 //! (`--passes decompose,cse`) and a wrong name is answered with the list of right ones.
 
 use crate::{BlockwiseAttention, Canonicalize, Cse, Dce, Decompose, Pass, PassError};
-use crate::{CudnnAttention, Exp2Softmax, KSmooth};
+use crate::{CpuAttention, CudnnAttention, Exp2Softmax, KSmooth};
 
 /// One registered pass.
 pub struct PassInfo {
@@ -47,6 +47,11 @@ pub const REGISTRY: &[PassInfo] = &[
         name: CudnnAttention::NAME,
         summary: "CUDA: attention cuDNN supports (bf16/f16, head_dim <= 128) to the cuDNN flash-attention custom call",
         create: || Box::new(CudnnAttention),
+    },
+    PassInfo {
+        name: CpuAttention::NAME,
+        summary: "CPU: attention without mask or window to vidlower's fused CPU kernel (an XLA FFI custom call the runtime registers)",
+        create: || Box::new(CpuAttention),
     },
 ];
 

@@ -85,6 +85,13 @@ pub fn op_attrs(op: &Op) -> Vec<String> {
         Op::DotGeneral(d) => vec![format!("dot_dimension_numbers = {}", dot(d))],
         Op::Convolution(c) => conv(c),
         Op::Reduce { axes, .. } => vec![format!("dimensions = {}", i64_array(axes))],
+        // A typed FFI call takes its attributes as a dictionary (vidlower's kernels take none).
+        Op::CustomCall { target, backend_config, has_side_effect, typed_ffi: true, .. } => vec![
+            "api_version = 4 : i32".into(),
+            format!("backend_config = {{{backend_config}}}"),
+            format!("call_target_name = {}", mlir_string(target)),
+            format!("has_side_effect = {has_side_effect}"),
+        ],
         Op::CustomCall { target, backend_config, has_side_effect, .. } => vec![
             "api_version = 2 : i32".into(),
             format!("backend_config = {}", mlir_string(backend_config)),

@@ -61,11 +61,17 @@ pub fn op_attrs(op: &Op) -> Vec<(&'static str, Attr)> {
             ("groups", Attr::Int(c.feature_group_count)),
         ],
         Op::Reduce { kind, axes } => vec![("kind", Attr::Ident(kind.name().into())), ("axes", Attr::usizes(axes))],
-        Op::CustomCall { target, backend_config, has_side_effect, .. } => vec![
-            ("target", Attr::Str(target.clone())),
-            ("backend_config", Attr::Str(backend_config.clone())),
-            ("side_effect", Attr::Bool(*has_side_effect)),
-        ],
+        Op::CustomCall { target, backend_config, has_side_effect, typed_ffi, .. } => {
+            let mut a = vec![
+                ("target", Attr::Str(target.clone())),
+                ("backend_config", Attr::Str(backend_config.clone())),
+                ("side_effect", Attr::Bool(*has_side_effect)),
+            ];
+            if *typed_ffi {
+                a.push(("typed_ffi", Attr::Bool(true)));
+            }
+            a
+        }
         Op::GetTuple { index } => vec![("index", Attr::Int(*index as i64))],
         Op::Softmax { axis } => vec![("axis", Attr::Int(*axis as i64))],
         Op::Attention { kind, scale, has_mask, window, window_span } => {
@@ -291,6 +297,7 @@ pub fn build_op(name: &str, mut a: AttrReader, ty: &Type, mut regions: Vec<Graph
             target: a.string_or("target", "")?,
             backend_config: a.string_or("backend_config", "")?,
             has_side_effect: a.bool_or("side_effect", false)?,
+            typed_ffi: a.bool_or("typed_ffi", false)?,
             result: ty.flatten(),
         },
         "get" => Op::GetTuple { index: a.usize("index")? },

@@ -325,6 +325,7 @@ mod tests {
             target: "x".into(),
             backend_config: String::new(),
             has_side_effect: false,
+            typed_ffi: false,
             result: vec![TensorType::new(DType::F32, vec![4])],
         };
         assert_eq!(show(&call, &[&[4]], &[4]), "r:_ _");

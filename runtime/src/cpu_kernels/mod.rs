@@ -12,9 +12,10 @@ use attention::{attention_base2, AttentionDims};
 use std::sync::OnceLock;
 use xla_ffi::{CallFrame, Error};
 
-/// The custom call target of [`attention_base2`]: `softmax2(q k^T) v` on f32 [B, H, S, D]
-/// operands q, k, v (q pre-scaled to base-2 logits), one [B, H, Sq, Dv] f32 result.
-pub const ATTENTION_TARGET: &str = "vidlower_cpu_attention_base2";
+/// The custom call target of [`attention_base2`] (named by the pass that emits the call):
+/// `softmax2(q k^T) v` on f32 [B, H, S, D] operands q, k, v (q pre-scaled to base-2 logits),
+/// one [B, H, Sq, Dv] f32 result.
+pub const ATTENTION_TARGET: &str = vidlower_passes::cpu_attention::CPU_ATTENTION_TARGET;
 
 /// The platform name the handlers are registered for (XLA's canonical name of the CPU).
 pub const PLATFORM: &str = "Host";

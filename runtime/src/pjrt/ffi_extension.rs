@@ -108,7 +108,7 @@ impl Plugin {
             Ok(()) => return None,
             Err(e) => e.to_string(),
         };
-        let expected: usize = message.split("expected ").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+        let expected: usize = message.split("size: expected ").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
         match expected {
             TYPED_ONLY_SIZE => Some(Layout::TypedOnly),
             VERSIONED_SIZE => Some(Layout::Versioned),

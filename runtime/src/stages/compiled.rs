@@ -71,7 +71,13 @@ pub fn check_target(attention: AttentionLowering, client: &Client) -> Result<(),
 /// The target the client's plugin runs on (its platform name), which the pipeline options
 /// follow (`--attention auto`).
 pub fn target_of(client: &Client) -> Result<Target, crate::pjrt::PjrtError> {
-    Ok(Target::from_platform(&client.platform_name()?))
+    let target = Target::from_platform(&client.platform_name()?);
+    // A CPU plugin that did not take vidlower's kernels could not run their calls: it is
+    // planned for as an unknown platform (XLA's own lowerings only).
+    if target == Target::Cpu && !client.has_cpu_kernels() {
+        return Ok(Target::Other);
+    }
+    Ok(target)
 }
 
 /// How the options ask shardings to be written (Shardy unless GSPMD was asked for).
