@@ -4,15 +4,16 @@
 //!
 //! Why: XLA CPU lowers attention to a [B, H, Sq, Sk] score tensor that goes through memory four
 //! or five times (dot, max, exp, sum, dot); at 2530 tokens x 16 heads that is 410 MB a pass, and
-//! the attention took 2.4-2.8x torch's fused CPU kernel. Here each thread takes 8 query rows of
-//! one head at a time and keeps their scores ([8, up to KEY_CHUNK] f32, at most 128 KiB) in its
-//! own L2 while it runs the softmax and the product with v, so the scores never reach memory.
+//! the attention took 2.4-2.8x torch's fused CPU kernel. Here, as in flash attention, each
+//! thread takes a block of 64 query rows of one head, walks the keys in chunks of 512 (a
+//! chunk's k^T and v stay in its L2 while the block's 8-row strips use them) and keeps a strip's
+//! scores for a chunk ([8, 512] f32) in L1 through the softmax and the product with v, so the
+//! scores never reach memory. The softmax is the online one: running max and sum per row, the
+//! output accumulator rescaled when the max grows.
 //!
-//! Per 8-row strip: `s = q_strip @ k_chunk^T` and `o += p @ v_chunk` are the register-tiled
-//! [`strip_gemm`] kernel (AVX-512 register tiles; elsewhere the LoRA merge's kernel); k is packed once per call as k^T in
-//! chunks of [`KEY_CHUNK`] keys so each chunk's rows are contiguous. With more keys than one
-//! chunk the softmax is the online one (running max and sum per row, o rescaled when the max
-//! grows), as flash attention does; with one chunk it is the plain two-pass softmax.
+//! Per strip and chunk: `s = q_strip @ k_chunk^T` and `o += p @ v_chunk` are the register-tiled
+//! [`strip_gemm`] (AVX-512; elsewhere the LoRA merge's kernel); k is packed once per call as k^T
+//! in chunks of [`KEY_CHUNK`] keys so each chunk's rows are contiguous.
 //!
 //! Values: scores summed over d in f32 (fused multiply-adds), `exp2` to about 1 ulp
 //! (a degree-7 polynomial after range reduction; [`exp2`]), sums in f32, one division per
@@ -22,12 +23,15 @@
 use super::strip_gemm::{strip_gemm, TILE_ROWS};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Query rows per task: the rows of [`strip_gemm`]'s register tile.
+/// Query rows per register tile of [`strip_gemm`] (a strip).
 pub const STRIP_ROWS: usize = TILE_ROWS;
 
-/// Keys per chunk of the online softmax: a strip's scores are [8, 4096] f32 = 128 KiB at most,
-/// which stays in a core's L2 next to the k^T and v chunks it reads.
-pub const KEY_CHUNK: usize = 4096;
+/// Query rows per task: the strips that share each key chunk while it is in cache.
+pub const BLOCK_ROWS: usize = 8 * STRIP_ROWS;
+
+/// Keys per chunk: a chunk's k^T and v (2 x 128 KiB at head dim 64) stay in a core's L2 while
+/// every strip of the query block uses them, and a strip's scores ([8, 512] f32, 16 KiB) in L1.
+pub const KEY_CHUNK: usize = 512;
 
 /// Sizes of one call: q [b, h, sq, d], k [b, h, sk, d], v [b, h, sk, dv], out [b, h, sq, dv].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,8 +70,8 @@ pub fn attention_base2(q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], dims: A
         return;
     }
     let kt = pack_k_transposed(k, dims, threads);
-    let strips_per_head = dims.sq.div_ceil(STRIP_ROWS);
-    let tasks = dims.heads() * strips_per_head;
+    let blocks_per_head = dims.sq.div_ceil(BLOCK_ROWS);
+    let tasks = dims.heads() * blocks_per_head;
     let next = AtomicUsize::new(0);
     let out_ptr = SharedOut(out.as_mut_ptr());
     let work = || {
@@ -77,16 +81,16 @@ pub fn attention_base2(q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], dims: A
             if task >= tasks {
                 break;
             }
-            let (head, strip) = (task / strips_per_head, task % strips_per_head);
-            let row0 = strip * STRIP_ROWS;
-            let rows = STRIP_ROWS.min(dims.sq - row0);
+            let (head, block) = (task / blocks_per_head, task % blocks_per_head);
+            let row0 = block * BLOCK_ROWS;
+            let rows = BLOCK_ROWS.min(dims.sq - row0);
             let o = &out_ptr;
             // SAFETY: every task writes its own rows (head, row0 .. row0 + rows) of `out`, which
             // outlives the scope; no two tasks share a row.
             let dst = unsafe {
                 std::slice::from_raw_parts_mut(o.0.add((head * dims.sq + row0) * dims.dv), rows * dims.dv)
             };
-            strip_attention(q, &kt, v, dst, dims, head, row0, rows, &mut scratch);
+            block_attention(q, &kt, v, dst, dims, head, row0, rows, &mut scratch);
         }
     };
     run_on_threads(threads.clamp(1, tasks), &work);
@@ -137,33 +141,32 @@ fn pack_k_transposed(k: &[f32], dims: AttentionDims, threads: usize) -> Vec<f32>
     kt
 }
 
-/// One thread's buffers: the strip's q rows, scores, output accumulator, running max and sum.
+/// One thread's buffers: a strip's scores, and the block's output accumulator, running max
+/// and running sum per row.
 struct Scratch {
-    q: Vec<f32>,
     s: Vec<f32>,
     o: Vec<f32>,
-    max: [f32; STRIP_ROWS],
-    sum: [f32; STRIP_ROWS],
+    max: [f32; BLOCK_ROWS],
+    sum: [f32; BLOCK_ROWS],
 }
 
 impl Scratch {
     fn new(dims: AttentionDims) -> Scratch {
         Scratch {
-            q: vec![0.0; STRIP_ROWS * dims.d],
             s: vec![0.0; STRIP_ROWS * KEY_CHUNK.min(dims.sk)],
-            o: vec![0.0; STRIP_ROWS * dims.dv],
-            max: [f32::NEG_INFINITY; STRIP_ROWS],
-            sum: [0.0; STRIP_ROWS],
+            o: vec![0.0; BLOCK_ROWS * dims.dv],
+            max: [f32::NEG_INFINITY; BLOCK_ROWS],
+            sum: [0.0; BLOCK_ROWS],
         }
     }
 }
 
-/// Rows `row0 .. row0 + rows` of head `head` into `dst` ([rows, dv]).
+/// Rows `row0 .. row0 + rows` (a query block) of head `head` into `dst` ([rows, dv]): key chunk
+/// by key chunk, every strip of the block takes the chunk (the online softmax).
 #[allow(clippy::too_many_arguments)]
-fn strip_attention(q: &[f32], kt: &[f32], v: &[f32], dst: &mut [f32], dims: AttentionDims, head: usize, row0: usize, rows: usize, sc: &mut Scratch) {
+fn block_attention(q: &[f32], kt: &[f32], v: &[f32], dst: &mut [f32], dims: AttentionDims, head: usize, row0: usize, rows: usize, sc: &mut Scratch) {
     let AttentionDims { sq, sk, d, dv, .. } = dims;
-    let qs = &mut sc.q[..rows * d];
-    qs.copy_from_slice(&q[(head * sq + row0) * d..(head * sq + row0 + rows) * d]);
+    let q_block = &q[(head * sq + row0) * d..(head * sq + row0 + rows) * d];
     let o = &mut sc.o[..rows * dv];
     o.fill(0.0);
     sc.max[..rows].fill(f32::NEG_INFINITY);
@@ -172,30 +175,35 @@ fn strip_attention(q: &[f32], kt: &[f32], v: &[f32], dst: &mut [f32], dims: Atte
     let mut key0 = 0;
     while key0 < sk {
         let len = KEY_CHUNK.min(sk - key0);
-        let s = &mut sc.s[..rows * len];
-        s.fill(0.0);
-        strip_gemm(s, qs, &kt_head[key0 * d..(key0 + len) * d], rows, d, len);
-        for r in 0..rows {
-            let row = &mut s[r * len..(r + 1) * len];
-            let chunk_max = row_max(row);
-            let new_max = if chunk_max > sc.max[r] { chunk_max } else { sc.max[r] };
-            // exp2(-inf - finite) = 0: the first chunk's rescale of an empty accumulator.
-            let rescale = exp2(sc.max[r] - new_max);
-            let row_sum = exp2_shifted_in_place(row, new_max);
-            // An infinite or NaN score makes the row NaN, as in the dense softmax.
-            sc.sum[r] = if new_max.is_finite() { sc.sum[r] * rescale + row_sum } else { f32::NAN };
-            sc.max[r] = new_max;
-            if rescale != 1.0 {
-                o[r * dv..(r + 1) * dv].iter_mut().for_each(|x| *x *= rescale);
+        let (kt_chunk, v_chunk) = (&kt_head[key0 * d..(key0 + len) * d], &v_head[key0 * dv..(key0 + len) * dv]);
+        for strip0 in (0..rows).step_by(STRIP_ROWS) {
+            let n = STRIP_ROWS.min(rows - strip0);
+            let s = &mut sc.s[..n * len];
+            s.fill(0.0);
+            strip_gemm(s, &q_block[strip0 * d..(strip0 + n) * d], kt_chunk, n, d, len);
+            for r in 0..n {
+                let row = &mut s[r * len..(r + 1) * len];
+                let (max, sum) = (&mut sc.max[strip0 + r], &mut sc.sum[strip0 + r]);
+                let chunk_max = row_max(row);
+                let new_max = if chunk_max > *max { chunk_max } else { *max };
+                // exp2(-inf - finite) = 0: the first chunk's rescale of an empty accumulator.
+                let rescale = exp2(*max - new_max);
+                let row_sum = exp2_shifted_in_place(row, new_max);
+                // An infinite or NaN score makes the row NaN, as in the dense softmax.
+                *sum = if new_max.is_finite() { *sum * rescale + row_sum } else { f32::NAN };
+                *max = new_max;
+                if rescale != 1.0 {
+                    o[(strip0 + r) * dv..(strip0 + r + 1) * dv].iter_mut().for_each(|x| *x *= rescale);
+                }
             }
+            strip_gemm(&mut o[strip0 * dv..(strip0 + n) * dv], s, v_chunk, n, len, dv);
         }
-        strip_gemm(o, s, &v_head[key0 * dv..(key0 + len) * dv], rows, len, dv);
         key0 += len;
     }
     for r in 0..rows {
-        let inv = sc.sum[r];
+        let total = sc.sum[r];
         for (x, &acc) in dst[r * dv..(r + 1) * dv].iter_mut().zip(&o[r * dv..(r + 1) * dv]) {
-            *x = acc / inv;
+            *x = acc / total;
         }
     }
 }
@@ -286,4 +294,112 @@ pub fn exp2(x: f32) -> f32 {
     let shift = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32) << 23;
     let r = f32::from_bits((p.to_bits() as i32).wrapping_add(shift) as u32);
     if x.is_nan() { x } else { r }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `softmax2(q k^T) v` in f64, row by row.
+    fn reference(q: &[f32], k: &[f32], v: &[f32], dims: AttentionDims) -> Vec<f64> {
+        let AttentionDims { sq, sk, d, dv, .. } = dims;
+        let mut out = Vec::with_capacity(dims.lens()[3]);
+        for head in 0..dims.heads() {
+            for i in 0..sq {
+                let qi = &q[(head * sq + i) * d..][..d];
+                let s: Vec<f64> = (0..sk)
+                    .map(|j| qi.iter().zip(&k[(head * sk + j) * d..][..d]).map(|(&a, &b)| a as f64 * b as f64).sum())
+                    .collect();
+                let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let p: Vec<f64> = s.iter().map(|x| (x - m).exp2()).collect();
+                let total: f64 = p.iter().sum();
+                for c in 0..dv {
+                    out.push((0..sk).map(|j| p[j] * v[(head * sk + j) * dv + c] as f64).sum::<f64>() / total);
+                }
+            }
+        }
+        out
+    }
+
+    /// Deterministic values in [-scale, scale) plus `trend * position` along the sequence.
+    fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ((x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+            })
+            .collect()
+    }
+
+    fn check(dims: AttentionDims, q: &[f32], k: &[f32], v: &[f32], threads: usize) {
+        let mut out = vec![0f32; dims.lens()[3]];
+        attention_base2(q, k, v, &mut out, dims, threads);
+        let want = reference(q, k, v, dims);
+        let worst = out.iter().zip(&want).map(|(&g, &w)| (g as f64 - w).abs() / (1.0 + w.abs())).fold(0.0, f64::max);
+        assert!(worst < 2e-6, "{dims:?}: max error {worst:e}");
+    }
+
+    #[test]
+    fn matches_the_f64_definition_across_blocks_chunks_and_remainders() {
+        // Query rows not a multiple of a strip or block, keys over several chunks with a
+        // partial last one, head dims that are not multiples of the vector width, dv != d.
+        for (b, h, sq, sk, d, dv, threads) in [
+            (1, 1, 1, 1, 1, 1, 1),
+            (2, 3, 70, 1100, 24, 40, 2),
+            (1, 2, 130, 513, 64, 64, 3),
+            (1, 1, 9, 7, 80, 17, 1),
+            (1, 1, 65, 2048, 128, 128, 2),
+        ] {
+            let dims = AttentionDims { b, h, sq, sk, d, dv };
+            let [lq, lk, lv, _] = dims.lens();
+            check(dims, &values(lq, 1, 0.5), &values(lk, 2, 0.5), &values(lv, 3, 1.0), threads);
+        }
+    }
+
+    #[test]
+    fn the_online_softmax_rescales_when_a_later_chunk_has_the_max() {
+        // Scores grow with the key index (k's first column rises): each chunk raises every row's
+        // max, and the earliest keys' weights end up ~2^-30 of the last ones'.
+        let dims = AttentionDims { b: 1, h: 1, sq: 20, sk: 1600, d: 8, dv: 8 };
+        let [lq, lk, lv, _] = dims.lens();
+        let q: Vec<f32> = (0..lq).map(|i| if i % 8 == 0 { 1.0 } else { 0.1 }).collect();
+        let mut k = values(lk, 5, 0.5);
+        for j in 0..dims.sk {
+            k[j * 8] = j as f32 / 50.0;
+        }
+        check(dims, &q, &k, &values(lv, 6, 1.0), 2);
+    }
+
+    #[test]
+    fn a_nan_or_infinite_score_makes_its_row_nan_only() {
+        let dims = AttentionDims { b: 1, h: 1, sq: 3, sk: 600, d: 4, dv: 4 };
+        let [lq, lk, lv, lo] = dims.lens();
+        let mut q = values(lq, 7, 0.5);
+        q[4] = f32::INFINITY; // row 1: +inf scores
+        let mut k = values(lk, 8, 0.5);
+        let v = values(lv, 9, 1.0);
+        let mut out = vec![0f32; lo];
+        attention_base2(&q, &k, &v, &mut out, dims, 1);
+        assert!(out[4..8].iter().all(|x| x.is_nan()), "{:?}", &out[4..8]);
+        assert!(out[..4].iter().chain(&out[8..]).all(|x| x.is_finite()));
+        k[550 * 4] = f32::NAN; // key 550 (second chunk): every row's score is NaN there
+        attention_base2(&q, &k, &v, &mut out, dims, 1);
+        assert!(out.iter().all(|x| x.is_nan()));
+    }
+
+    #[test]
+    fn exp2_is_within_two_ulp_and_clamps() {
+        for i in -125_000..=127_000 {
+            let x = i as f32 / 1000.0;
+            let (got, want) = (exp2(x) as f64, (x as f64).exp2());
+            assert!((got - want).abs() <= 2.4e-7 * want, "exp2({x}) = {got}, expected {want}");
+        }
+        assert_eq!(exp2(0.0), 1.0);
+        assert_eq!(exp2(-1000.0), 2f32.powi(-125));
+        assert_eq!(exp2(f32::NEG_INFINITY), 2f32.powi(-125));
+        assert!(exp2(f32::NAN).is_nan());
+    }
 }

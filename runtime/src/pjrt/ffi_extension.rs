@@ -108,8 +108,7 @@ impl Plugin {
             Ok(()) => return None,
             Err(e) => e.to_string(),
         };
-        let expected: usize = message.split("size: expected ").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
-        match expected {
+        match expected_struct_size(&message)? {
             TYPED_ONLY_SIZE => Some(Layout::TypedOnly),
             VERSIONED_SIZE => Some(Layout::Versioned),
             _ => None,
@@ -164,6 +163,25 @@ impl Plugin {
                 self.register_ffi_handler(target, handler, crate::cpu_kernels::PLATFORM).is_ok()
             })
         })
+    }
+}
+
+/// The size a plugin's struct-size error asks for: "Unexpected X size: expected 52, got 8. ...".
+fn expected_struct_size(message: &str) -> Option<usize> {
+    message.split("size: expected ").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_register_layouts_and_the_probe_answer() {
+        assert_eq!((TYPED_ONLY_SIZE, VERSIONED_SIZE), (52, 60));
+        let answer = "PJRT_FFI_Register_Handler failed (INVALID_ARGUMENT): Unexpected PJRT_FFI_Register_Handler_Args \
+                      size: expected 52, got 8. The plugin is likely built with a later version than the framework.";
+        assert_eq!(expected_struct_size(answer), Some(52));
+        assert_eq!(expected_struct_size("Unexpected size"), None);
     }
 }
 
