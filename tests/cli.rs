@@ -167,27 +167,31 @@ fn plugin_lists_the_default_with_its_api_version_and_platform() {
 fn pipeline_flags_shape_the_passes_and_keep_the_numbers() {
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
-    // The standard pipeline: K smoothing, blockwise for long attention only (32 keys stay
-    // dense), then decompose and the cleanups; exp2 on adds the dense base-2 lowering.
+    // The standard pipeline on CPU: K smoothing, the CPU kernel for attention without mask or
+    // window, blockwise for what is left if long, then decompose and the cleanups; exp2 on adds
+    // the dense base-2 lowering.
     let all = ok(vidlower(r, &["dump-ir", "--after", "all", "--exp2-softmax", "on"]));
-    for pass in ["k_smooth", "blockwise_attention", "exp2_softmax", "decompose", "canonicalize", "cse", "dce"] {
+    for pass in ["k_smooth", "cpu_attention", "blockwise_attention", "exp2_softmax", "decompose", "canonicalize", "cse", "dce"] {
         assert!(all.contains(&format!("IR after {pass} -----")), "missing dump after {pass}");
     }
-    let short = ok(vidlower(r, &["dump-ir", "--after", "blockwise_attention"]));
-    assert!(short.contains("attention(") && !short.contains("while("), "32 keys are not long: {short}");
+    let kernel = ok(vidlower(r, &["dump-ir", "--after", "blockwise_attention"]));
+    assert!(kernel.contains("vidlower_cpu_attention_base2") && !kernel.contains("attention(") && !kernel.contains("while("), "{kernel}");
+    // Sharded, the kernel is not used (XLA cannot partition it): 32 keys stay dense.
+    let short = ok(vidlower(r, &["dump-ir", "--mesh", "dp=2", "--after", "blockwise_attention"]));
+    assert!(short.contains("attention(") && !short.contains("while(") && !short.contains("custom_call("), "32 keys are not long: {short}");
     let blockwise = ok(vidlower(r, &["dump-ir", "--attention", "blockwise", "--bkv", "8", "--after", "blockwise_attention"]));
     assert!(blockwise.contains("while(") && !blockwise.contains("attention("), "{blockwise}");
     // --attention auto follows the target (dump-ir opens no plugin: --target, cpu by default):
     // on cuda a bf16 attention becomes cuDNN's custom call, an f32 one stays for the key rule;
-    // on tpu and cpu no custom call.
+    // on tpu no custom call, on cpu only the CPU kernel's.
     let cuda_bf16 = ok(vidlower(r, &["dump-ir", "--target", "cuda", "--dtype", "bf16", "--after", "cudnn_attention"]));
     assert!(cuda_bf16.contains("custom_call(") && !cuda_bf16.contains("attention("), "{cuda_bf16}");
     let cuda_f32 = ok(vidlower(r, &["dump-ir", "--target", "cuda", "--after", "cudnn_attention"]));
     assert!(!cuda_f32.contains("custom_call(") && cuda_f32.contains("attention("), "{cuda_f32}");
-    for target in ["tpu", "cpu"] {
-        let all = ok(vidlower(r, &["dump-ir", "--target", target, "--dtype", "bf16", "--after", "all"]));
-        assert!(!all.contains("IR after cudnn_attention") && !all.contains("custom_call("), "{target}: {all}");
-    }
+    let tpu = ok(vidlower(r, &["dump-ir", "--target", "tpu", "--dtype", "bf16", "--after", "all"]));
+    assert!(!tpu.contains("IR after cudnn_attention") && !tpu.contains("custom_call("), "{tpu}");
+    let cpu = ok(vidlower(r, &["dump-ir", "--target", "cpu", "--dtype", "bf16", "--after", "all"]));
+    assert!(!cpu.contains("IR after cudnn_attention") && !cpu.contains("cudnn") && cpu.contains("vidlower_cpu_attention_base2"), "{cpu}");
     let o = vidlower(r, &["dump-ir", "--target", "gpu"]);
     assert!(!o.status.success() && stderr(&o).contains("unknown target `gpu`; expected one of cpu, cuda, tpu"), "{}", stderr(&o));
     let window = ok(vidlower(r, &["dump-ir", "--window-size", "4,2", "--after", "sliding_window"]));
@@ -220,8 +224,8 @@ fn pipeline_flags_shape_the_passes_and_keep_the_numbers() {
     assert!(explained.contains("standard pipeline: attention blockwise (bq 3328, bkv 2816, bkv-compute 256), exp2 softmax auto (blockwise only), k smoothing on"), "{explained}");
     assert!(explained.contains("    1. self q f32[2,4,32,16] k f32[2,4,32,16] mask none -> blockwise: --attention blockwise"), "{explained}");
     let auto = ok(vidlower(r, &["compile", "--explain"]));
-    assert!(auto.contains("standard pipeline: attention auto on cpu -> blockwise above 512 keys, dense below"), "{auto}");
-    assert!(auto.contains("attention ops: 1\n    1. self q f32[2,4,32,16] k f32[2,4,32,16] mask none -> dense: 32 keys <= 512"), "{auto}");
+    assert!(auto.contains("standard pipeline: attention auto on cpu -> vidlower's cpu kernel where it applies, else blockwise above 512 keys, dense below"), "{auto}");
+    assert!(auto.contains("attention ops: 1\n    1. self q f32[2,4,32,16] k f32[2,4,32,16] mask none -> cpu-kernel: f32, no mask, no window"), "{auto}");
     for (args, want) in [
         (&["compile", "--passes", "dce", "--attention", "dense"][..], "--attention shapes the standard pipeline"),
         (&["compile", "--attention", "flash"][..], "unknown attention lowering `flash`"),

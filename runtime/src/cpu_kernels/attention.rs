@@ -12,7 +12,7 @@
 //! output accumulator rescaled when the max grows.
 //!
 //! Per strip and chunk: `s = q_strip @ k_chunk^T` and `o += p @ v_chunk` are the register-tiled
-//! [`strip_gemm`] (AVX-512; elsewhere the LoRA merge's kernel); k is packed once per call as k^T
+//! [`add_low_rank`] kernel (the LoRA merge's; AVX-512 / AVX2 register tiles); k is packed once per call as k^T
 //! in chunks of [`KEY_CHUNK`] keys so each chunk's rows are contiguous.
 //!
 //! Values: scores summed over d in f32 (fused multiply-adds), `exp2` to about 1 ulp
@@ -20,11 +20,11 @@
 //! output element at the end. Rows whose keys all give -inf or NaN give NaN, as the dense
 //! softmax does.
 
-use super::strip_gemm::{strip_gemm, TILE_ROWS};
+use crate::rank_update::add_low_rank;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Query rows per register tile of [`strip_gemm`] (a strip).
-pub const STRIP_ROWS: usize = TILE_ROWS;
+/// Query rows per strip: the rows of [`add_low_rank`]'s AVX-512 register tile.
+pub const STRIP_ROWS: usize = 8;
 
 /// Query rows per task: the strips that share each key chunk while it is in cache.
 pub const BLOCK_ROWS: usize = 8 * STRIP_ROWS;
@@ -180,7 +180,7 @@ fn block_attention(q: &[f32], kt: &[f32], v: &[f32], dst: &mut [f32], dims: Atte
             let n = STRIP_ROWS.min(rows - strip0);
             let s = &mut sc.s[..n * len];
             s.fill(0.0);
-            strip_gemm(s, &q_block[strip0 * d..(strip0 + n) * d], kt_chunk, n, d, len);
+            add_low_rank(s, &q_block[strip0 * d..(strip0 + n) * d], kt_chunk, n, d, len, 1.0);
             for r in 0..n {
                 let row = &mut s[r * len..(r + 1) * len];
                 let (max, sum) = (&mut sc.max[strip0 + r], &mut sc.sum[strip0 + r]);
@@ -196,7 +196,7 @@ fn block_attention(q: &[f32], kt: &[f32], v: &[f32], dst: &mut [f32], dims: Atte
                     o[(strip0 + r) * dv..(strip0 + r + 1) * dv].iter_mut().for_each(|x| *x *= rescale);
                 }
             }
-            strip_gemm(&mut o[strip0 * dv..(strip0 + n) * dv], s, v_chunk, n, len, dv);
+            add_low_rank(&mut o[strip0 * dv..(strip0 + n) * dv], s, v_chunk, n, len, dv, 1.0);
         }
         key0 += len;
     }

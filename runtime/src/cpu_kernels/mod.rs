@@ -5,7 +5,6 @@
 //! vidlower process with a CPU client does (see [`crate::pjrt::Client::new`]).
 
 pub mod attention;
-pub mod strip_gemm;
 pub mod xla_ffi;
 
 use attention::{attention_base2, AttentionDims};
