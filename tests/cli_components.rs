@@ -182,12 +182,12 @@ fn compile_explain_lists_each_attention_op_with_its_lowering_for_the_plugin() {
     let root = tempfile::tempdir().unwrap();
     let args = ["compile", "--explain", "--model", "wan2.1-tiny", "--component", "transformer", "--height", "32", "--width", "48", "--frames", "5"];
     let out = ok(vidlower(root.path(), &args));
-    assert!(out.contains("standard pipeline: attention auto on cpu -> blockwise above 512 keys, dense below"), "{out}");
+    assert!(out.contains("standard pipeline: attention auto on cpu -> vidlower's cpu kernel where it applies, else blockwise above 512 keys, dense below"), "{out}");
     // Two blocks, each a self-attention over the 12 video tokens and a cross-attention over the
-    // 512 text tokens; on CPU all short, so dense.
+    // 512 text tokens; on CPU, none masked or windowed, so all to the CPU kernel.
     assert!(out.contains("attention ops: 4\n"), "{out}");
-    let self_line = "self q f32[2,2,12,12] k f32[2,2,12,12] mask none -> dense: 12 keys <= 512";
-    let cross_line = "cross q f32[2,2,12,12] k f32[2,2,512,12] mask none -> dense: 512 keys <= 512";
+    let self_line = "self q f32[2,2,12,12] k f32[2,2,12,12] mask none -> cpu-kernel: f32, no mask, no window";
+    let cross_line = "cross q f32[2,2,12,12] k f32[2,2,512,12] mask none -> cpu-kernel: f32, no mask, no window";
     for (i, line) in [self_line, cross_line, self_line, cross_line].iter().enumerate() {
         assert!(out.contains(&format!("    {}. {line}\n", i + 1)), "op {}: {out}", i + 1);
     }
@@ -204,7 +204,7 @@ fn compile_ahead_of_time_makes_the_stage_a_cache_hit() {
     let out = r.join("stage_outputs");
     let (out, cache) = (out.to_str().unwrap(), r.join("executables"));
     let stage1 = ok(vidlower(r, &["stage1", "--model", "wan2.1-tiny", "--prompt", "a fox", "--output-dir", out, "--cache-dir", cache.to_str().unwrap()]));
-    assert!(stage1.contains("text encoders lowered with attention auto on cpu -> blockwise above 512 keys"), "{stage1}");
+    assert!(stage1.contains("text encoders lowered with attention auto on cpu -> vidlower's cpu kernel where it applies, else blockwise above 512 keys"), "{stage1}");
     assert!(stage1.contains("text_encoder: passes") && stage1.contains("cache hit"), "{stage1}");
 }
 

@@ -256,9 +256,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_pipeline_smooths_then_lowers_long_attention_blockwise_in_base_2() {
+    fn default_pipeline_smooths_then_lowers_to_the_cpu_kernel_or_blockwise_in_base_2() {
         let names = PipelineOptions::default().pipeline().names();
-        assert_eq!(names, ["k_smooth", "blockwise_attention", "decompose", "canonicalize", "cse", "dce"]);
+        assert_eq!(names, ["k_smooth", "cpu_attention", "blockwise_attention", "decompose", "canonicalize", "cse", "dce"]);
         let everywhere = PipelineOptions { exp2_softmax: Exp2Choice::On, attention: AttentionLowering::Dense, ..Default::default() };
         assert_eq!(everywhere.pipeline().names(), ["k_smooth", "exp2_softmax", "decompose", "canonicalize", "cse", "dce"]);
         let plain = PipelineOptions::plain().pipeline().names();
@@ -267,7 +267,7 @@ mod tests {
         assert_eq!(windowed.pipeline().names()[..3], ["sliding_window", "k_smooth", "cudnn_attention"]);
         let cuda = PipelineOptions { target: Target::Cuda, ..Default::default() };
         assert_eq!(cuda.pipeline().names()[..3], ["k_smooth", "cudnn_attention", "blockwise_attention"]);
-        for target in [Target::Cpu, Target::Tpu, Target::Other] {
+        for target in [Target::Tpu, Target::Other] {
             let options = PipelineOptions { target, ..Default::default() };
             assert_eq!(options.pipeline().names()[..2], ["k_smooth", "blockwise_attention"], "{target}");
         }

@@ -90,6 +90,6 @@ mod tests {
     #[test]
     fn unknown_names_list_the_known_ones() {
         let err = create_pass("cse2").err().unwrap();
-        assert_eq!(err.to_string(), "unknown pass `cse2`; known passes: decompose, canonicalize, cse, dce, k_smooth, exp2_softmax, blockwise_attention, cudnn_attention");
+        assert_eq!(err.to_string(), "unknown pass `cse2`; known passes: decompose, canonicalize, cse, dce, k_smooth, exp2_softmax, blockwise_attention, cudnn_attention, cpu_attention");
     }
 }

@@ -171,6 +171,9 @@ fn expected_struct_size(message: &str) -> Option<usize> {
     message.split("size: expected ").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
+/// Keeps [`OnceLock`] in scope for the field in `Plugin`.
+pub(crate) type KernelsRegistered = OnceLock<bool>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +187,3 @@ mod tests {
         assert_eq!(expected_struct_size("Unexpected size"), None);
     }
 }
-
-/// Keeps [`OnceLock`] in scope for the field in `Plugin`.
-pub(crate) type KernelsRegistered = OnceLock<bool>;
