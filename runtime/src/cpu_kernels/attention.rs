@@ -5,15 +5,15 @@
 //! Why: XLA CPU lowers attention to a [B, H, Sq, Sk] score tensor that goes through memory four
 //! or five times (dot, max, exp, sum, dot); at 2530 tokens x 16 heads that is 410 MB a pass, and
 //! the attention took 2.4-2.8x torch's fused CPU kernel. Here, as in flash attention, each
-//! thread takes a block of 64 query rows of one head, walks the keys in chunks of 512 (a
-//! chunk's k^T and v stay in its L2 while the block's 8-row strips use them) and keeps a strip's
-//! scores for a chunk ([8, 512] f32) in L1 through the softmax and the product with v, so the
-//! scores never reach memory. The softmax is the online one: running max and sum per row, the
-//! output accumulator rescaled when the max grows.
+//! thread takes a block of 64 query rows of one head, walks the keys in chunks (256 KiB of k^T
+//! and v: 512 keys at head dim 64, staying in its L2 while the block's 8-row strips use them)
+//! and keeps a strip's scores for a chunk (at most [8, 512] f32) in L1 through the softmax and
+//! the product with v, so the scores never reach memory. The softmax is the online one: running
+//! max and sum per row, the output accumulator rescaled when the max grows.
 //!
-//! Per strip and chunk: `s = q_strip @ k_chunk^T` and `o += p @ v_chunk` are the register-tiled
-//! [`add_low_rank`] kernel (the LoRA merge's; AVX-512 / AVX2 register tiles); k is packed once per call as k^T
-//! in chunks of [`KEY_CHUNK`] keys so each chunk's rows are contiguous.
+//! Per strip and chunk: `s = q_strip @ k_chunk^T` and `o += p @ v_chunk` are the LoRA merge's
+//! register-tiled [`add_low_rank`] (AVX-512 / AVX2); k is packed once per call as k^T in chunks
+//! of [`key_chunk`] keys so each chunk's rows are contiguous.
 //!
 //! Values: scores summed over d in f32 (fused multiply-adds), `exp2` to about 1 ulp
 //! (a degree-7 polynomial after range reduction; [`exp2`]), sums in f32, one division per
@@ -29,9 +29,16 @@ pub const STRIP_ROWS: usize = 8;
 /// Query rows per task: the strips that share each key chunk while it is in cache.
 pub const BLOCK_ROWS: usize = 8 * STRIP_ROWS;
 
-/// Keys per chunk: a chunk's k^T and v (2 x 128 KiB at head dim 64) stay in a core's L2 while
-/// every strip of the query block uses them, and a strip's scores ([8, 512] f32, 16 KiB) in L1.
-pub const KEY_CHUNK: usize = 512;
+/// Bytes of k^T and v per key chunk: a chunk stays in a core's L2 (1 MiB on Zen 4) while every
+/// strip of the query block uses it. Measured at [2, 2, 7800, 128] f32: chunks of 512 keys (512
+/// KiB) 947 ms, 256 (256 KiB) 756 ms, 128 keys 899 ms; at head dim 64, 256 and 512 keys are equal.
+const CHUNK_BYTES: usize = 256 << 10;
+
+/// Keys per chunk for these head dims: [`CHUNK_BYTES`] of k^T and v, a multiple of the 32-column
+/// tile, at most 512 (a strip's scores, [8, 512] f32 = 16 KiB, stay in L1).
+pub fn key_chunk(d: usize, dv: usize) -> usize {
+    (CHUNK_BYTES / (4 * (d + dv).max(1)) / 32 * 32).clamp(32, 512)
+}
 
 /// Sizes of one call: q [b, h, sq, d], k [b, h, sk, d], v [b, h, sk, dv], out [b, h, sq, dv].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,11 +118,11 @@ fn run_on_threads(threads: usize, work: &(dyn Fn() + Sync)) {
     });
 }
 
-/// k [bh, sk, d] as k^T in key chunks: for head h and chunk c (keys c*KEY_CHUNK ..), a [d, len]
+/// k [bh, sk, d] as k^T in key chunks: for head h and chunk c (keys c*chunk ..), a [d, len]
 /// row-major block, blocks one after another per head. Chunk c of head h starts at
-/// `h * sk * d + c * KEY_CHUNK * d`.
+/// `h * sk * d + c * chunk * d`.
 fn pack_k_transposed(k: &[f32], dims: AttentionDims, threads: usize) -> Vec<f32> {
-    let (sk, d) = (dims.sk, dims.d);
+    let (sk, d, chunk) = (dims.sk, dims.d, key_chunk(dims.d, dims.dv));
     let mut kt = vec![0f32; k.len()];
     let heads = dims.heads();
     if heads == 0 || sk * d == 0 {
@@ -126,7 +133,7 @@ fn pack_k_transposed(k: &[f32], dims: AttentionDims, threads: usize) -> Vec<f32>
         for (src, dst) in k.chunks(per_thread * sk * d).zip(kt.chunks_mut(per_thread * sk * d)) {
             s.spawn(move || {
                 for (src, dst) in src.chunks(sk * d).zip(dst.chunks_mut(sk * d)) {
-                    for (src, dst) in src.chunks(KEY_CHUNK * d).zip(dst.chunks_mut(KEY_CHUNK * d)) {
+                    for (src, dst) in src.chunks(chunk * d).zip(dst.chunks_mut(chunk * d)) {
                         let len = src.len() / d;
                         for j in 0..len {
                             for (dd, &x) in src[j * d..(j + 1) * d].iter().enumerate() {
@@ -153,7 +160,7 @@ struct Scratch {
 impl Scratch {
     fn new(dims: AttentionDims) -> Scratch {
         Scratch {
-            s: vec![0.0; STRIP_ROWS * KEY_CHUNK.min(dims.sk)],
+            s: vec![0.0; STRIP_ROWS * key_chunk(dims.d, dims.dv).min(dims.sk)],
             o: vec![0.0; BLOCK_ROWS * dims.dv],
             max: [f32::NEG_INFINITY; BLOCK_ROWS],
             sum: [0.0; BLOCK_ROWS],
@@ -174,7 +181,7 @@ fn block_attention(q: &[f32], kt: &[f32], v: &[f32], dst: &mut [f32], dims: Atte
     let (kt_head, v_head) = (&kt[head * sk * d..(head + 1) * sk * d], &v[head * sk * dv..(head + 1) * sk * dv]);
     let mut key0 = 0;
     while key0 < sk {
-        let len = KEY_CHUNK.min(sk - key0);
+        let len = key_chunk(d, dv).min(sk - key0);
         let (kt_chunk, v_chunk) = (&kt_head[key0 * d..(key0 + len) * d], &v_head[key0 * dv..(key0 + len) * dv]);
         for strip0 in (0..rows).step_by(STRIP_ROWS) {
             let n = STRIP_ROWS.min(rows - strip0);
