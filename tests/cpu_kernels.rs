@@ -62,6 +62,8 @@ fn the_kernel_is_registered_and_equals_xla_dense_attention() {
         let graph = attention_graph(dtype);
         let (lowered, module) = common::lower(parse(&graph).unwrap(), &["cpu_attention", "decompose"]);
         assert_eq!(lowered.op_counts().get("custom_call"), Some(&1));
+        // The memory plan counts the kernel's k^T copy (k in f32: 3 x 600 x 24 x 4 bytes).
+        assert_eq!(vidlower_runtime::program::Signature::of(&lowered).kernel_scratch, 3 * 600 * 24 * 4);
         assert!(module.contains("api_version = 4") && module.contains("vidlower_cpu_attention_base2"), "{module}");
         let inputs = inputs(dtype);
         let fused = run(&graph, &["cpu_attention", "decompose", "canonicalize", "cse", "dce"], &inputs);

@@ -29,6 +29,8 @@ pub struct ExecutableMemory {
     pub stats: Option<CompiledMemoryStats>,
     /// Devices it runs on.
     pub devices: u32,
+    /// Host scratch of vidlower's CPU kernels during a run (`Signature::kernel_scratch`).
+    pub kernel_scratch: u64,
 }
 
 impl ExecutableMemory {
@@ -57,7 +59,8 @@ impl ExecutableMemory {
         }
         let outputs = sig.results.iter().map(|(_, ty)| ty.size_in_bytes().max(0) as u64).sum();
         let devices = program.devices().len() as u32;
-        ExecutableMemory { label: label.to_string(), weights, sharded, inputs, outputs, stats: program.executable.compiled_memory_stats().ok(), devices }
+        let (stats, kernel_scratch) = (program.executable.compiled_memory_stats().ok(), sig.kernel_scratch);
+        ExecutableMemory { label: label.to_string(), weights, sharded, inputs, outputs, stats, devices, kernel_scratch }
     }
 
     pub fn weight_bytes(&self) -> u64 {
@@ -65,16 +68,18 @@ impl ExecutableMemory {
     }
 
     /// What one run needs beyond the resident weights, per device: its inputs, its results and
-    /// its scratch (results that reuse an input's buffer counted once). Without the plugin's
-    /// numbers, the inputs and results alone: a lower bound.
+    /// its scratch (results that reuse an input's buffer counted once), plus what vidlower's
+    /// CPU kernels allocate. Without the plugin's numbers, the inputs, results and kernel
+    /// scratch alone: a lower bound.
     pub fn run_bytes(&self) -> u64 {
-        match &self.stats {
+        let xla = match &self.stats {
             Some(s) => {
                 let inputs = s.arguments.saturating_sub(self.weight_bytes());
                 (inputs + s.outputs + s.temp).saturating_sub(s.alias)
             }
             None => self.inputs + self.outputs,
-        }
+        };
+        xla + self.kernel_scratch
     }
 }
 
@@ -331,7 +336,19 @@ mod tests {
             outputs: 20,
             stats,
             devices: 1,
+            kernel_scratch: 0,
         }
+    }
+
+    #[test]
+    fn a_run_counts_the_cpu_kernels_scratch() {
+        let stats = CompiledMemoryStats { generated_code: 5, arguments: 110, outputs: 20, alias: 0, temp: 1000 };
+        let plain = exe("transformer", &[("w", 100)], Some(stats));
+        let with_kernel = ExecutableMemory { kernel_scratch: 300, ..plain.clone() };
+        assert_eq!(plain.run_bytes(), 10 + 20 + 1000);
+        assert_eq!(with_kernel.run_bytes(), plain.run_bytes() + 300);
+        let unknown = ExecutableMemory { kernel_scratch: 300, ..exe("t", &[], None) };
+        assert_eq!(unknown.run_bytes(), 10 + 20 + 300);
     }
 
     #[test]

@@ -62,6 +62,21 @@ pub struct Signature {
     pub results: Vec<(String, TensorType)>,
     /// How parameters and results lie over the mesh, for a graph with one.
     pub layout: Option<Layout>,
+    /// Host bytes vidlower's own CPU kernels allocate during a run beside XLA's buffers: the
+    /// largest call's (the CPU attention copies k as k^T). 0 without such calls.
+    pub kernel_scratch: u64,
+}
+
+/// The largest scratch a CPU kernel call of `graph` allocates (see [`Signature::kernel_scratch`]).
+fn kernel_scratch(graph: &Graph) -> u64 {
+    let attention = vidlower_passes::cpu_attention::CPU_ATTENTION_TARGET;
+    graph
+        .nodes
+        .iter()
+        .filter(|n| matches!(&n.op, Op::CustomCall { target, .. } if target == attention))
+        .map(|n| graph.tensor_ty(n.operands[1]).size_in_bytes().max(0) as u64)
+        .max()
+        .unwrap_or(0)
 }
 
 /// The mesh of a sharded program and the sharding of each parameter and result, in order.
@@ -96,7 +111,7 @@ impl Signature {
             params: graph.inputs.iter().map(|&v| sharding(v)).collect(),
             results: graph.outputs.iter().map(|o| sharding(o.value)).collect(),
         });
-        Signature { params, results, layout }
+        Signature { params, results, layout, kernel_scratch: kernel_scratch(graph) }
     }
 
     /// Every parameter and result divides into the pieces its sharding asks for, so host
