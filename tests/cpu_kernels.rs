@@ -91,3 +91,48 @@ graph @bad {
     let err = program.run(&HashMap::from([("x".to_string(), x)])).unwrap_err().to_string();
     assert!(err.contains("vidlower_cpu_attention_base2") && err.contains("rank 3"), "{err}");
 }
+
+#[test]
+fn key_masked_attention_equals_xla_dense() {
+    // A boolean key mask per batch row and one shared by the batch (broadcast), each masking
+    // every third key; a float bias per batch row (0 where the boolean masks are false).
+    for (mask_ty, shared) in [("i1[2,1,1,300]", false), ("i1[1,1,1,300]", true), ("f32[2,1,1,300]", false)] {
+        let graph = format!(
+            r#"
+graph @masked {{
+  %0 = input "q" : f32[2,2,40,16]
+  %1 = input "k" : f32[2,2,300,16]
+  %2 = input "v" : f32[2,2,300,16]
+  %3 = input "mask" : {mask_ty}
+  %4 = attention(%0, %1, %2, %3) {{kind=cross, scale=0.25, mask=true}} : f32[2,2,40,16]
+  output "o" = %4
+}}"#
+        );
+        let (lowered, _) = common::lower(parse(&graph).unwrap(), &["cpu_attention", "decompose"]);
+        assert_eq!(lowered.op_counts().get("custom_call"), Some(&1), "{mask_ty}");
+        let rows = if shared { 1 } else { 2 };
+        // Batch row 1 also masks every seventh key: the rows differ.
+        let mask: Vec<f32> = (0..rows * 300).map(|i| if i % 3 == 1 || (i >= 300 && i % 7 == 0) { 0.0 } else { 1.0 + (i % 5) as f32 * 0.1 }).collect();
+        let dtype = if mask_ty.starts_with("i1") { DType::I1 } else { DType::F32 };
+        let mut inputs = HashMap::new();
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for (name, dims) in [("q", vec![2, 2, 40, 16]), ("k", vec![2, 2, 300, 16]), ("v", vec![2, 2, 300, 16])] {
+            let n = dims.iter().product::<i64>() as usize;
+            let v: Vec<f32> = (0..n)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * 2.0
+                })
+                .collect();
+            inputs.insert(name.to_string(), HostTensor::from_f32(dims, &v).unwrap());
+        }
+        inputs.insert("mask".to_string(), HostTensor::from_f32(vec![rows as i64, 1, 1, 300], &mask).unwrap().convert(dtype));
+        let fused = run(&graph, &["cpu_attention", "decompose", "canonicalize", "cse", "dce"], &inputs);
+        let dense = run(&graph, vidlower_passes::DEFAULT_PIPELINE, &inputs);
+        let err = common::max_rel_err(&fused, &dense);
+        eprintln!("{mask_ty}: kernel vs XLA dense max rel err {err:e}");
+        assert!(err < 1e-5, "{mask_ty}: kernel vs XLA dense max rel err {err:e}");
+    }
+}

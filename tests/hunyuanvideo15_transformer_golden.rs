@@ -189,6 +189,22 @@ fn f32_blockwise_matches_diffusers_per_block() {
     }
 }
 
+#[test]
+fn f32_cpu_kernel_matches_diffusers_per_block() {
+    // The standard CPU pipeline: every attention (text self-attention and the joint ones, all
+    // with key masks over the padded text) runs in vidlower's CPU kernel, the masks as a -inf
+    // key bias. The same bound as dense.
+    assert!(client().has_cpu_kernels(), "the CPU plugin took vidlower's kernels");
+    let options = PipelineOptions::default();
+    let graph = transformer_with_block_outputs(&config(), &shape_of(&io(), ""), DType::F32).unwrap();
+    let lowered = options.pipeline().run(graph).unwrap().graph;
+    assert!(lowered.op_counts().get("custom_call").copied().unwrap_or(0) >= 3, "every attention lowered to the kernel");
+    for (name, err) in all_errors(DType::F32, &options) {
+        eprintln!("cpu kernel {name}: {err:e}");
+        assert!(err < 1e-5, "{name}: f32 max relative error {err:e} against diffusers, CPU kernel");
+    }
+}
+
 /// `--window-size` on the joint attention: windowed over the video tokens only. A window wider
 /// than the video changes nothing; a narrow one changes every block's output, and blockwise
 /// (whose key loop then skips the video blocks out of reach) still equals dense.

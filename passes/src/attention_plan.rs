@@ -8,8 +8,8 @@
 //!   whatever its kind (self, cross, joint); what cuDNN leaves goes by the key count, as on the
 //!   CPU. Measured on an H200 (Wan 1.3B, 480x832x81, bf16): cuDNN 1.10 s per CFG step, blockwise
 //!   5.80 s.
-//! - CPU: vidlower's fused CPU kernel wherever [`cpu_attention::support`] takes the op (no mask,
-//!   no window; the runtime registers the kernel with the CPU plugin) and the graph is not
+//! - CPU: vidlower's fused CPU kernel wherever [`cpu_attention::support`] takes the op (no window;
+//!   no mask or a key mask; the runtime registers the kernel with the CPU plugin) and the graph is not
 //!   sharded (XLA cannot partition the call); what it leaves, blockwise above
 //!   [`CPU_LONG_ATTENTION_KEYS`] (512) keys, dense below (measured: XLA CPU's dense attention is
 //!   slower from a few hundred keys on). Measured at [2, 8, 2530, 64] f32 on 2 cores: the
@@ -125,8 +125,11 @@ pub fn choose(lowering: AttentionLowering, target: Target, sharded: bool, site: 
                 },
                 Target::Tpu => Some(TPU_NOTE.to_string()),
                 Target::Cpu if cpu_kernel_allowed(target, sharded) => {
-                    match cpu_attention::support(&site.q, &site.k, &site.v, site.mask.is_some(), site.window) {
-                        Ok(()) => return decision(Lowered::CpuKernel, format!("{}, no mask, no window", site.q.dtype)),
+                    match cpu_attention::support(&site.q, &site.k, &site.v, site.mask.as_ref(), site.window) {
+                        Ok(()) => {
+                            let mask = if site.mask.is_some() { "key mask as bias" } else { "no mask" };
+                            return decision(Lowered::CpuKernel, format!("{}, {mask}, no window", site.q.dtype));
+                        }
                         Err(why) => Some(why),
                     }
                 }
@@ -278,12 +281,19 @@ graph @attn {
     }
 
     #[test]
-    fn cpu_takes_its_kernel_without_mask_and_goes_by_keys_for_the_rest() {
+    fn cpu_takes_its_kernel_for_unmasked_and_key_masked_attention() {
         let d = decisions(Target::Cpu);
-        assert_eq!(d[0], (Lowered::Dense, "a mask (the CPU kernel takes none); 16 keys <= 512".to_string()));
-        assert_eq!(d[1], (Lowered::Dense, "a mask (the CPU kernel takes none); 16 keys <= 512".to_string()));
+        assert_eq!(d[0], (Lowered::CpuKernel, "bf16, key mask as bias, no window".to_string()));
+        assert_eq!(d[1], (Lowered::CpuKernel, "f32, key mask as bias, no window".to_string()));
         assert_eq!(d[2], (Lowered::CpuKernel, "f32, no mask, no window".to_string()));
         assert_eq!(d[3], (Lowered::CpuKernel, "f32, no mask, no window".to_string()));
+        // A mask over queries goes by the key rule.
+        let site = |mask: &str| {
+            let text = format!("graph @m {{\n  %0 = input \"q\" : f32[1,2,16,8]\n  %1 = input \"m\" : {mask}\n  %2 = attention(%0, %0, %0, %1) {{kind=self, scale=0.5, mask=true}} : f32[1,2,16,8]\n  output \"o\" = %2\n}}");
+            plan(&parse(&text).unwrap(), AttentionLowering::Auto, Target::Cpu, false).remove(0).decision
+        };
+        let why = site("i1[1,1,16,16]");
+        assert_eq!((why.lowered, why.reason.as_str()), (Lowered::Dense, "mask i1[1,1,16,16] (the CPU kernel takes key masks [B or 1, 1, 1, Sk]); 16 keys <= 512"));
     }
 
     #[test]
@@ -322,7 +332,7 @@ graph @attn {
             }
         }
         assert_eq!(lowered_counts(Target::Cuda, false), (1, 1, 2));
-        assert_eq!(lowered_counts(Target::Cpu, false), (2, 0, 2));
+        assert_eq!(lowered_counts(Target::Cpu, false), (4, 0, 0));
         assert_eq!(lowered_counts(Target::Cpu, true), (0, 2, 2));
     }
 

@@ -21,7 +21,7 @@ fn main() {
     let mut times = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
-        attention_base2(&q, &k, &v, &mut out, dims, threads);
+        attention_base2(&q, &k, &v, None, &mut out, dims, threads);
         times.push(t.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);

@@ -68,11 +68,14 @@ impl AttentionDims {
     }
 }
 
-/// `out = softmax2(q k^T) v` per head on up to `threads` threads. Panics if a slice's length does
-/// not match `dims` (the FFI handler checks the buffers' shapes first).
-pub fn attention_base2(q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], dims: AttentionDims, threads: usize) {
+/// `out = softmax2(q k^T + key_bias) v` per head on up to `threads` threads. `key_bias` [b, sk]
+/// (base-2 units; -inf masks a key out) is added to every query row of every head of its batch
+/// row. Panics if a slice's length does not match `dims` (the FFI handler checks the buffers'
+/// shapes first).
+pub fn attention_base2(q: &[f32], k: &[f32], v: &[f32], key_bias: Option<&[f32]>, out: &mut [f32], dims: AttentionDims, threads: usize) {
     let [lq, lk, lv, lo] = dims.lens();
     assert!(q.len() == lq && k.len() == lk && v.len() == lv && out.len() == lo, "attention_base2: sizes");
+    assert!(key_bias.is_none_or(|m| m.len() == dims.b * dims.sk), "attention_base2: key bias size");
     if lo == 0 {
         return;
     }
@@ -97,7 +100,8 @@ pub fn attention_base2(q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], dims: A
             let dst = unsafe {
                 std::slice::from_raw_parts_mut(o.0.add((head * dims.sq + row0) * dims.dv), rows * dims.dv)
             };
-            block_attention(q, &kt, v, dst, dims, head, row0, rows, &mut scratch);
+            let bias = key_bias.map(|m| &m[head / dims.h * dims.sk..][..dims.sk]);
+            block_attention(q, &kt, v, bias, dst, dims, head, row0, rows, &mut scratch);
         }
     };
     run_on_threads(threads.clamp(1, tasks), &work);
@@ -169,9 +173,10 @@ impl Scratch {
 }
 
 /// Rows `row0 .. row0 + rows` (a query block) of head `head` into `dst` ([rows, dv]): key chunk
-/// by key chunk, every strip of the block takes the chunk (the online softmax).
+/// by key chunk, every strip of the block takes the chunk (the online softmax). `bias`: the
+/// head's key bias [sk].
 #[allow(clippy::too_many_arguments)]
-fn block_attention(q: &[f32], kt: &[f32], v: &[f32], dst: &mut [f32], dims: AttentionDims, head: usize, row0: usize, rows: usize, sc: &mut Scratch) {
+fn block_attention(q: &[f32], kt: &[f32], v: &[f32], bias: Option<&[f32]>, dst: &mut [f32], dims: AttentionDims, head: usize, row0: usize, rows: usize, sc: &mut Scratch) {
     let AttentionDims { sq, sk, d, dv, .. } = dims;
     let q_block = &q[(head * sq + row0) * d..(head * sq + row0 + rows) * d];
     let o = &mut sc.o[..rows * dv];
@@ -190,8 +195,16 @@ fn block_attention(q: &[f32], kt: &[f32], v: &[f32], dst: &mut [f32], dims: Atte
             add_low_rank(s, &q_block[strip0 * d..(strip0 + n) * d], kt_chunk, n, d, len, 1.0);
             for r in 0..n {
                 let row = &mut s[r * len..(r + 1) * len];
+                if let Some(bias) = bias {
+                    add_in_place(row, &bias[key0..key0 + len]);
+                }
                 let (max, sum) = (&mut sc.max[strip0 + r], &mut sc.sum[strip0 + r]);
                 let chunk_max = row_max(row);
+                if chunk_max == f32::NEG_INFINITY {
+                    // Every key of the chunk masked out for this row: it adds nothing.
+                    row.fill(0.0);
+                    continue;
+                }
                 let new_max = if chunk_max > *max { chunk_max } else { *max };
                 // exp2(-inf - finite) = 0: the first chunk's rescale of an empty accumulator.
                 let rescale = exp2(*max - new_max);
@@ -207,12 +220,18 @@ fn block_attention(q: &[f32], kt: &[f32], v: &[f32], dst: &mut [f32], dims: Atte
         }
         key0 += len;
     }
+    // A row whose keys were all masked out has sum 0: 0/0 = NaN, as the dense softmax gives.
     for r in 0..rows {
         let total = sc.sum[r];
         for (x, &acc) in dst[r * dv..(r + 1) * dv].iter_mut().zip(&o[r * dv..(r + 1) * dv]) {
             *x = acc / total;
         }
     }
+}
+
+/// `row[j] += bias[j]`.
+fn add_in_place(row: &mut [f32], bias: &[f32]) {
+    row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
 }
 
 /// The largest element, ignoring NaN (a NaN element makes its row's sum NaN through [`exp2`]).
@@ -284,8 +303,8 @@ fn exp2_shifted_body(row: &mut [f32], shift: f32) -> f32 {
 
 /// `2^x` in f32, branch-free so that loops over it vectorize: x = n + f with n = round(x) and
 /// |f| <= 1/2, `2^f = e^(f ln 2)` by its Taylor series to degree 7 (truncation error below
-/// 6e-9 relative), then n added to the exponent bits. Results below 2^-125 are 2^-125 (the
-/// softmax adds them to a sum of at least 1), above 2^127 are 2^127; NaN stays NaN.
+/// 6e-9 relative), then n added to the exponent bits. Below 2^-125 the result is 0 (so a masked
+/// key's -inf gives exactly 0), above 2^127 it is 2^127; NaN stays NaN.
 #[inline(always)]
 pub fn exp2(x: f32) -> f32 {
     // 1.5 * 2^23: adding it leaves round(x) in the low mantissa bits.
@@ -300,22 +319,29 @@ pub fn exp2(x: f32) -> f32 {
     }
     let shift = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32) << 23;
     let r = f32::from_bits((p.to_bits() as i32).wrapping_add(shift) as u32);
-    if x.is_nan() { x } else { r }
+    if x.is_nan() {
+        x
+    } else if x < -125.0 {
+        0.0
+    } else {
+        r
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// `softmax2(q k^T) v` in f64, row by row.
-    fn reference(q: &[f32], k: &[f32], v: &[f32], dims: AttentionDims) -> Vec<f64> {
+    /// `softmax2(q k^T + key_bias) v` in f64, row by row.
+    fn reference(q: &[f32], k: &[f32], v: &[f32], bias: Option<&[f32]>, dims: AttentionDims) -> Vec<f64> {
         let AttentionDims { sq, sk, d, dv, .. } = dims;
         let mut out = Vec::with_capacity(dims.lens()[3]);
         for head in 0..dims.heads() {
             for i in 0..sq {
                 let qi = &q[(head * sq + i) * d..][..d];
+                let bias_of = |j: usize| bias.map_or(0.0, |b| b[head / dims.h * sk + j] as f64);
                 let s: Vec<f64> = (0..sk)
-                    .map(|j| qi.iter().zip(&k[(head * sk + j) * d..][..d]).map(|(&a, &b)| a as f64 * b as f64).sum())
+                    .map(|j| qi.iter().zip(&k[(head * sk + j) * d..][..d]).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() + bias_of(j))
                     .collect();
                 let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let p: Vec<f64> = s.iter().map(|x| (x - m).exp2()).collect();
@@ -342,10 +368,17 @@ mod tests {
     }
 
     fn check(dims: AttentionDims, q: &[f32], k: &[f32], v: &[f32], threads: usize) {
+        check_with(dims, q, k, v, None, threads)
+    }
+
+    fn check_with(dims: AttentionDims, q: &[f32], k: &[f32], v: &[f32], bias: Option<&[f32]>, threads: usize) {
         let mut out = vec![0f32; dims.lens()[3]];
-        attention_base2(q, k, v, &mut out, dims, threads);
-        let want = reference(q, k, v, dims);
-        let worst = out.iter().zip(&want).map(|(&g, &w)| (g as f64 - w).abs() / (1.0 + w.abs())).fold(0.0, f64::max);
+        attention_base2(q, k, v, bias, &mut out, dims, threads);
+        let want = reference(q, k, v, bias, dims);
+        let same = |g: f32, w: f64| if g.is_nan() || w.is_nan() { g.is_nan() && w.is_nan() } else { true };
+        assert!(out.iter().zip(&want).all(|(&g, &w)| same(g, w)), "{dims:?}: NaN rows differ");
+        let finite = |x: &f64| !x.is_nan();
+        let worst = out.iter().zip(&want).filter(|(_, w)| finite(w)).map(|(&g, &w)| (g as f64 - w).abs() / (1.0 + w.abs())).fold(0.0, f64::max);
         assert!(worst < 2e-6, "{dims:?}: max error {worst:e}");
     }
 
@@ -381,6 +414,31 @@ mod tests {
     }
 
     #[test]
+    fn a_key_bias_masks_keys_whole_chunks_and_whole_rows() {
+        // Batch 2 x 2 heads, 700 keys (two chunks at head dim 64): batch row 0 masks every even
+        // key and adds a float bias to the rest; batch row 1 masks the whole first chunk and
+        // all keys but one of the second. Masked keys get huge values: any weight on them shows.
+        let dims = AttentionDims { b: 2, h: 2, sq: 10, sk: 700, d: 64, dv: 64 };
+        let [lq, lk, lv, _] = dims.lens();
+        let mut bias = vec![0f32; 2 * 700];
+        for j in 0..700 {
+            bias[j] = if j % 2 == 0 { f32::NEG_INFINITY } else { (j % 7) as f32 * 0.3 };
+            bias[700 + j] = if j == 650 { 0.0 } else { f32::NEG_INFINITY };
+        }
+        let mut v = values(lv, 13, 1.0);
+        for (i, x) in v.iter_mut().enumerate() {
+            let (head, j) = (i / (700 * 64), i / 64 % 700);
+            if bias[head / 2 * 700 + j] == f32::NEG_INFINITY {
+                *x = 1e30;
+            }
+        }
+        check_with(dims, &values(lq, 11, 0.5), &values(lk, 12, 0.5), &v, Some(&bias), 2);
+        // A batch row with every key masked gives NaN rows, as the dense softmax does.
+        let all_masked: Vec<f32> = bias.iter().enumerate().map(|(i, &b)| if i >= 700 { f32::NEG_INFINITY } else { b }).collect();
+        check_with(dims, &values(lq, 11, 0.5), &values(lk, 12, 0.5), &v, Some(&all_masked), 2);
+    }
+
+    #[test]
     fn a_nan_or_infinite_score_makes_its_row_nan_only() {
         let dims = AttentionDims { b: 1, h: 1, sq: 3, sk: 600, d: 4, dv: 4 };
         let [lq, lk, lv, lo] = dims.lens();
@@ -389,11 +447,11 @@ mod tests {
         let mut k = values(lk, 8, 0.5);
         let v = values(lv, 9, 1.0);
         let mut out = vec![0f32; lo];
-        attention_base2(&q, &k, &v, &mut out, dims, 1);
+        attention_base2(&q, &k, &v, None, &mut out, dims, 1);
         assert!(out[4..8].iter().all(|x| x.is_nan()), "{:?}", &out[4..8]);
         assert!(out[..4].iter().chain(&out[8..]).all(|x| x.is_finite()));
         k[550 * 4] = f32::NAN; // key 550 (second chunk): every row's score is NaN there
-        attention_base2(&q, &k, &v, &mut out, dims, 1);
+        attention_base2(&q, &k, &v, None, &mut out, dims, 1);
         assert!(out.iter().all(|x| x.is_nan()));
     }
 
@@ -405,8 +463,9 @@ mod tests {
             assert!((got - want).abs() <= 2.4e-7 * want, "exp2({x}) = {got}, expected {want}");
         }
         assert_eq!(exp2(0.0), 1.0);
-        assert_eq!(exp2(-1000.0), 2f32.powi(-125));
-        assert_eq!(exp2(f32::NEG_INFINITY), 2f32.powi(-125));
+        assert_eq!(exp2(-125.0), 2f32.powi(-125));
+        assert_eq!(exp2(-125.5), 0.0);
+        assert_eq!(exp2(f32::NEG_INFINITY), 0.0);
         assert!(exp2(f32::NAN).is_nan());
     }
 }

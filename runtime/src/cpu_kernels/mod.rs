@@ -12,8 +12,9 @@ use std::sync::OnceLock;
 use xla_ffi::{CallFrame, Error};
 
 /// The custom call target of [`attention_base2`] (named by the pass that emits the call):
-/// `softmax2(q k^T) v` on f32 [B, H, S, D] operands q, k, v (q pre-scaled to base-2 logits),
-/// one [B, H, Sq, Dv] f32 result.
+/// `softmax2(q k^T + key_bias) v` on f32 [B, H, S, D] operands q, k, v (q pre-scaled to base-2
+/// logits) and optionally a key bias f32 [B, Sk] (base 2, -inf = masked), one [B, H, Sq, Dv] f32
+/// result.
 pub const ATTENTION_TARGET: &str = vidlower_passes::cpu_attention::CPU_ATTENTION_TARGET;
 
 /// The platform name the handlers are registered for (XLA's canonical name of the CPU).
@@ -51,12 +52,19 @@ unsafe fn run_attention(frame: &CallFrame) -> Result<(), String> {
     let q = xla_ffi::f32_buffer(&frame.args, 0, "q")?;
     let k = xla_ffi::f32_buffer(&frame.args, 1, "k")?;
     let v = xla_ffi::f32_buffer(&frame.args, 2, "v")?;
+    let bias = if frame.args.size > 3 { Some(xla_ffi::f32_buffer(&frame.args, 3, "key bias")?) } else { None };
     let out = xla_ffi::f32_buffer(&frame.rets, 0, "result")?;
     let dims = attention_dims(&q.dims, &k.dims, &v.dims, &out.dims)?;
+    if let Some(bias) = &bias {
+        if bias.dims != [dims.b, dims.sk] {
+            return Err(format!("key bias is {:?}, expected {:?} ([B, Sk])", bias.dims, [dims.b, dims.sk]));
+        }
+    }
     let [lq, lk, lv, lo] = dims.lens();
     let slice = |b: &xla_ffi::BufferView, len| std::slice::from_raw_parts(b.data as *const f32, len);
     let out = std::slice::from_raw_parts_mut(out.data, lo);
-    attention_base2(slice(&q, lq), slice(&k, lk), slice(&v, lv), out, dims, threads());
+    let bias = bias.as_ref().map(|b| slice(b, dims.b * dims.sk));
+    attention_base2(slice(&q, lq), slice(&k, lk), slice(&v, lv), bias, out, dims, threads());
     Ok(())
 }
 
