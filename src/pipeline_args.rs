@@ -17,7 +17,8 @@ use vidlower_passes::Target;
 #[derive(Args, Clone, Debug, Default)]
 pub struct PipelineArgs {
     /// Attention lowering: auto (per op and per target: on CUDA cuDNN fused attention where it
-    /// applies; on CPU vidlower's fused kernel for attention without mask or window, unsharded;
+    /// applies; on CPU vidlower's fused kernel for attention without window and without a mask
+    /// or with a key mask, unsharded;
     /// otherwise blockwise for more than 512 keys on CPU (20000 elsewhere), dense below; `compile --explain`
     /// shows each op's choice), dense, blockwise, or cudnn (cuDNN fused attention on CUDA where
     /// it applies, dense elsewhere).
