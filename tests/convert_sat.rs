@@ -232,6 +232,17 @@ fn sat_2b_transformer_and_vae_convert_bit_for_bit_and_run_as_the_original() {
     assert!(log.contains("dropped 1 (a position table the model recomputes): `model.diffusion_model.mixins.pos_embed.freqs_sin`"), "{log}");
     assert!(log.contains(&format!("vae: {} SAT tensors converted to {} diffusers tensors", vae.len(), vae.len())), "{log}");
     assert!(log.contains("dropped 1 (a training loss module"), "{log}");
+    // VIDLOWER_KEEP_SAT_CONVERSION=DIR keeps the converted folders for diffusers to load
+    // (tools/golden/check_sat_conversion.py).
+    if let Some(keep) = std::env::var_os("VIDLOWER_KEEP_SAT_CONVERSION") {
+        let keep = Path::new(&keep);
+        for part in ["transformer", "vae"] {
+            std::fs::create_dir_all(keep.join(part)).unwrap();
+            for file in ["config.json", "diffusion_pytorch_model.safetensors"] {
+                std::fs::copy(out.join(part).join(file), keep.join(part).join(file)).unwrap();
+            }
+        }
+    }
     assert_bit_equal(&load(&out.join("transformer/diffusion_pytorch_model.safetensors")), &transformer, "transformer");
     assert_bit_equal(&load(&out.join("vae/diffusion_pytorch_model.safetensors")), &vae, "vae");
 
