@@ -146,7 +146,7 @@ mod x86 {
     /// `R` rows x 32 columns: w (row stride n) += c * u (row stride k) @ d (row stride n), the
     /// columns limited by masks m0 (first 16) and m1 (next 16). The accumulators are plain
     /// locals indexed by constants, so they stay in registers (the macro's tile below spilled
-    /// some with 8 rows: measured 1.8x slower on attention-shaped products).
+    /// some with 8 rows: the CPU attention's products ran ~1.5x slower with it).
     #[target_feature(enable = "avx512f")]
     #[inline]
     #[allow(clippy::too_many_arguments)]
