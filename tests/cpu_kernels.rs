@@ -24,22 +24,25 @@ graph @attn {{
     )
 }
 
+/// Deterministic values in [-scale, scale) (xorshift from `state`) as a tensor of `dtype`.
+fn uniform(state: &mut u64, dims: Vec<i64>, scale: f32, dtype: DType) -> HostTensor {
+    let n = dims.iter().product::<i64>() as usize;
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            ((*state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect();
+    HostTensor::from_f32(dims, &v).unwrap().convert(dtype)
+}
+
 /// q, k in [-2, 2) (scores spread over ~±20, so the softmax is far from uniform), v in [-1, 1).
 fn inputs(dtype: &str) -> HashMap<String, HostTensor> {
     let dtype = if dtype == "bf16" { DType::BF16 } else { DType::F32 };
     let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let mut tensor = |dims: Vec<i64>, scale: f32| {
-        let n = dims.iter().product::<i64>() as usize;
-        let v: Vec<f32> = (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-            })
-            .collect();
-        HostTensor::from_f32(dims, &v).unwrap().convert(dtype)
-    };
+    let mut tensor = |dims: Vec<i64>, scale: f32| uniform(&mut state, dims, scale, dtype);
     HashMap::from([
         ("q".to_string(), tensor(vec![1, 3, 70, 24], 2.0)),
         ("k".to_string(), tensor(vec![1, 3, 600, 24], 2.0)),
@@ -117,16 +120,7 @@ graph @masked {{
         let mut inputs = HashMap::new();
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         for (name, dims) in [("q", vec![2, 2, 40, 16]), ("k", vec![2, 2, 300, 16]), ("v", vec![2, 2, 300, 16])] {
-            let n = dims.iter().product::<i64>() as usize;
-            let v: Vec<f32> = (0..n)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * 2.0
-                })
-                .collect();
-            inputs.insert(name.to_string(), HostTensor::from_f32(dims, &v).unwrap());
+            inputs.insert(name.to_string(), uniform(&mut state, dims, 2.0, DType::F32));
         }
         inputs.insert("mask".to_string(), HostTensor::from_f32(vec![rows as i64, 1, 1, 300], &mask).unwrap().convert(dtype));
         let fused = run(&graph, &["cpu_attention", "decompose", "canonicalize", "cse", "dce"], &inputs);

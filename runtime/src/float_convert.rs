@@ -3,6 +3,7 @@
 //! not one element at a time through f64 as `HostTensor::convert` does. The values are those of
 //! `HostTensor::convert` (one round to nearest even from the exact stored value).
 
+use crate::avx512_dispatch::with_avx512;
 use half::f16;
 use vidlower_ir::DType;
 
@@ -30,28 +31,6 @@ pub fn convert_floats(src: &[u8], from: DType, to: DType, threads: usize) -> Vec
         }
     });
     dst
-}
-
-/// Defines `pub? fn $name($args)` that runs `$body` (an `#[inline(always)]` fn with the same
-/// arguments) compiled for AVX-512 (F, BW) where the CPU has it: the loops here are written to
-/// vectorize, and the crate's x86-64 baseline (SSE2) leaves most of that unused (measured: f32
-/// -> bf16 rounding was 13% of a rank-32 LoRA upload, the low-rank products 8%).
-macro_rules! with_avx512 {
-    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) = $body:ident) => {
-        $(#[$doc])*
-        $vis fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512bw") {
-                #[target_feature(enable = "avx512f,avx512bw")]
-                unsafe fn avx512($($arg: $ty),*) {
-                    $body($($arg),*)
-                }
-                // SAFETY: the CPU has AVX-512F and BW (checked just now).
-                return unsafe { avx512($($arg),*) };
-            }
-            $body($($arg),*)
-        }
-    };
 }
 
 /// `dst[i] = f(src[i])` over elements of the plain-bits types `I` and `O` (u16, u32, u64: a

@@ -2,6 +2,7 @@
 //! cache, and programs (an executable with its graph's signature).
 
 pub mod atomic_file;
+mod avx512_dispatch;
 pub mod cache;
 pub mod cpu_kernels;
 pub mod compile;

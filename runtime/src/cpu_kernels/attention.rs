@@ -20,6 +20,7 @@
 //! output element at the end. Rows whose keys all give -inf or NaN give NaN, as the dense
 //! softmax does.
 
+use crate::avx512_dispatch::with_avx512;
 use crate::rank_update::add_low_rank;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -107,9 +108,9 @@ pub fn attention_base2(q: &[f32], k: &[f32], v: &[f32], key_bias: Option<&[f32]>
     run_on_threads(threads.clamp(1, tasks), &work);
 }
 
-/// `out` shared by the worker threads, each writing disjoint rows.
+/// An output shared by the worker threads, each writing disjoint rows.
 struct SharedOut(*mut f32);
-// SAFETY: the pointer is only used to build disjoint row slices (see `attention_base2`).
+// SAFETY: the pointer is only used to build disjoint row slices (see its users).
 unsafe impl Sync for SharedOut {}
 
 /// Runs `work` on `threads` threads (this one included) and waits for all of them.
@@ -132,23 +133,27 @@ fn pack_k_transposed(k: &[f32], dims: AttentionDims, threads: usize) -> Vec<f32>
     if heads == 0 || sk * d == 0 {
         return kt;
     }
-    let per_thread = heads.div_ceil(threads.clamp(1, heads));
-    std::thread::scope(|s| {
-        for (src, dst) in k.chunks(per_thread * sk * d).zip(kt.chunks_mut(per_thread * sk * d)) {
-            s.spawn(move || {
-                for (src, dst) in src.chunks(sk * d).zip(dst.chunks_mut(sk * d)) {
-                    for (src, dst) in src.chunks(chunk * d).zip(dst.chunks_mut(chunk * d)) {
-                        let len = src.len() / d;
-                        for j in 0..len {
-                            for (dd, &x) in src[j * d..(j + 1) * d].iter().enumerate() {
-                                dst[dd * len + j] = x;
-                            }
-                        }
-                    }
-                }
-            });
+    let next = AtomicUsize::new(0);
+    let kt_ptr = SharedOut(kt.as_mut_ptr());
+    let work = || loop {
+        let head = next.fetch_add(1, Ordering::Relaxed);
+        if head >= heads {
+            break;
         }
-    });
+        let o = &kt_ptr;
+        // SAFETY: every task writes its own head's sk * d elements of `kt`, which outlives the scope.
+        let dst = unsafe { std::slice::from_raw_parts_mut(o.0.add(head * sk * d), sk * d) };
+        let src = &k[head * sk * d..(head + 1) * sk * d];
+        for (src, dst) in src.chunks(chunk * d).zip(dst.chunks_mut(chunk * d)) {
+            let len = src.len() / d;
+            for j in 0..len {
+                for (dd, &x) in src[j * d..(j + 1) * d].iter().enumerate() {
+                    dst[dd * len + j] = x;
+                }
+            }
+        }
+    };
+    run_on_threads(threads.clamp(1, heads), &work);
     kt
 }
 
@@ -234,37 +239,13 @@ fn add_in_place(row: &mut [f32], bias: &[f32]) {
     row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
 }
 
-/// The largest element, ignoring NaN (a NaN element makes its row's sum NaN through [`exp2`]).
-fn row_max(row: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        unsafe fn avx512(row: &[f32]) -> f32 {
-            row_max_body(row)
-        }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just now).
-            return unsafe { avx512(row) };
-        }
-    }
-    row_max_body(row)
-}
+with_avx512!(
+    /// The largest element, ignoring NaN (a NaN element makes its row's sum NaN through [`exp2`]).
+    fn row_max(row: &[f32]) -> f32 = row_max_body);
 
-/// `row[j] = exp2(row[j] - shift)` for every j; returns their sum.
-fn exp2_shifted_in_place(row: &mut [f32], shift: f32) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        unsafe fn avx512(row: &mut [f32], shift: f32) -> f32 {
-            exp2_shifted_body(row, shift)
-        }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just now).
-            return unsafe { avx512(row, shift) };
-        }
-    }
-    exp2_shifted_body(row, shift)
-}
+with_avx512!(
+    /// `row[j] = exp2(row[j] - shift)` for every j; returns their sum.
+    fn exp2_shifted_in_place(row: &mut [f32], shift: f32) -> f32 = exp2_shifted_body);
 
 /// Lanes of the partial maxima and sums: 16 independent accumulators let the loops vectorize
 /// (a single f32 accumulator would force the sequential order).

@@ -10,7 +10,6 @@
 //! handler pointer).
 
 use std::ffi::{c_char, c_void};
-use std::sync::OnceLock;
 
 use super::error::{PjrtError, Result};
 use super::ffi;
@@ -97,7 +96,7 @@ impl Plugin {
         None
     }
 
-    /// The register-handler argument layout, asked once per plugin (see the module doc).
+    /// The register-handler argument layout, asked before each registration (see the module doc).
     fn register_layout(&self, register: RegisterHandlerFn) -> Option<Layout> {
         let mut probe = [0usize; 8];
         probe[0] = std::mem::size_of::<usize>();
@@ -170,9 +169,6 @@ impl Plugin {
 fn expected_struct_size(message: &str) -> Option<usize> {
     message.split("size: expected ").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
-
-/// Keeps [`OnceLock`] in scope for the field in `Plugin`.
-pub(crate) type KernelsRegistered = OnceLock<bool>;
 
 #[cfg(test)]
 mod tests {

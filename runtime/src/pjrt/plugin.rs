@@ -24,7 +24,7 @@ pub struct Plugin {
     version: (u32, u32),
     attributes: Vec<(String, NamedValue)>,
     /// Whether vidlower's CPU kernels are registered (set by the first CPU client).
-    pub(crate) cpu_kernels: super::ffi_extension::KernelsRegistered,
+    pub(crate) cpu_kernels: std::sync::OnceLock<bool>,
     _library: libloading::Library,
 }
 
